@@ -1,0 +1,270 @@
+//! Per-worker counters, shared with the master, and the stats file.
+//!
+//! Each worker increments its own slot in a shared mapping (one writer per
+//! slot, relaxed atomics: a few nanoseconds per event). The master reads the
+//! slots when a worker exits, adds the CPU time and context switches `wait4`
+//! reports for it, and at shutdown writes everything as one JSON document
+//! (`--stats-out`), replaced workers included.
+
+use std::io::{self, Write};
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
+
+use serde::Serialize;
+
+use crate::sys::process::{Exit, Usage};
+use crate::sys::shm::{map_shared_zeroed, SharedZeroed};
+
+/// The most workers one server may run (slots in the shared mapping).
+pub const MAX_WORKERS: usize = 1024;
+
+/// One worker's live counters. Cache-line aligned so that workers on
+/// different CPUs never write the same line.
+#[repr(C, align(64))]
+#[derive(Default)]
+pub struct WorkerCounters {
+    /// Connections this worker accepted (or, for master-pass, received).
+    pub connections: AtomicU64,
+    /// 200 responses fully written.
+    pub requests: AtomicU64,
+    /// Requests answered with an error status (400, 404) instead of served.
+    pub bad_requests: AtomicU64,
+    /// Times the listener woke this worker (readiness events for the listener).
+    pub listener_wakeups: AtomicU64,
+    /// `accept()` calls that found the queue empty (`EAGAIN`): another worker
+    /// took the connection this wakeup was for.
+    pub accept_eagain: AtomicU64,
+    /// Connections open right now.
+    pub open_connections: AtomicU64,
+    /// Messages from the master whose descriptors were cut off (`MSG_CTRUNC`).
+    pub fd_truncations: AtomicU64,
+}
+
+// SAFETY: all fields are atomics, and all-zero is a valid value of each.
+unsafe impl SharedZeroed for WorkerCounters {}
+
+/// The word behind the cross-process accept mutex: the pid of the holder, or 0.
+#[repr(C, align(64))]
+pub struct LockWord(pub AtomicI32);
+
+// SAFETY: a single atomic; zero (unlocked) is valid.
+unsafe impl SharedZeroed for LockWord {}
+
+/// Everything the master shares with its workers.
+#[derive(Clone, Copy)]
+pub struct Shared {
+    /// One slot per worker index.
+    pub slots: &'static [WorkerCounters],
+    /// The accept mutex (used by `shared:accept-mutex` only).
+    pub accept_mutex: &'static LockWord,
+}
+
+impl Shared {
+    /// Maps the shared memory for `workers` workers. Call before the first fork.
+    pub fn map(workers: usize) -> io::Result<Shared> {
+        Ok(Shared { slots: map_shared_zeroed(workers)?, accept_mutex: &map_shared_zeroed(1)?[0] })
+    }
+}
+
+/// A copy of one slot's counters at a point in time.
+#[derive(Clone, Copy, Debug, Default, Serialize, PartialEq, Eq)]
+pub struct CounterSnapshot {
+    /// See [`WorkerCounters::connections`].
+    pub connections: u64,
+    /// See [`WorkerCounters::requests`].
+    pub requests: u64,
+    /// See [`WorkerCounters::bad_requests`].
+    pub bad_requests: u64,
+    /// See [`WorkerCounters::listener_wakeups`].
+    pub listener_wakeups: u64,
+    /// See [`WorkerCounters::accept_eagain`].
+    pub accept_eagain: u64,
+    /// See [`WorkerCounters::fd_truncations`].
+    pub fd_truncations: u64,
+}
+
+impl WorkerCounters {
+    /// Reads every counter.
+    pub fn snapshot(&self) -> CounterSnapshot {
+        CounterSnapshot {
+            connections: self.connections.load(Relaxed),
+            requests: self.requests.load(Relaxed),
+            bad_requests: self.bad_requests.load(Relaxed),
+            listener_wakeups: self.listener_wakeups.load(Relaxed),
+            accept_eagain: self.accept_eagain.load(Relaxed),
+            fd_truncations: self.fd_truncations.load(Relaxed),
+        }
+    }
+
+    /// Zeroes the slot for the next worker that takes it.
+    pub fn reset(&self) {
+        for c in [
+            &self.connections,
+            &self.requests,
+            &self.bad_requests,
+            &self.listener_wakeups,
+            &self.accept_eagain,
+            &self.open_connections,
+            &self.fd_truncations,
+        ] {
+            c.store(0, Relaxed);
+        }
+    }
+
+    /// Adds one to `counter` (a field of this slot).
+    #[inline]
+    pub fn bump(counter: &AtomicU64) {
+        counter.fetch_add(1, Relaxed);
+    }
+}
+
+/// One worker process's life, as written to the stats file.
+#[derive(Clone, Debug, Serialize)]
+pub struct WorkerRecord {
+    /// Worker index (0..workers); a replacement takes the slot of the dead one.
+    pub slot: usize,
+    /// 0 for the first process in a slot, +1 for each replacement.
+    pub generation: u64,
+    /// Process id.
+    pub pid: i32,
+    /// Counters at exit.
+    #[serde(flatten)]
+    pub counters: CounterSnapshot,
+    /// CPU time and context switches, from `wait4`.
+    #[serde(flatten)]
+    pub usage: UsageRecord,
+    /// How the process ended, e.g. "exited with code 0", "was killed by SIGKILL".
+    pub exit: String,
+    /// Whether the master replaced it (it died while the server was running).
+    pub replaced: bool,
+}
+
+/// [`Usage`] with serde field names that carry their unit.
+#[derive(Clone, Copy, Debug, Default, Serialize)]
+pub struct UsageRecord {
+    /// User CPU time, µs.
+    pub cpu_user_us: u64,
+    /// System CPU time, µs.
+    pub cpu_system_us: u64,
+    /// Voluntary context switches.
+    pub voluntary_ctxt_switches: u64,
+    /// Involuntary context switches.
+    pub involuntary_ctxt_switches: u64,
+}
+
+impl From<Usage> for UsageRecord {
+    fn from(u: Usage) -> Self {
+        UsageRecord {
+            cpu_user_us: u.cpu_user_us,
+            cpu_system_us: u.cpu_system_us,
+            voluntary_ctxt_switches: u.voluntary_ctxt_switches,
+            involuntary_ctxt_switches: u.involuntary_ctxt_switches,
+        }
+    }
+}
+
+impl WorkerRecord {
+    /// Builds the record of a worker that has just been reaped.
+    pub fn new(slot: usize, generation: u64, pid: i32, counters: CounterSnapshot, usage: Usage, exit: Exit, replaced: bool) -> Self {
+        WorkerRecord { slot, generation, pid, counters, usage: usage.into(), exit: exit.to_string(), replaced }
+    }
+}
+
+/// The stats file (`--stats-out`).
+#[derive(Debug, Serialize)]
+pub struct StatsReport {
+    /// Always [`StatsReport::SCHEMA`].
+    pub schema: &'static str,
+    /// Strategy name as given to `--strategy`.
+    pub strategy: String,
+    /// The address the server listened on.
+    pub addr: String,
+    /// The master's pid.
+    pub master_pid: i32,
+    /// Workers configured (`--workers`).
+    pub workers_configured: usize,
+    /// Worker processes the master had to replace.
+    pub replacements: u64,
+    /// The master's own figures.
+    pub master: MasterRecord,
+    /// Every worker process that ran, in the order they were reaped.
+    pub workers: Vec<WorkerRecord>,
+}
+
+impl StatsReport {
+    /// Version tag of this document's layout.
+    pub const SCHEMA: &'static str = "prefork-lab.server-stats.v1";
+}
+
+/// The master's figures in the stats file.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct MasterRecord {
+    /// CPU time and context switches of the master itself.
+    #[serde(flatten)]
+    pub usage: UsageRecord,
+    /// Connections the master accepted (master-pass only; 0 otherwise).
+    pub connections_accepted: u64,
+    /// Descriptors the master passed to workers (master-pass only).
+    pub connections_passed: u64,
+    /// Connections sent again to another worker because the first one refused
+    /// or died before acknowledging (master-pass only).
+    pub connections_rerouted: u64,
+    /// Connections the master dropped because no worker could take them.
+    pub connections_dropped: u64,
+}
+
+/// Where the stats file goes; checked at startup so that a bad path fails
+/// before any worker is forked, and written atomically at shutdown.
+#[derive(Debug, Clone)]
+pub struct StatsSink {
+    path: PathBuf,
+}
+
+impl StatsSink {
+    /// Checks that `path` can be written (by creating and removing a probe file
+    /// beside it) without creating `path` itself.
+    pub fn check(path: &Path) -> Result<StatsSink, String> {
+        let dir = match path.parent() {
+            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
+            _ => PathBuf::from("."),
+        };
+        if path.file_name().is_none() || path.is_dir() {
+            return Err(format!("--stats-out {}: not a file name; give a path like results/stats.json", path.display()));
+        }
+        let probe = dir.join(format!(".{}.probe-{}", file_name(path), std::process::id()));
+        match std::fs::File::create(&probe) {
+            Ok(_) => {
+                let _ = std::fs::remove_file(&probe);
+                Ok(StatsSink { path: path.to_path_buf() })
+            }
+            Err(e) => Err(format!(
+                "cannot write the stats file {}: {} ({}); create the directory or pick another path",
+                path.display(),
+                e,
+                dir.display()
+            )),
+        }
+    }
+
+    /// Writes the report to a temporary file beside the target and renames it
+    /// into place, so a reader never sees half a file.
+    pub fn write(&self, report: &StatsReport) -> io::Result<()> {
+        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(".{}.tmp-{}", file_name(&self.path), std::process::id()));
+        let result = (|| {
+            let mut f = std::fs::File::create(&tmp)?;
+            serde_json::to_writer_pretty(&mut f, report)?;
+            f.write_all(b"\n")?;
+            f.sync_all()?;
+            std::fs::rename(&tmp, &self.path)
+        })();
+        if result.is_err() {
+            let _ = std::fs::remove_file(&tmp);
+        }
+        result
+    }
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}

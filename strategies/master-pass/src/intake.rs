@@ -1,0 +1,122 @@
+//! The worker side: receive descriptors from the master, ack, report closes.
+
+use std::collections::VecDeque;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::net::UnixStream;
+
+use lab_common::channel::{Frame, FrameReader, Outbox};
+use lab_common::stats::WorkerCounters;
+use lab_common::sys::fdpass::recv_with_fds;
+use lab_common::worker::{Accepted, Intake, WorkerEnv, INTAKE_TOKEN_BASE};
+use mio::event::Event;
+use mio::{Interest, Poll, Token};
+
+const CHANNEL: Token = Token(INTAKE_TOKEN_BASE);
+
+/// Takes connections from the master over the control channel.
+pub struct ChannelIntake {
+    env: WorkerEnv,
+    /// Node's round-robin: ack each connection on receipt.
+    ack: bool,
+    /// least-conn: report each close.
+    report_close: bool,
+    channel: Option<mio::net::UnixStream>,
+    frames: FrameReader,
+    fds: VecDeque<OwnedFd>,
+    outbox: Outbox,
+    stopping: bool,
+}
+
+impl ChannelIntake {
+    /// An intake that acks (Node RR) and/or reports closes (least-conn).
+    pub fn new(env: WorkerEnv, ack: bool, report_close: bool) -> Self {
+        ChannelIntake {
+            env,
+            ack,
+            report_close,
+            channel: None,
+            frames: FrameReader::default(),
+            fds: VecDeque::new(),
+            outbox: Outbox::default(),
+            stopping: false,
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if let Some(ch) = self.channel.as_mut() {
+            self.outbox.flush_to(ch)?;
+        }
+        Ok(())
+    }
+
+    fn receive(&mut self, out: &mut Vec<Accepted>) -> io::Result<()> {
+        let Some(ch) = self.channel.as_ref() else { return Ok(()) };
+        let mut buf = [0u8; 256];
+        loop {
+            let got = match recv_with_fds(ch.as_fd(), &mut buf) {
+                Ok(got) => got,
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(e),
+            };
+            if got.bytes == 0 {
+                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the master closed the control channel"));
+            }
+            if got.truncated {
+                WorkerCounters::bump(&self.env.counters.fd_truncations);
+            }
+            self.fds.extend(got.fds);
+            for frame in self.frames.feed(&buf[..got.bytes])? {
+                let Frame::NewConn { seq } = frame else { continue };
+                let Some(fd) = self.fds.pop_front() else {
+                    // MSG_CTRUNC dropped it; nothing to serve or ack.
+                    continue;
+                };
+                if self.stopping {
+                    // Refuse: the master still holds its copy and re-routes it.
+                    drop(fd);
+                    if self.ack {
+                        self.outbox.push(Frame::Ack { seq, accepted: false });
+                    }
+                    continue;
+                }
+                // Ack on receipt, before serving (Node's child.js does the same).
+                if self.ack {
+                    self.outbox.push(Frame::Ack { seq, accepted: true });
+                }
+                out.push(Accepted { fd, tag: self.report_close.then_some(seq) });
+            }
+        }
+    }
+}
+
+impl Intake for ChannelIntake {
+    fn register(&mut self, poll: &Poll, control: UnixStream) -> io::Result<Option<UnixStream>> {
+        control.set_nonblocking(true)?;
+        let mut ch = mio::net::UnixStream::from_std(control);
+        poll.registry().register(&mut ch, CHANNEL, Interest::READABLE | Interest::WRITABLE)?;
+        self.channel = Some(ch);
+        Ok(None)
+    }
+
+    fn on_event(&mut self, event: &Event, _poll: &Poll, out: &mut Vec<Accepted>) -> io::Result<()> {
+        if event.is_readable() || event.is_read_closed() {
+            self.receive(out)?;
+        }
+        self.flush()
+    }
+
+    fn on_closed(&mut self, tag: u32, _poll: &Poll) -> io::Result<()> {
+        if self.report_close {
+            self.outbox.push(Frame::Closed { seq: tag });
+            self.flush()?;
+        }
+        Ok(())
+    }
+
+    fn stop(&mut self, _poll: &Poll) -> io::Result<()> {
+        self.stopping = true;
+        Ok(())
+    }
+}

@@ -1,0 +1,94 @@
+//! Shared listener, inherited accept: the master creates and listens on one
+//! socket before it forks, every worker inherits it, and all workers accept
+//! from the same kernel accept queue. Variants ([`Variant`]):
+//! - `shared:blocking`: each worker blocks in `accept()` (classic pre-fork).
+//!   The kernel queues blocked acceptors as exclusive waiters and wakes them
+//!   in FIFO order, which yields round-robin.
+//! - `shared:epoll`: each worker's own epoll, listener level-triggered, no
+//!   exclusivity (Node's `SCHED_NONE`, libuv): every idle worker wakes for
+//!   every connection (thundering herd); the losers' `accept` returns `EAGAIN`.
+//! - `shared:epoll-exclusive`: the same with `EPOLLEXCLUSIVE` (Linux 4.5,
+//!   nginx's default since 1.11.3): one waiter wakes, and the kernel favours
+//!   the most recent one, so at low load one worker takes nearly everything.
+//! - `shared:accept-mutex`: nginx's `accept_mutex on`: only the worker holding
+//!   a cross-process lock has the listener in its epoll; the others retry
+//!   after `accept_mutex_delay`.
+#![deny(missing_docs)]
+
+pub mod accept_mutex;
+pub mod blocking;
+
+use std::io;
+use std::net::SocketAddr;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+use std::time::Duration;
+
+use lab_common::intake::ListenerIntake;
+use lab_common::listen::{listen, local_addr, ListenOptions};
+use lab_common::stats::Shared;
+use lab_common::supervisor::{ServerConfig, Strategy};
+use lab_common::sys::epoll::ListenerWakeup;
+use lab_common::worker::{self, WorkerEnv};
+
+/// Which way the workers take connections from the shared listener.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// Blocking `accept()` in every worker.
+    Blocking,
+    /// Level-triggered epoll, every worker woken.
+    Epoll,
+    /// Level-triggered epoll with `EPOLLEXCLUSIVE`.
+    EpollExclusive,
+    /// nginx's accept mutex, with its `accept_mutex_delay`.
+    AcceptMutex {
+        /// How long a worker without the lock waits before trying again.
+        delay: Duration,
+    },
+}
+
+/// The shared-listener strategy.
+pub struct SharedListener {
+    variant: Variant,
+    listener: Option<OwnedFd>,
+}
+
+impl SharedListener {
+    /// A shared-listener strategy of the given variant.
+    pub fn new(variant: Variant) -> Self {
+        SharedListener { variant, listener: None }
+    }
+
+}
+
+impl Strategy for SharedListener {
+    fn prepare(&mut self, config: &ServerConfig, _shared: Shared) -> io::Result<SocketAddr> {
+        // O_NONBLOCK lives on the open file description that every worker
+        // inherits: blocking accept needs it off, the epoll variants on.
+        let nonblocking = self.variant != Variant::Blocking;
+        let socket = listen(config.listen, ListenOptions { reuse_port: false, nonblocking, backlog: config.backlog })?;
+        let addr = local_addr(&socket)?;
+        self.listener = Some(socket.into());
+        Ok(addr)
+    }
+
+    fn worker_fds(&self) -> Vec<RawFd> {
+        self.listener.iter().map(|l| l.as_raw_fd()).collect()
+    }
+
+    fn worker_main(&mut self, env: WorkerEnv, control: UnixStream) -> io::Result<()> {
+        // The child's copy of the strategy owns the inherited descriptor:
+        // move it into the intake (no dup: the worker holds exactly one).
+        let listener = self.listener.take().ok_or_else(|| io::Error::other("listener not prepared"))?;
+        match self.variant {
+            Variant::Blocking => worker::run(env, blocking::BlockingIntake::new(listener, env), control),
+            Variant::Epoll => worker::run(env, ListenerIntake::new(listener, ListenerWakeup::LevelAll, env), control),
+            Variant::EpollExclusive => {
+                worker::run(env, ListenerIntake::new(listener, ListenerWakeup::LevelExclusive, env), control)
+            }
+            Variant::AcceptMutex { delay } => {
+                worker::run(env, accept_mutex::AcceptMutexIntake::new(listener, env, delay), control)
+            }
+        }
+    }
+}
