@@ -103,7 +103,7 @@ mod tests {
         let Parse::Complete(r) = parse_request(b"GET /?cpu_us=5 HTTP/1.1\r\nHost: x\r\n\r\n") else { panic!() };
         assert_eq!(r.target, "/?cpu_us=5");
         assert!(r.keep_alive);
-        assert_eq!(r.head_len, 37);
+        assert_eq!(r.head_len, 36);
     }
 
     #[test]
