@@ -59,7 +59,10 @@ impl Frame {
         Some(match b[0] {
             b'R' => Frame::Ready,
             b'N' => Frame::NewConn { seq },
-            b'A' => Frame::Ack { seq, accepted: b[1] != 0 },
+            b'A' => Frame::Ack {
+                seq,
+                accepted: b[1] != 0,
+            },
             b'C' => Frame::Closed { seq },
             _ => return None,
         })
@@ -81,7 +84,10 @@ impl FrameReader {
         for chunk in self.partial[..whole].chunks_exact(FRAME_LEN) {
             let raw: [u8; FRAME_LEN] = chunk.try_into().expect("chunk of FRAME_LEN");
             frames.push(Frame::decode(raw).ok_or_else(|| {
-                io::Error::new(io::ErrorKind::InvalidData, format!("unknown control frame {raw:?}"))
+                io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!("unknown control frame {raw:?}"),
+                )
             })?);
         }
         self.partial.drain(..whole);
@@ -128,7 +134,15 @@ mod tests {
 
     #[test]
     fn frames_round_trip() {
-        for f in [Frame::Ready, Frame::NewConn { seq: 7 }, Frame::Ack { seq: u32::MAX, accepted: false }, Frame::Closed { seq: 1 }] {
+        for f in [
+            Frame::Ready,
+            Frame::NewConn { seq: 7 },
+            Frame::Ack {
+                seq: u32::MAX,
+                accepted: false,
+            },
+            Frame::Closed { seq: 1 },
+        ] {
             assert_eq!(Frame::decode(f.encode()), Some(f));
         }
     }
@@ -136,13 +150,26 @@ mod tests {
     #[test]
     fn reader_reassembles_split_frames() {
         let mut r = FrameReader::default();
-        let a = Frame::Ack { seq: 3, accepted: true }.encode();
+        let a = Frame::Ack {
+            seq: 3,
+            accepted: true,
+        }
+        .encode();
         let c = Frame::Closed { seq: 4 }.encode();
         let mut bytes = a.to_vec();
         bytes.extend_from_slice(&c);
         assert_eq!(r.feed(&bytes[..5]).unwrap(), vec![]);
-        assert_eq!(r.feed(&bytes[5..11]).unwrap(), vec![Frame::Ack { seq: 3, accepted: true }]);
-        assert_eq!(r.feed(&bytes[11..]).unwrap(), vec![Frame::Closed { seq: 4 }]);
+        assert_eq!(
+            r.feed(&bytes[5..11]).unwrap(),
+            vec![Frame::Ack {
+                seq: 3,
+                accepted: true
+            }]
+        );
+        assert_eq!(
+            r.feed(&bytes[11..]).unwrap(),
+            vec![Frame::Closed { seq: 4 }]
+        );
         assert!(r.feed(b"Zxxxxxxx").is_err());
     }
 }

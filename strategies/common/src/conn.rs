@@ -141,18 +141,36 @@ impl Conn {
                                 }
                                 Err(TargetError::NotFound) => {
                                     WorkerCounters::bump(&counters.bad_requests);
-                                    self.respond_error(pid, 404, "Not Found", "not found: the lab serves /\n", self.keep_alive);
+                                    self.respond_error(
+                                        pid,
+                                        404,
+                                        "Not Found",
+                                        "not found: the lab serves /\n",
+                                        self.keep_alive,
+                                    );
                                 }
                                 Err(TargetError::BadQuery(reason)) => {
                                     WorkerCounters::bump(&counters.bad_requests);
-                                    self.respond_error(pid, 400, "Bad Request", &format!("{reason}\n"), false);
+                                    self.respond_error(
+                                        pid,
+                                        400,
+                                        "Bad Request",
+                                        &format!("{reason}\n"),
+                                        false,
+                                    );
                                 }
                             }
                             self.state = State::Writing;
                         }
                         Parse::Invalid(reason) => {
                             WorkerCounters::bump(&counters.bad_requests);
-                            self.respond_error(pid, 400, "Bad Request", &format!("{reason}\n"), false);
+                            self.respond_error(
+                                pid,
+                                400,
+                                "Bad Request",
+                                &format!("{reason}\n"),
+                                false,
+                            );
                             self.rbuf.clear();
                             self.state = State::Writing;
                         }
@@ -219,16 +237,14 @@ impl Conn {
     fn flush(&mut self) -> io::Result<bool> {
         loop {
             let result = if self.wpos < self.wbuf.len() {
-                self.stream.write(&self.wbuf[self.wpos..]).map(|n| {
-                    self.wpos += n;
-                    n
-                })
+                self.stream
+                    .write(&self.wbuf[self.wpos..])
+                    .inspect(|&n| self.wpos += n)
             } else if self.body_left > 0 {
                 let n = self.body_left.min(FILLER.len() as u64) as usize;
-                self.stream.write(&FILLER[..n]).map(|n| {
-                    self.body_left -= n as u64;
-                    n
-                })
+                self.stream
+                    .write(&FILLER[..n])
+                    .inspect(|&n| self.body_left -= n as u64)
             } else {
                 self.wbuf.clear();
                 self.wpos = 0;

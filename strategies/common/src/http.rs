@@ -48,7 +48,9 @@ pub fn parse_request(buf: &[u8]) -> Parse {
                 Parse::Partial
             };
         }
-        Err(httparse::Error::TooManyHeaders) => return Parse::Invalid(format!("more than {MAX_HEADERS} headers")),
+        Err(httparse::Error::TooManyHeaders) => {
+            return Parse::Invalid(format!("more than {MAX_HEADERS} headers"))
+        }
         Err(e) => return Parse::Invalid(format!("malformed request: {e}")),
     };
     if head_len > MAX_HEAD_BYTES {
@@ -68,20 +70,40 @@ pub fn parse_request(buf: &[u8]) -> Parse {
                 }
             }
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            match std::str::from_utf8(h.value).ok().and_then(|s| s.trim().parse::<u64>().ok()) {
+            match std::str::from_utf8(h.value)
+                .ok()
+                .and_then(|s| s.trim().parse::<u64>().ok())
+            {
                 Some(n) if n <= MAX_BODY_BYTES => body_len = n,
-                Some(_) => return Parse::Invalid(format!("request body larger than {MAX_BODY_BYTES} bytes")),
+                Some(_) => {
+                    return Parse::Invalid(format!(
+                        "request body larger than {MAX_BODY_BYTES} bytes"
+                    ))
+                }
                 None => return Parse::Invalid("bad Content-Length".into()),
             }
         } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-            return Parse::Invalid("Transfer-Encoding in a request is not supported; send Content-Length".into());
+            return Parse::Invalid(
+                "Transfer-Encoding in a request is not supported; send Content-Length".into(),
+            );
         }
     }
-    Parse::Complete(Request { target: req.path.unwrap_or("/").to_string(), keep_alive, head_len, body_len })
+    Parse::Complete(Request {
+        target: req.path.unwrap_or("/").to_string(),
+        keep_alive,
+        head_len,
+        body_len,
+    })
 }
 
 /// Formats a response head.
-pub fn response_head(status: u16, reason: &str, worker_pid: u32, content_length: u64, keep_alive: bool) -> Vec<u8> {
+pub fn response_head(
+    status: u16,
+    reason: &str,
+    worker_pid: u32,
+    content_length: u64,
+    keep_alive: bool,
+) -> Vec<u8> {
     let mut head = String::with_capacity(128);
     let _ = write!(
         head,
@@ -100,7 +122,10 @@ mod tests {
 
     #[test]
     fn keep_alive_is_the_default_for_http_1_1() {
-        let Parse::Complete(r) = parse_request(b"GET /?cpu_us=5 HTTP/1.1\r\nHost: x\r\n\r\n") else { panic!() };
+        let Parse::Complete(r) = parse_request(b"GET /?cpu_us=5 HTTP/1.1\r\nHost: x\r\n\r\n")
+        else {
+            panic!()
+        };
         assert_eq!(r.target, "/?cpu_us=5");
         assert!(r.keep_alive);
         assert_eq!(r.head_len, 36);
@@ -108,17 +133,28 @@ mod tests {
 
     #[test]
     fn connection_close_and_http_1_0_close() {
-        let Parse::Complete(r) = parse_request(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n") else { panic!() };
+        let Parse::Complete(r) = parse_request(b"GET / HTTP/1.1\r\nConnection: close\r\n\r\n")
+        else {
+            panic!()
+        };
         assert!(!r.keep_alive);
-        let Parse::Complete(r) = parse_request(b"GET / HTTP/1.0\r\n\r\n") else { panic!() };
+        let Parse::Complete(r) = parse_request(b"GET / HTTP/1.0\r\n\r\n") else {
+            panic!()
+        };
         assert!(!r.keep_alive);
-        let Parse::Complete(r) = parse_request(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n") else { panic!() };
+        let Parse::Complete(r) = parse_request(b"GET / HTTP/1.0\r\nConnection: Keep-Alive\r\n\r\n")
+        else {
+            panic!()
+        };
         assert!(r.keep_alive);
     }
 
     #[test]
     fn partial_then_oversized_head() {
-        assert_eq!(parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n"), Parse::Partial);
+        assert_eq!(
+            parse_request(b"GET / HTTP/1.1\r\nHost: x\r\n"),
+            Parse::Partial
+        );
         let mut big = b"GET / HTTP/1.1\r\nX-Big: ".to_vec();
         big.resize(MAX_HEAD_BYTES + 10, b'a');
         assert!(matches!(parse_request(&big), Parse::Invalid(m) if m.contains("larger")));
@@ -126,12 +162,18 @@ mod tests {
 
     #[test]
     fn garbage_and_chunked_bodies_are_invalid() {
-        assert!(matches!(parse_request(b"\x16\x03\x01\x02\x00\r\n\r\n"), Parse::Invalid(_)));
+        assert!(matches!(
+            parse_request(b"\x16\x03\x01\x02\x00\r\n\r\n"),
+            Parse::Invalid(_)
+        ));
         assert!(matches!(
             parse_request(b"POST / HTTP/1.1\r\nTransfer-Encoding: chunked\r\n\r\n"),
             Parse::Invalid(m) if m.contains("Transfer-Encoding")
         ));
-        let Parse::Complete(r) = parse_request(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc") else { panic!() };
+        let Parse::Complete(r) = parse_request(b"POST / HTTP/1.1\r\nContent-Length: 3\r\n\r\nabc")
+        else {
+            panic!()
+        };
         assert_eq!(r.body_len, 3);
     }
 

@@ -26,12 +26,27 @@ pub const LISTENER: usize = INTAKE_TOKEN_BASE;
 /// Errors that concern only the connection being accepted (it was reset
 /// before we took it, or we are out of descriptors for a moment) are not
 /// fatal to the worker.
-pub fn accept_one(listener: BorrowedFd<'_>, counters: &WorkerCounters, out: &mut Vec<Accepted>) -> io::Result<()> {
+pub fn accept_one(
+    listener: BorrowedFd<'_>,
+    counters: &WorkerCounters,
+    out: &mut Vec<Accepted>,
+) -> io::Result<()> {
     match accept4(listener) {
         Ok(fd) => out.push(Accepted { fd, tag: None }),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => WorkerCounters::bump(&counters.accept_eagain),
-        Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO)) => {}
-        Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+            WorkerCounters::bump(&counters.accept_eagain)
+        }
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO)
+            ) => {}
+        Err(e)
+            if matches!(
+                e.raw_os_error(),
+                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+            ) =>
+        {
             eprintln!("lab-server: worker {}: accept: {e}", std::process::id());
         }
         Err(e) => return Err(e),
@@ -50,7 +65,12 @@ pub struct ListenerIntake {
 impl ListenerIntake {
     /// Wraps a listening socket (non-blocking) with the given wakeup mode.
     pub fn new(listener: OwnedFd, mode: ListenerWakeup, env: WorkerEnv) -> Self {
-        ListenerIntake { listener, mode, env, registered: false }
+        ListenerIntake {
+            listener,
+            mode,
+            env,
+            registered: false,
+        }
     }
 }
 
@@ -61,7 +81,12 @@ impl Intake for ListenerIntake {
         Ok(Some(control))
     }
 
-    fn on_event(&mut self, _event: &Event, _poll: &Poll, out: &mut Vec<Accepted>) -> io::Result<()> {
+    fn on_event(
+        &mut self,
+        _event: &Event,
+        _poll: &Poll,
+        out: &mut Vec<Accepted>,
+    ) -> io::Result<()> {
         WorkerCounters::bump(&self.env.counters.listener_wakeups);
         accept_one(self.listener.as_fd(), self.env.counters, out)
     }
@@ -73,4 +98,3 @@ impl Intake for ListenerIntake {
         Ok(())
     }
 }
-

@@ -27,7 +27,9 @@ pub fn bind(addr: SocketAddr, reuse_port: bool) -> io::Result<Socket> {
     if reuse_port {
         socket.set_reuse_port(true)?;
     }
-    socket.bind(&addr.into()).map_err(|e| explain_bind_error(addr, e))?;
+    socket
+        .bind(&addr.into())
+        .map_err(|e| explain_bind_error(addr, e))?;
     Ok(socket)
 }
 

@@ -63,7 +63,10 @@ impl TermSignals {
     /// Opens a signalfd for SIGTERM and SIGINT.
     pub fn open() -> io::Result<TermSignals> {
         block(&[Signal::SIGTERM, Signal::SIGINT])?;
-        Ok(TermSignals(SignalStream::open(&[Signal::SIGTERM, Signal::SIGINT])?))
+        Ok(TermSignals(SignalStream::open(&[
+            Signal::SIGTERM,
+            Signal::SIGINT,
+        ])?))
     }
 
     /// Reads pending signals; `true` if any arrived.

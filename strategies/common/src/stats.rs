@@ -62,7 +62,10 @@ pub struct Shared {
 impl Shared {
     /// Maps the shared memory for `workers` workers. Call before the first fork.
     pub fn map(workers: usize) -> io::Result<Shared> {
-        Ok(Shared { slots: map_shared_zeroed(workers)?, accept_mutex: &map_shared_zeroed(1)?[0] })
+        Ok(Shared {
+            slots: map_shared_zeroed(workers)?,
+            accept_mutex: &map_shared_zeroed(1)?[0],
+        })
     }
 }
 
@@ -165,8 +168,24 @@ impl From<Usage> for UsageRecord {
 
 impl WorkerRecord {
     /// Builds the record of a worker that has just been reaped.
-    pub fn new(slot: usize, generation: u64, pid: i32, counters: CounterSnapshot, usage: Usage, exit: Exit, replaced: bool) -> Self {
-        WorkerRecord { slot, generation, pid, counters, usage: usage.into(), exit: exit.to_string(), replaced }
+    pub fn new(
+        slot: usize,
+        generation: u64,
+        pid: i32,
+        counters: CounterSnapshot,
+        usage: Usage,
+        exit: Exit,
+        replaced: bool,
+    ) -> Self {
+        WorkerRecord {
+            slot,
+            generation,
+            pid,
+            counters,
+            usage: usage.into(),
+            exit: exit.to_string(),
+            replaced,
+        }
     }
 }
 
@@ -229,7 +248,10 @@ impl StatsSink {
             _ => PathBuf::from("."),
         };
         if path.file_name().is_none() || path.is_dir() {
-            return Err(format!("--stats-out {}: not a file name; give a path like results/stats.json", path.display()));
+            return Err(format!(
+                "--stats-out {}: not a file name; give a path like results/stats.json",
+                path.display()
+            ));
         }
         let probe = dir.join(format!(".{}.probe-{}", file_name(path), std::process::id()));
         match std::fs::File::create(&probe) {
@@ -249,8 +271,16 @@ impl StatsSink {
     /// Writes the report to a temporary file beside the target and renames it
     /// into place, so a reader never sees half a file.
     pub fn write(&self, report: &StatsReport) -> io::Result<()> {
-        let dir = self.path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(".{}.tmp-{}", file_name(&self.path), std::process::id()));
+        let dir = self
+            .path
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
+        let tmp = dir.join(format!(
+            ".{}.tmp-{}",
+            file_name(&self.path),
+            std::process::id()
+        ));
         let result = (|| {
             let mut f = std::fs::File::create(&tmp)?;
             serde_json::to_writer_pretty(&mut f, report)?;
@@ -266,5 +296,7 @@ impl StatsSink {
 }
 
 fn file_name(path: &Path) -> String {
-    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+    path.file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default()
 }

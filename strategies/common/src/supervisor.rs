@@ -153,7 +153,11 @@ pub struct Master<'a> {
 impl Master<'_> {
     /// Slots whose worker is alive and ready, in slot order.
     pub fn ready_slots(&self) -> impl Iterator<Item = usize> + '_ {
-        self.workers.iter().enumerate().filter(|(_, w)| w.as_ref().is_some_and(|w| w.ready)).map(|(i, _)| i)
+        self.workers
+            .iter()
+            .enumerate()
+            .filter(|(_, w)| w.as_ref().is_some_and(|w| w.ready))
+            .map(|(i, _)| i)
     }
 
     /// The pid of slot's live worker.
@@ -175,7 +179,9 @@ impl Master<'_> {
             Ok(n) if n == crate::channel::FRAME_LEN => Ok(true),
             // Unix stream sockets take a small write whole or not at all when
             // there is room; a short write would desynchronise the frames.
-            Ok(n) => Err(io::Error::other(format!("short write of {n} bytes on a control channel"))),
+            Ok(n) => Err(io::Error::other(format!(
+                "short write of {n} bytes on a control channel"
+            ))),
             Err(e) if e.kind() == io::ErrorKind::WouldBlock => Ok(false),
             Err(e) => Err(e),
         }
@@ -202,7 +208,11 @@ pub fn serve(config: ServerConfig, mut strategy: Box<dyn Strategy>) -> io::Resul
     let addr = strategy.prepare(&config, shared)?;
 
     let mut poll = Poll::new()?;
-    poll.registry().register(&mut SourceFd(&signals.as_raw_fd()), SIGNALS, Interest::READABLE)?;
+    poll.registry().register(
+        &mut SourceFd(&signals.as_raw_fd()),
+        SIGNALS,
+        Interest::READABLE,
+    )?;
     strategy.master_register(poll.registry())?;
 
     let mut sup = Supervisor {
@@ -235,11 +245,15 @@ pub fn serve(config: ServerConfig, mut strategy: Box<dyn Strategy>) -> io::Resul
         master_pid: sup.master_pid.as_raw(),
         workers_configured: sup.config.workers,
         replacements: sup.replacements,
-        master: MasterRecord { usage: own_usage().into(), ..strategy.master_record() },
+        master: MasterRecord {
+            usage: own_usage().into(),
+            ..strategy.master_record()
+        },
         workers: std::mem::take(&mut sup.records),
     };
     if let Some(sink) = &sup.config.stats {
-        sink.write(&report).map_err(|e| io::Error::new(e.kind(), format!("writing the stats file: {e}")))?;
+        sink.write(&report)
+            .map_err(|e| io::Error::new(e.kind(), format!("writing the stats file: {e}")))?;
     }
     result
 }
@@ -260,7 +274,12 @@ struct Supervisor {
 }
 
 impl Supervisor {
-    fn run(&mut self, poll: &mut Poll, signals: &mut SignalStream, strategy: &mut dyn Strategy) -> io::Result<()> {
+    fn run(
+        &mut self,
+        poll: &mut Poll,
+        signals: &mut SignalStream,
+        strategy: &mut dyn Strategy,
+    ) -> io::Result<()> {
         let mut events = Events::with_capacity(256);
         let mut killed = false;
         self.start_pending(poll, strategy)?;
@@ -268,7 +287,9 @@ impl Supervisor {
             if self.stopping_since.is_some() && self.workers.iter().all(Option::is_none) {
                 return Ok(());
             }
-            let timeout = self.stopping_since.map(|since| (since + KILL_AFTER).saturating_duration_since(Instant::now()));
+            let timeout = self
+                .stopping_since
+                .map(|since| (since + KILL_AFTER).saturating_duration_since(Instant::now()));
             match poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -284,9 +305,14 @@ impl Supervisor {
                             }
                         }
                     }
-                    Token(t) if t >= CHANNEL_BASE => self.channel_event(t - CHANNEL_BASE, event, poll, strategy)?,
+                    Token(t) if t >= CHANNEL_BASE => {
+                        self.channel_event(t - CHANNEL_BASE, event, poll, strategy)?
+                    }
                     _ => {
-                        let mut m = Master { workers: &mut self.workers, registry: poll.registry() };
+                        let mut m = Master {
+                            workers: &mut self.workers,
+                            registry: poll.registry(),
+                        };
                         strategy.master_event(event, &mut m)?;
                     }
                 }
@@ -342,7 +368,10 @@ impl Supervisor {
                 let code = match self.child(slot, worker_end, strategy) {
                     Ok(()) => 0,
                     Err(e) => {
-                        eprintln!("lab-server: worker slot {slot} (pid {}): {e}", std::process::id());
+                        eprintln!(
+                            "lab-server: worker slot {slot} (pid {}): {e}",
+                            std::process::id()
+                        );
                         1
                     }
                 };
@@ -353,7 +382,11 @@ impl Supervisor {
                 drop(worker_end);
                 master_end.set_nonblocking(true)?;
                 let mut channel = mio::net::UnixStream::from_std(master_end);
-                poll.registry().register(&mut channel, Token(CHANNEL_BASE + slot), Interest::READABLE | Interest::WRITABLE)?;
+                poll.registry().register(
+                    &mut channel,
+                    Token(CHANNEL_BASE + slot),
+                    Interest::READABLE | Interest::WRITABLE,
+                )?;
                 self.workers[slot] = Some(WorkerHandle {
                     pid,
                     generation: self.generations[slot],
@@ -367,7 +400,12 @@ impl Supervisor {
     }
 
     /// The child side of a fork: never returns to the master's loop.
-    fn child(&self, slot: usize, control: UnixStream, strategy: &mut dyn Strategy) -> io::Result<()> {
+    fn child(
+        &self,
+        slot: usize,
+        control: UnixStream,
+        strategy: &mut dyn Strategy,
+    ) -> io::Result<()> {
         die_with_parent(self.master_pid)?;
         let mut keep = strategy.worker_fds();
         keep.push(control.as_raw_fd());
@@ -381,15 +419,25 @@ impl Supervisor {
         strategy.worker_main(env, control)
     }
 
-    fn channel_event(&mut self, slot: usize, event: &Event, poll: &Poll, strategy: &mut dyn Strategy) -> io::Result<()> {
+    fn channel_event(
+        &mut self,
+        slot: usize,
+        event: &Event,
+        poll: &Poll,
+        strategy: &mut dyn Strategy,
+    ) -> io::Result<()> {
         if slot >= self.workers.len() {
             return Ok(());
         }
         if event.is_readable() || event.is_read_closed() {
             let mut buf = [0u8; 4096];
             loop {
-                let Some(w) = self.workers[slot].as_mut() else { return Ok(()) };
-                let Some(chan) = w.channel.as_mut() else { return Ok(()) };
+                let Some(w) = self.workers[slot].as_mut() else {
+                    return Ok(());
+                };
+                let Some(chan) = w.channel.as_mut() else {
+                    return Ok(());
+                };
                 match chan.read(&mut buf) {
                     Ok(0) => {
                         // The worker is exiting; SIGCHLD follows. Stop polling
@@ -398,7 +446,10 @@ impl Supervisor {
                         if let Some(mut c) = w.channel.take() {
                             let _ = poll.registry().deregister(&mut c);
                         }
-                        let mut m = Master { workers: &mut self.workers, registry: poll.registry() };
+                        let mut m = Master {
+                            workers: &mut self.workers,
+                            registry: poll.registry(),
+                        };
                         return strategy.on_worker_gone(slot, pid, &mut m);
                     }
                     Ok(n) => {
@@ -427,28 +478,48 @@ impl Supervisor {
             }
         }
         if event.is_writable() {
-            let mut m = Master { workers: &mut self.workers, registry: poll.registry() };
+            let mut m = Master {
+                workers: &mut self.workers,
+                registry: poll.registry(),
+            };
             strategy.on_writable(slot, &mut m)?;
         }
         Ok(())
     }
 
-    fn on_frame(&mut self, slot: usize, frame: Frame, poll: &Poll, strategy: &mut dyn Strategy) -> io::Result<()> {
+    fn on_frame(
+        &mut self,
+        slot: usize,
+        frame: Frame,
+        poll: &Poll,
+        strategy: &mut dyn Strategy,
+    ) -> io::Result<()> {
         match frame {
             Frame::Ready => {
                 if let Some(w) = self.workers[slot].as_mut() {
                     w.ready = true;
                 }
                 self.early_deaths[slot] = 0;
-                let mut m = Master { workers: &mut self.workers, registry: poll.registry() };
+                let mut m = Master {
+                    workers: &mut self.workers,
+                    registry: poll.registry(),
+                };
                 strategy.on_ready(slot, &mut m)?;
-                if !self.announced && self.workers.iter().all(|w| w.as_ref().is_some_and(|w| w.ready)) {
+                if !self.announced
+                    && self
+                        .workers
+                        .iter()
+                        .all(|w| w.as_ref().is_some_and(|w| w.ready))
+                {
                     self.announce()?;
                 }
                 self.start_pending(poll, strategy)
             }
             other => {
-                let mut m = Master { workers: &mut self.workers, registry: poll.registry() };
+                let mut m = Master {
+                    workers: &mut self.workers,
+                    registry: poll.registry(),
+                };
                 strategy.on_frame(slot, other, &mut m)
             }
         }
@@ -461,7 +532,12 @@ impl Supervisor {
             addr: self.addr.to_string(),
             strategy: &self.config.strategy,
             master_pid: self.master_pid.as_raw(),
-            worker_pids: self.workers.iter().flatten().map(|w| w.pid.as_raw()).collect(),
+            worker_pids: self
+                .workers
+                .iter()
+                .flatten()
+                .map(|w| w.pid.as_raw())
+                .collect(),
         };
         let mut out = io::stdout().lock();
         serde_json::to_writer(&mut out, &line)?;
@@ -471,7 +547,11 @@ impl Supervisor {
 
     fn reap(&mut self, poll: &Poll, strategy: &mut dyn Strategy) -> io::Result<()> {
         while let Some((pid, exit, usage)) = reap_one()? {
-            let Some(slot) = self.workers.iter().position(|w| w.as_ref().is_some_and(|w| w.pid == pid)) else {
+            let Some(slot) = self
+                .workers
+                .iter()
+                .position(|w| w.as_ref().is_some_and(|w| w.pid == pid))
+            else {
                 continue;
             };
             let handle = self.workers[slot].take().expect("slot found above");
@@ -479,7 +559,10 @@ impl Supervisor {
                 let _ = poll.registry().deregister(&mut c);
                 // Its channel is still open here only if the worker died
                 // before we saw end-of-stream: tell the strategy now.
-                let mut m = Master { workers: &mut self.workers, registry: poll.registry() };
+                let mut m = Master {
+                    workers: &mut self.workers,
+                    registry: poll.registry(),
+                };
                 strategy.on_worker_gone(slot, pid, &mut m)?;
             }
             // A dead holder of the accept mutex would block every worker
@@ -492,7 +575,15 @@ impl Supervisor {
             );
             let counters = &self.shared.slots[slot];
             let replace = self.stopping_since.is_none();
-            self.records.push(WorkerRecord::new(slot, handle.generation, pid.as_raw(), counters.snapshot(), usage, exit, replace));
+            self.records.push(WorkerRecord::new(
+                slot,
+                handle.generation,
+                pid.as_raw(),
+                counters.snapshot(),
+                usage,
+                exit,
+                replace,
+            ));
             counters.reset();
             if !replace {
                 continue;
@@ -515,8 +606,13 @@ impl Supervisor {
             self.to_start.push_back(slot);
             self.start_pending(poll, strategy)?;
             match self.workers[slot].as_ref() {
-                Some(new) => eprintln!("lab-server: worker slot {slot} (pid {pid}) {exit}; replaced by pid {}", new.pid),
-                None => eprintln!("lab-server: worker slot {slot} (pid {pid}) {exit}; it will be replaced"),
+                Some(new) => eprintln!(
+                    "lab-server: worker slot {slot} (pid {pid}) {exit}; replaced by pid {}",
+                    new.pid
+                ),
+                None => eprintln!(
+                    "lab-server: worker slot {slot} (pid {pid}) {exit}; it will be replaced"
+                ),
             }
         }
         Ok(())

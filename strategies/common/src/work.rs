@@ -54,8 +54,12 @@ impl Work {
             let parse = |max: u64| -> Result<u64, TargetError> {
                 match value.parse::<u64>() {
                     Ok(v) if v <= max => Ok(v),
-                    Ok(_) => Err(TargetError::BadQuery(format!("{key}={value} is above the limit {max}"))),
-                    Err(_) => Err(TargetError::BadQuery(format!("{key}={value} is not a whole number"))),
+                    Ok(_) => Err(TargetError::BadQuery(format!(
+                        "{key}={value} is above the limit {max}"
+                    ))),
+                    Err(_) => Err(TargetError::BadQuery(format!(
+                        "{key}={value} is not a whole number"
+                    ))),
                 }
             };
             match key {
@@ -109,17 +113,33 @@ mod tests {
     #[test]
     fn all_parameters_parse() {
         let w = Work::from_target("/?cpu_us=50&sleep_us=1000&bytes=4096").unwrap();
-        assert_eq!(w, Work { cpu_us: 50, sleep_us: 1000, bytes: Some(4096) });
+        assert_eq!(
+            w,
+            Work {
+                cpu_us: 50,
+                sleep_us: 1000,
+                bytes: Some(4096)
+            }
+        );
         assert_eq!(w.sleep(), Some(Duration::from_micros(1000)));
     }
 
     #[test]
     fn bad_parameters_are_refused_with_a_reason() {
         assert_eq!(Work::from_target("/index.html"), Err(TargetError::NotFound));
-        assert!(matches!(Work::from_target("/?cpu_us=abc"), Err(TargetError::BadQuery(m)) if m.contains("not a whole number")));
-        assert!(matches!(Work::from_target("/?cpu_us=-1"), Err(TargetError::BadQuery(_))));
-        assert!(matches!(Work::from_target("/?sleep_us=99999999999"), Err(TargetError::BadQuery(m)) if m.contains("limit")));
-        assert!(matches!(Work::from_target("/?foo=1"), Err(TargetError::BadQuery(m)) if m.contains("unknown parameter")));
+        assert!(
+            matches!(Work::from_target("/?cpu_us=abc"), Err(TargetError::BadQuery(m)) if m.contains("not a whole number"))
+        );
+        assert!(matches!(
+            Work::from_target("/?cpu_us=-1"),
+            Err(TargetError::BadQuery(_))
+        ));
+        assert!(
+            matches!(Work::from_target("/?sleep_us=99999999999"), Err(TargetError::BadQuery(m)) if m.contains("limit"))
+        );
+        assert!(
+            matches!(Work::from_target("/?foo=1"), Err(TargetError::BadQuery(m)) if m.contains("unknown parameter"))
+        );
     }
 
     #[test]

@@ -92,7 +92,11 @@ pub trait Intake {
 pub fn run<I: Intake>(env: WorkerEnv, mut intake: I, mut control: UnixStream) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let signals = TermSignals::open()?;
-    poll.registry().register(&mut SourceFd(&signals.as_raw_fd()), SIGNAL, Interest::READABLE)?;
+    poll.registry().register(
+        &mut SourceFd(&signals.as_raw_fd()),
+        SIGNAL,
+        Interest::READABLE,
+    )?;
 
     // Ready before the intake registers: connections that arrive meanwhile
     // wait in the kernel (listen queue or channel) and epoll reports them as
@@ -102,13 +106,18 @@ pub fn run<I: Intake>(env: WorkerEnv, mut intake: I, mut control: UnixStream) ->
         Some(c) => {
             c.set_nonblocking(true)?;
             let mut c = mio::net::UnixStream::from_std(c);
-            poll.registry().register(&mut c, CONTROL, Interest::READABLE)?;
+            poll.registry()
+                .register(&mut c, CONTROL, Interest::READABLE)?;
             Some(c)
         }
         None => None,
     };
 
-    let mut lp = Loop { env, conns: Slab::new(), timers: BinaryHeap::new() };
+    let mut lp = Loop {
+        env,
+        conns: Slab::new(),
+        timers: BinaryHeap::new(),
+    };
     let mut events = Events::with_capacity(256);
     let mut accepted = Vec::new();
     let mut stopping_since: Option<Instant> = None;
@@ -120,7 +129,10 @@ pub fn run<I: Intake>(env: WorkerEnv, mut intake: I, mut control: UnixStream) ->
                 return Ok(());
             }
         }
-        let mut timeout = lp.timers.peek().map(|Reverse((at, _, _))| at.saturating_duration_since(now));
+        let mut timeout = lp
+            .timers
+            .peek()
+            .map(|Reverse((at, _, _))| at.saturating_duration_since(now));
         if let Some(cap) = intake.before_poll(&poll)? {
             timeout = Some(timeout.map_or(cap, |t| t.min(cap)));
         }
@@ -156,7 +168,9 @@ pub fn run<I: Intake>(env: WorkerEnv, mut intake: I, mut control: UnixStream) ->
                         }
                     }
                 }
-                Token(t) if t >= INTAKE_TOKEN_BASE => intake.on_event(event, &poll, &mut accepted)?,
+                Token(t) if t >= INTAKE_TOKEN_BASE => {
+                    intake.on_event(event, &poll, &mut accepted)?
+                }
                 Token(_) => {}
             }
         }
@@ -193,7 +207,11 @@ impl Loop {
         let mut stream = TcpStream::from_std(std_stream);
         let entry = self.conns.vacant_entry();
         let key = entry.key();
-        poll.registry().register(&mut stream, Token(key), Interest::READABLE | Interest::WRITABLE)?;
+        poll.registry().register(
+            &mut stream,
+            Token(key),
+            Interest::READABLE | Interest::WRITABLE,
+        )?;
         entry.insert(Conn::new(stream, a.tag));
         WorkerCounters::bump(&self.env.counters.connections);
         self.env.counters.open_connections.fetch_add(1, Relaxed);
@@ -201,12 +219,15 @@ impl Loop {
     }
 
     fn drive<I: Intake>(&mut self, key: usize, poll: &Poll, intake: &mut I) -> io::Result<()> {
-        let Some(conn) = self.conns.get_mut(key) else { return Ok(()) };
+        let Some(conn) = self.conns.get_mut(key) else {
+            return Ok(());
+        };
         match conn.drive(self.env.pid, self.env.counters) {
             Ok(Next::Wait) => Ok(()),
             Ok(Next::Sleep(d)) => {
                 conn.timer_generation += 1;
-                self.timers.push(Reverse((Instant::now() + d, key, conn.timer_generation)));
+                self.timers
+                    .push(Reverse((Instant::now() + d, key, conn.timer_generation)));
                 Ok(())
             }
             Ok(Next::Close) | Err(_) => self.close(key, poll, intake),
@@ -228,7 +249,12 @@ impl Loop {
     }
 
     fn close_idle<I: Intake>(&mut self, poll: &Poll, intake: &mut I) -> io::Result<()> {
-        let idle: Vec<usize> = self.conns.iter().filter(|(_, c)| c.is_idle()).map(|(k, _)| k).collect();
+        let idle: Vec<usize> = self
+            .conns
+            .iter()
+            .filter(|(_, c)| c.is_idle())
+            .map(|(k, _)| k)
+            .collect();
         for key in idle {
             self.close(key, poll, intake)?;
         }

@@ -18,20 +18,51 @@ use strategy_shared::{SharedListener, Variant};
 
 /// Every strategy, by the name `--strategy` takes, with one line on what it is.
 pub const STRATEGIES: &[(&str, &str)] = &[
-    ("master-pass", "master accepts, passes fds with SCM_RIGHTS, Node cluster round-robin with acks"),
-    ("master-pass:rotate", "master accepts, passes fds in blind rotation, no acks"),
-    ("master-pass:least-conn", "master accepts, passes fds to the worker with the fewest open connections"),
-    ("shared:blocking", "inherited listener, every worker blocks in accept()"),
-    ("shared:epoll", "inherited listener, level-triggered epoll in every worker (Node SCHED_NONE)"),
-    ("shared:epoll-exclusive", "inherited listener, epoll with EPOLLEXCLUSIVE (nginx default)"),
-    ("shared:accept-mutex", "inherited listener, nginx accept_mutex: only the lock holder polls it"),
-    ("reuseport", "one SO_REUSEPORT listener per worker, the kernel hashes connections"),
-    ("reuseport:cbpf-cpu", "SO_REUSEPORT steered by a cBPF program by receiving CPU, workers pinned"),
+    (
+        "master-pass",
+        "master accepts, passes fds with SCM_RIGHTS, Node cluster round-robin with acks",
+    ),
+    (
+        "master-pass:rotate",
+        "master accepts, passes fds in blind rotation, no acks",
+    ),
+    (
+        "master-pass:least-conn",
+        "master accepts, passes fds to the worker with the fewest open connections",
+    ),
+    (
+        "shared:blocking",
+        "inherited listener, every worker blocks in accept()",
+    ),
+    (
+        "shared:epoll",
+        "inherited listener, level-triggered epoll in every worker (Node SCHED_NONE)",
+    ),
+    (
+        "shared:epoll-exclusive",
+        "inherited listener, epoll with EPOLLEXCLUSIVE (nginx default)",
+    ),
+    (
+        "shared:accept-mutex",
+        "inherited listener, nginx accept_mutex: only the lock holder polls it",
+    ),
+    (
+        "reuseport",
+        "one SO_REUSEPORT listener per worker, the kernel hashes connections",
+    ),
+    (
+        "reuseport:cbpf-cpu",
+        "SO_REUSEPORT steered by a cBPF program by receiving CPU, workers pinned",
+    ),
 ];
 
 /// Command-line options.
 #[derive(Parser, Debug)]
-#[command(name = "lab-server", version, about = "A pre-forked HTTP/1.1 server with the lab's connection-sharing strategies")]
+#[command(
+    name = "lab-server",
+    version,
+    about = "A pre-forked HTTP/1.1 server with the lab's connection-sharing strategies"
+)]
 pub struct Opts {
     /// Strategy: master-pass, master-pass:rotate, master-pass:least-conn,
     /// shared:blocking, shared:epoll, shared:epoll-exclusive,
@@ -72,25 +103,44 @@ pub fn strategy_by_name(name: &str, opts: &Opts) -> Result<Box<dyn Strategy>, St
         "reuseport:cbpf-cpu" => Box::new(ReusePort::new(true)),
         other => {
             let names: Vec<&str> = STRATEGIES.iter().map(|(n, _)| *n).collect();
-            return Err(format!("unknown strategy {other:?}: choose one of {}", names.join(", ")));
+            return Err(format!(
+                "unknown strategy {other:?}: choose one of {}",
+                names.join(", ")
+            ));
         }
     })
 }
 
 /// Checks the options and turns them into the server's configuration.
 pub fn config(opts: &Opts) -> Result<ServerConfig, String> {
-    let workers = opts.workers.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
+    let workers = opts
+        .workers
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()));
     if workers == 0 {
-        return Err("--workers 0: a server needs at least one worker; pass --workers 1 or more".into());
+        return Err(
+            "--workers 0: a server needs at least one worker; pass --workers 1 or more".into(),
+        );
     }
     if workers > MAX_WORKERS {
-        return Err(format!("--workers {workers}: at most {MAX_WORKERS} workers are supported"));
+        return Err(format!(
+            "--workers {workers}: at most {MAX_WORKERS} workers are supported"
+        ));
     }
     if opts.backlog < 1 {
         return Err(format!("--backlog {}: must be at least 1", opts.backlog));
     }
-    let stats = opts.stats_out.as_deref().map(StatsSink::check).transpose()?;
-    Ok(ServerConfig { strategy: opts.strategy.clone(), workers, listen: opts.listen, backlog: opts.backlog, stats })
+    let stats = opts
+        .stats_out
+        .as_deref()
+        .map(StatsSink::check)
+        .transpose()?;
+    Ok(ServerConfig {
+        strategy: opts.strategy.clone(),
+        workers,
+        listen: opts.listen,
+        backlog: opts.backlog,
+        stats,
+    })
 }
 
 /// Runs the server until SIGTERM/SIGINT.

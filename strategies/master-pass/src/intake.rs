@@ -51,7 +51,9 @@ impl ChannelIntake {
     }
 
     fn receive(&mut self, out: &mut Vec<Accepted>) -> io::Result<()> {
-        let Some(ch) = self.channel.as_ref() else { return Ok(()) };
+        let Some(ch) = self.channel.as_ref() else {
+            return Ok(());
+        };
         let mut buf = [0u8; 256];
         loop {
             let got = match recv_with_fds(ch.as_fd(), &mut buf) {
@@ -61,14 +63,19 @@ impl ChannelIntake {
                 Err(e) => return Err(e),
             };
             if got.bytes == 0 {
-                return Err(io::Error::new(io::ErrorKind::BrokenPipe, "the master closed the control channel"));
+                return Err(io::Error::new(
+                    io::ErrorKind::BrokenPipe,
+                    "the master closed the control channel",
+                ));
             }
             if got.truncated {
                 WorkerCounters::bump(&self.env.counters.fd_truncations);
             }
             self.fds.extend(got.fds);
             for frame in self.frames.feed(&buf[..got.bytes])? {
-                let Frame::NewConn { seq } = frame else { continue };
+                let Frame::NewConn { seq } = frame else {
+                    continue;
+                };
                 let Some(fd) = self.fds.pop_front() else {
                     // MSG_CTRUNC dropped it; nothing to serve or ack.
                     continue;
@@ -77,15 +84,24 @@ impl ChannelIntake {
                     // Refuse: the master still holds its copy and re-routes it.
                     drop(fd);
                     if self.ack {
-                        self.outbox.push(Frame::Ack { seq, accepted: false });
+                        self.outbox.push(Frame::Ack {
+                            seq,
+                            accepted: false,
+                        });
                     }
                     continue;
                 }
                 // Ack on receipt, before serving (Node's child.js does the same).
                 if self.ack {
-                    self.outbox.push(Frame::Ack { seq, accepted: true });
+                    self.outbox.push(Frame::Ack {
+                        seq,
+                        accepted: true,
+                    });
                 }
-                out.push(Accepted { fd, tag: self.report_close.then_some(seq) });
+                out.push(Accepted {
+                    fd,
+                    tag: self.report_close.then_some(seq),
+                });
             }
         }
     }
@@ -95,7 +111,8 @@ impl Intake for ChannelIntake {
     fn register(&mut self, poll: &Poll, control: UnixStream) -> io::Result<Option<UnixStream>> {
         control.set_nonblocking(true)?;
         let mut ch = mio::net::UnixStream::from_std(control);
-        poll.registry().register(&mut ch, CHANNEL, Interest::READABLE | Interest::WRITABLE)?;
+        poll.registry()
+            .register(&mut ch, CHANNEL, Interest::READABLE | Interest::WRITABLE)?;
         self.channel = Some(ch);
         Ok(None)
     }

@@ -73,7 +73,9 @@ impl MasterPass {
     /// Accepts until the queue is empty (libuv's `uv__server_io` loop).
     fn accept_all(&mut self) -> io::Result<Vec<Pending>> {
         let mut out = Vec::new();
-        let Some(listener) = self.listener.as_ref() else { return Ok(out) };
+        let Some(listener) = self.listener.as_ref() else {
+            return Ok(out);
+        };
         loop {
             match accept4(listener.as_fd()) {
                 Ok(fd) => {
@@ -83,8 +85,17 @@ impl MasterPass {
                     out.push(Pending { seq, fd });
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(out),
-                Err(e) if matches!(e.raw_os_error(), Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO)) => {}
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)) => {
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO)
+                    ) => {}
+                Err(e)
+                    if matches!(
+                        e.raw_os_error(),
+                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
+                    ) =>
+                {
                     // Out of descriptors: leave the rest in the kernel queue;
                     // the level of readiness persists, we retry on the next
                     // event. (Edge-triggered registration: stop here.)
@@ -98,7 +109,7 @@ impl MasterPass {
 
     /// NodeRr: hand pending connections to free workers.
     fn dispatch_rr(&mut self, m: &mut Master<'_>) -> io::Result<()> {
-        while let Some((slot, conn)) = self.rr.next() {
+        while let Some((slot, conn)) = self.rr.assign() {
             match m.send_fd(slot, Frame::NewConn { seq: conn.seq }, conn.fd.as_fd()) {
                 Ok(true) => {
                     self.record.connections_passed += 1;
@@ -158,7 +169,14 @@ impl MasterPass {
 impl Strategy for MasterPass {
     fn prepare(&mut self, config: &ServerConfig, _shared: Shared) -> io::Result<SocketAddr> {
         // The master alone listens. Non-blocking: it accepts in its own loop.
-        let socket = listen(config.listen, ListenOptions { reuse_port: false, nonblocking: true, backlog: config.backlog })?;
+        let socket = listen(
+            config.listen,
+            ListenOptions {
+                reuse_port: false,
+                nonblocking: true,
+                backlog: config.backlog,
+            },
+        )?;
         let addr = local_addr(&socket)?;
         self.listener = Some(socket.into());
         self.unacked = (0..config.workers).map(|_| None).collect();
@@ -172,7 +190,11 @@ impl Strategy for MasterPass {
     }
 
     fn worker_main(&mut self, env: WorkerEnv, control: UnixStream) -> io::Result<()> {
-        let intake = ChannelIntake::new(env, self.policy == Policy::NodeRr, self.policy == Policy::LeastConn);
+        let intake = ChannelIntake::new(
+            env,
+            self.policy == Policy::NodeRr,
+            self.policy == Policy::LeastConn,
+        );
         worker::run(env, intake, control)
     }
 
@@ -259,7 +281,11 @@ impl Strategy for MasterPass {
             self.record.connections_rerouted += 1;
             self.rr.push(conn);
         }
-        let queued: Vec<Pending> = self.backlog.get_mut(slot).map(|b| b.drain(..).collect()).unwrap_or_default();
+        let queued: Vec<Pending> = self
+            .backlog
+            .get_mut(slot)
+            .map(|b| b.drain(..).collect())
+            .unwrap_or_default();
         if self.stopping {
             return Ok(());
         }
@@ -290,4 +316,3 @@ impl Strategy for MasterPass {
         self.record.clone()
     }
 }
-

@@ -19,7 +19,10 @@ pub struct NodeRoundRobin<T> {
 
 impl<T> Default for NodeRoundRobin<T> {
     fn default() -> Self {
-        NodeRoundRobin { pending: VecDeque::new(), free: VecDeque::new() }
+        NodeRoundRobin {
+            pending: VecDeque::new(),
+            free: VecDeque::new(),
+        }
     }
 }
 
@@ -43,7 +46,7 @@ impl<T> NodeRoundRobin<T> {
 
     /// The next (worker, connection) pair, if there is a free worker and a
     /// pending connection. The worker leaves `free` until [`Self::free`].
-    pub fn next(&mut self) -> Option<(usize, T)> {
+    pub fn assign(&mut self) -> Option<(usize, T)> {
         if self.pending.is_empty() {
             return None;
         }
@@ -99,7 +102,11 @@ impl LeastConnections {
     /// The ready slot with the fewest open connections.
     pub fn pick(&mut self, ready: &[usize]) -> Option<usize> {
         let least = ready.iter().map(|&s| self.open_of(s)).min()?;
-        let tied: Vec<usize> = ready.iter().copied().filter(|&s| self.open_of(s) == least).collect();
+        let tied: Vec<usize> = ready
+            .iter()
+            .copied()
+            .filter(|&s| self.open_of(s) == least)
+            .collect();
         let slot = self.rotation.pick(&tied)?;
         Some(slot)
     }
@@ -144,7 +151,7 @@ mod tests {
         let mut got = Vec::new();
         for c in 0..6 {
             rr.push(c);
-            let (slot, conn) = rr.next().unwrap();
+            let (slot, conn) = rr.assign().unwrap();
             assert_eq!(conn, c);
             got.push(slot);
             rr.free(slot); // the ack
@@ -158,11 +165,15 @@ mod tests {
         rr.free(0);
         rr.push("a");
         rr.push("b");
-        assert_eq!(rr.next(), Some((0, "a")));
-        assert_eq!(rr.next(), None, "worker 0 has an unacknowledged connection");
+        assert_eq!(rr.assign(), Some((0, "a")));
+        assert_eq!(
+            rr.assign(),
+            None,
+            "worker 0 has an unacknowledged connection"
+        );
         assert_eq!(rr.pending(), 1);
         rr.free(0);
-        assert_eq!(rr.next(), Some((0, "b")));
+        assert_eq!(rr.assign(), Some((0, "b")));
     }
 
     #[test]
@@ -172,7 +183,7 @@ mod tests {
         rr.free(1);
         rr.remove(0);
         rr.push(());
-        assert_eq!(rr.next(), Some((1, ())));
+        assert_eq!(rr.assign(), Some((1, ())));
     }
 
     #[test]

@@ -12,18 +12,31 @@
 
 use lab_common::sys::bpf::Instruction;
 
-// Classic BPF opcodes (linux/filter.h, linux/bpf_common.h).
-const LD_W_ABS: u16 = 0x00 | 0x00 | 0x20; // BPF_LD | BPF_W | BPF_ABS
-const JEQ_K: u16 = 0x05 | 0x10 | 0x00; // BPF_JMP | BPF_JEQ | BPF_K
-const RET_K: u16 = 0x06 | 0x00; // BPF_RET | BPF_K
-const RET_A: u16 = 0x06 | 0x10; // BPF_RET | BPF_A
-const MOD_K: u16 = 0x04 | 0x90 | 0x00; // BPF_ALU | BPF_MOD | BPF_K
-const MUL_K: u16 = 0x04 | 0x20 | 0x00; // BPF_ALU | BPF_MUL | BPF_K
-const ADD_K: u16 = 0x04 | 0x00 | 0x00; // BPF_ALU | BPF_ADD | BPF_K
+// Classic BPF opcodes, from libc's copies of linux/filter.h and bpf_common.h.
+const fn op(parts: &[u32]) -> u16 {
+    let mut code = 0;
+    let mut i = 0;
+    while i < parts.len() {
+        code |= parts[i];
+        i += 1;
+    }
+    code as u16
+}
+use libc::{
+    BPF_A, BPF_ABS, BPF_ADD, BPF_ALU, BPF_JEQ, BPF_JMP, BPF_K, BPF_LD, BPF_MOD, BPF_MUL, BPF_RET,
+    BPF_W,
+};
+const LD_W_ABS: u16 = op(&[BPF_LD, BPF_W, BPF_ABS]);
+const JEQ_K: u16 = op(&[BPF_JMP, BPF_JEQ, BPF_K]);
+const RET_K: u16 = op(&[BPF_RET, BPF_K]);
+const RET_A: u16 = op(&[BPF_RET, BPF_A]);
+const MOD_K: u16 = op(&[BPF_ALU, BPF_MOD, BPF_K]);
+const MUL_K: u16 = op(&[BPF_ALU, BPF_MUL, BPF_K]);
+const ADD_K: u16 = op(&[BPF_ALU, BPF_ADD, BPF_K]);
 
-const SKF_AD_OFF: i32 = -0x1000;
-const SKF_AD_CPU: i32 = 36;
-const SKF_AD_RANDOM: i32 = 56;
+const SKF_AD_OFF: i32 = libc::SKF_AD_OFF;
+const SKF_AD_CPU: i32 = libc::SKF_AD_CPU;
+const SKF_AD_RANDOM: i32 = libc::SKF_AD_RANDOM;
 
 /// Returned for a CPU without a worker: out of range, so the kernel hashes.
 pub const NO_LISTENER: u32 = u32::MAX;
@@ -92,7 +105,11 @@ mod tests {
         let prog = cpu_program(&[0, 1], 2);
         assert_eq!(run(&prog, 0, 7), 0);
         assert_eq!(run(&prog, 1, 7), 1);
-        assert_eq!(run(&prog, 5, 7), NO_LISTENER, "CPU without a worker falls back to the hash");
+        assert_eq!(
+            run(&prog, 5, 7),
+            NO_LISTENER,
+            "CPU without a worker falls back to the hash"
+        );
     }
 
     #[test]

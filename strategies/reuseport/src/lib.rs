@@ -51,7 +51,15 @@ pub struct ReusePort {
 impl ReusePort {
     /// Plain reuseport (`cpu_steering == false`) or `reuseport:cbpf-cpu`.
     pub fn new(cpu_steering: bool) -> Self {
-        ReusePort { cpu_steering, addr: None, backlog: 0, workers: 0, reservation: None, cpus: Vec::new(), group: Vec::new() }
+        ReusePort {
+            cpu_steering,
+            addr: None,
+            backlog: 0,
+            workers: 0,
+            reservation: None,
+            cpus: Vec::new(),
+            group: Vec::new(),
+        }
     }
 
     fn pin(&self, pid: Pid, position: usize) -> io::Result<()> {
@@ -64,7 +72,9 @@ impl ReusePort {
 
 fn allowed_cpus() -> io::Result<Vec<usize>> {
     let set = sched_getaffinity(Pid::from_raw(0))?;
-    Ok((0..CpuSet::count()).filter(|&c| set.is_set(c).unwrap_or(false)).collect())
+    Ok((0..CpuSet::count())
+        .filter(|&c| set.is_set(c).unwrap_or(false))
+        .collect())
 }
 
 impl Strategy for ReusePort {
@@ -93,14 +103,27 @@ impl Strategy for ReusePort {
     }
 
     fn worker_main(&mut self, env: WorkerEnv, control: UnixStream) -> io::Result<()> {
-        let addr = self.addr.ok_or_else(|| io::Error::other("reuseport not prepared"))?;
-        let socket = listen(addr, ListenOptions { reuse_port: true, nonblocking: true, backlog: self.backlog })?;
+        let addr = self
+            .addr
+            .ok_or_else(|| io::Error::other("reuseport not prepared"))?;
+        let socket = listen(
+            addr,
+            ListenOptions {
+                reuse_port: true,
+                nonblocking: true,
+                backlog: self.backlog,
+            },
+        )?;
         if self.cpu_steering {
             // Every worker attaches the same program; the group keeps one.
             attach_reuseport_cbpf(socket.as_fd(), &cbpf::cpu_program(&self.cpus, self.workers))?;
         }
         // Only this worker waits on this listener: exclusivity is moot.
-        worker::run(env, ListenerIntake::new(socket.into(), ListenerWakeup::LevelAll, env), control)
+        worker::run(
+            env,
+            ListenerIntake::new(socket.into(), ListenerWakeup::LevelAll, env),
+            control,
+        )
     }
 
     fn serial_start(&self) -> bool {

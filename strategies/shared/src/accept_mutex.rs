@@ -58,7 +58,14 @@ pub struct AcceptMutexIntake {
 impl AcceptMutexIntake {
     /// Wraps the inherited (non-blocking) listener.
     pub fn new(listener: OwnedFd, env: WorkerEnv, delay: Duration) -> Self {
-        AcceptMutexIntake { listener, env, delay, registered: false, locked: false, stopped: false }
+        AcceptMutexIntake {
+            listener,
+            env,
+            delay,
+            registered: false,
+            locked: false,
+            stopped: false,
+        }
     }
 
     fn pid(&self) -> i32 {
@@ -78,7 +85,12 @@ impl Intake for AcceptMutexIntake {
         if try_lock(self.env.shared.accept_mutex, self.pid()) {
             self.locked = true;
             if !self.registered {
-                epoll::add(poll_fd(poll), self.listener.as_fd(), ListenerWakeup::LevelAll, LISTENER)?;
+                epoll::add(
+                    poll_fd(poll),
+                    self.listener.as_fd(),
+                    ListenerWakeup::LevelAll,
+                    LISTENER,
+                )?;
                 self.registered = true;
             }
             Ok(None)
@@ -91,7 +103,12 @@ impl Intake for AcceptMutexIntake {
         }
     }
 
-    fn on_event(&mut self, _event: &Event, _poll: &Poll, out: &mut Vec<Accepted>) -> io::Result<()> {
+    fn on_event(
+        &mut self,
+        _event: &Event,
+        _poll: &Poll,
+        out: &mut Vec<Accepted>,
+    ) -> io::Result<()> {
         WorkerCounters::bump(&self.env.counters.listener_wakeups);
         accept_one(self.listener.as_fd(), self.env.counters, out)
     }

@@ -39,13 +39,21 @@ pub struct BlockingIntake {
 impl BlockingIntake {
     /// Wraps the inherited (blocking) listener.
     pub fn new(listener: OwnedFd, env: WorkerEnv) -> Self {
-        BlockingIntake { listener: Some(listener), env, accepted: None, taken: None }
+        BlockingIntake {
+            listener: Some(listener),
+            env,
+            accepted: None,
+            taken: None,
+        }
     }
 }
 
 impl Intake for BlockingIntake {
     fn register(&mut self, poll: &Poll, control: UnixStream) -> io::Result<Option<UnixStream>> {
-        let listener = self.listener.take().ok_or_else(|| io::Error::other("registered twice"))?;
+        let listener = self
+            .listener
+            .take()
+            .ok_or_else(|| io::Error::other("registered twice"))?;
         let waker = Waker::new(poll.registry(), WAKER)?;
         // The connection goes into the channel first and the loop is woken
         // after, so a wakeup never finds the channel empty by a race; then the
@@ -55,25 +63,41 @@ impl Intake for BlockingIntake {
         self.accepted = Some(conn_rx);
         self.taken = Some(taken_tx);
         let pid = self.env.pid;
-        std::thread::Builder::new().name("acceptor".into()).spawn(move || loop {
-            match accept4(listener.as_fd()) {
-                Ok(fd) => {
-                    if conn_tx.send(fd).is_err() || waker.wake().is_err() || taken_rx.recv().is_err() {
-                        return; // the loop is gone
+        std::thread::Builder::new()
+            .name("acceptor".into())
+            .spawn(move || loop {
+                match accept4(listener.as_fd()) {
+                    Ok(fd) => {
+                        if conn_tx.send(fd).is_err()
+                            || waker.wake().is_err()
+                            || taken_rx.recv().is_err()
+                        {
+                            return; // the loop is gone
+                        }
+                    }
+                    Err(e)
+                        if matches!(
+                            e.raw_os_error(),
+                            Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO)
+                        ) => {}
+                    Err(e) => {
+                        eprintln!("lab-server: worker {pid}: accept: {e}");
+                        std::thread::sleep(std::time::Duration::from_millis(10));
                     }
                 }
-                Err(e) if matches!(e.raw_os_error(), Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO)) => {}
-                Err(e) => {
-                    eprintln!("lab-server: worker {pid}: accept: {e}");
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-            }
-        })?;
+            })?;
         Ok(Some(control))
     }
 
-    fn on_event(&mut self, _event: &Event, _poll: &Poll, out: &mut Vec<Accepted>) -> io::Result<()> {
-        let (Some(rx), Some(taken)) = (self.accepted.as_ref(), self.taken.as_ref()) else { return Ok(()) };
+    fn on_event(
+        &mut self,
+        _event: &Event,
+        _poll: &Poll,
+        out: &mut Vec<Accepted>,
+    ) -> io::Result<()> {
+        let (Some(rx), Some(taken)) = (self.accepted.as_ref(), self.taken.as_ref()) else {
+            return Ok(());
+        };
         while let Ok(fd) = rx.try_recv() {
             out.push(Accepted { fd, tag: None });
             // Capacity 1 and one connection in flight: never blocks.

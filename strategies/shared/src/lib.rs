@@ -56,9 +56,11 @@ pub struct SharedListener {
 impl SharedListener {
     /// A shared-listener strategy of the given variant.
     pub fn new(variant: Variant) -> Self {
-        SharedListener { variant, listener: None }
+        SharedListener {
+            variant,
+            listener: None,
+        }
     }
-
 }
 
 impl Strategy for SharedListener {
@@ -66,7 +68,14 @@ impl Strategy for SharedListener {
         // O_NONBLOCK lives on the open file description that every worker
         // inherits: blocking accept needs it off, the epoll variants on.
         let nonblocking = self.variant != Variant::Blocking;
-        let socket = listen(config.listen, ListenOptions { reuse_port: false, nonblocking, backlog: config.backlog })?;
+        let socket = listen(
+            config.listen,
+            ListenOptions {
+                reuse_port: false,
+                nonblocking,
+                backlog: config.backlog,
+            },
+        )?;
         let addr = local_addr(&socket)?;
         self.listener = Some(socket.into());
         Ok(addr)
@@ -79,16 +88,29 @@ impl Strategy for SharedListener {
     fn worker_main(&mut self, env: WorkerEnv, control: UnixStream) -> io::Result<()> {
         // The child's copy of the strategy owns the inherited descriptor:
         // move it into the intake (no dup: the worker holds exactly one).
-        let listener = self.listener.take().ok_or_else(|| io::Error::other("listener not prepared"))?;
+        let listener = self
+            .listener
+            .take()
+            .ok_or_else(|| io::Error::other("listener not prepared"))?;
         match self.variant {
-            Variant::Blocking => worker::run(env, blocking::BlockingIntake::new(listener, env), control),
-            Variant::Epoll => worker::run(env, ListenerIntake::new(listener, ListenerWakeup::LevelAll, env), control),
-            Variant::EpollExclusive => {
-                worker::run(env, ListenerIntake::new(listener, ListenerWakeup::LevelExclusive, env), control)
+            Variant::Blocking => {
+                worker::run(env, blocking::BlockingIntake::new(listener, env), control)
             }
-            Variant::AcceptMutex { delay } => {
-                worker::run(env, accept_mutex::AcceptMutexIntake::new(listener, env, delay), control)
-            }
+            Variant::Epoll => worker::run(
+                env,
+                ListenerIntake::new(listener, ListenerWakeup::LevelAll, env),
+                control,
+            ),
+            Variant::EpollExclusive => worker::run(
+                env,
+                ListenerIntake::new(listener, ListenerWakeup::LevelExclusive, env),
+                control,
+            ),
+            Variant::AcceptMutex { delay } => worker::run(
+                env,
+                accept_mutex::AcceptMutexIntake::new(listener, env, delay),
+                control,
+            ),
         }
     }
 }

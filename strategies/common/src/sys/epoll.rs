@@ -35,11 +35,24 @@ impl ListenerWakeup {
 }
 
 /// Adds `fd` to the epoll instance `epoll` with the given wakeup mode.
-pub fn add(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>, mode: ListenerWakeup, token: usize) -> io::Result<()> {
-    let mut event = libc::epoll_event { events: mode.events(), u64: token as u64 };
+pub fn add(
+    epoll: BorrowedFd<'_>,
+    fd: BorrowedFd<'_>,
+    mode: ListenerWakeup,
+    token: usize,
+) -> io::Result<()> {
+    let mut event = libc::epoll_event {
+        events: mode.events(),
+        u64: token as u64,
+    };
     // SAFETY: both fds are valid for the duration of the call (borrowed), and
     // `event` is a valid, initialised epoll_event that outlives the call.
-    syscall!(epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_ADD, fd.as_raw_fd(), &mut event))?;
+    syscall!(epoll_ctl(
+        epoll.as_raw_fd(),
+        libc::EPOLL_CTL_ADD,
+        fd.as_raw_fd(),
+        &mut event
+    ))?;
     Ok(())
 }
 
@@ -49,7 +62,12 @@ pub fn delete(epoll: BorrowedFd<'_>, fd: BorrowedFd<'_>) -> io::Result<()> {
     let mut event = libc::epoll_event { events: 0, u64: 0 };
     // SAFETY: both fds are valid for the duration of the call (borrowed), and
     // `event` is a valid epoll_event that outlives the call.
-    syscall!(epoll_ctl(epoll.as_raw_fd(), libc::EPOLL_CTL_DEL, fd.as_raw_fd(), &mut event))?;
+    syscall!(epoll_ctl(
+        epoll.as_raw_fd(),
+        libc::EPOLL_CTL_DEL,
+        fd.as_raw_fd(),
+        &mut event
+    ))?;
     Ok(())
 }
 

@@ -31,7 +31,14 @@ pub fn send_with_fd(socket: BorrowedFd<'_>, data: &[u8], fd: BorrowedFd<'_>) -> 
     let fds = [fd.as_raw_fd()];
     let cmsg = [ControlMessage::ScmRights(&fds)];
     let iov = [IoSlice::new(data)];
-    sendmsg::<()>(socket.as_raw_fd(), &iov, &cmsg, MsgFlags::MSG_NOSIGNAL, None).map_err(io::Error::from)
+    sendmsg::<()>(
+        socket.as_raw_fd(),
+        &iov,
+        &cmsg,
+        MsgFlags::MSG_NOSIGNAL,
+        None,
+    )
+    .map_err(io::Error::from)
 }
 
 /// What one `recvmsg` returned.
@@ -52,7 +59,10 @@ pub fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Recei
     // Room for MAX_FDS_PER_READ descriptors, aligned for cmsghdr.
     const SPACE: usize = cmsg_space(MAX_FDS_PER_READ);
     let mut control = [0u64; SPACE.div_ceil(8)];
-    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    let mut iov = libc::iovec {
+        iov_base: buf.as_mut_ptr().cast(),
+        iov_len: buf.len(),
+    };
     // SAFETY: msghdr is a plain C struct; all-zero is a valid empty value.
     let mut msg: libc::msghdr = unsafe { mem::zeroed() };
     msg.msg_iov = &mut iov;
@@ -61,7 +71,11 @@ pub fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Recei
     msg.msg_controllen = SPACE as _;
     // SAFETY: msg points at one iovec over `buf` and at `control`, both live
     // and writable for the call with the lengths given.
-    let bytes = syscall!(recvmsg(socket.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC))? as usize;
+    let bytes = syscall!(recvmsg(
+        socket.as_raw_fd(),
+        &mut msg,
+        libc::MSG_CMSG_CLOEXEC
+    ))? as usize;
     let truncated = msg.msg_flags & libc::MSG_CTRUNC != 0;
     let mut fds = Vec::new();
     // Even when truncated, the kernel installed the descriptors that fit and
@@ -89,7 +103,11 @@ pub fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Recei
         // SAFETY: msg and cmsg are valid as above.
         cmsg = unsafe { libc::CMSG_NXTHDR(&msg, cmsg) };
     }
-    Ok(Received { bytes, fds, truncated })
+    Ok(Received {
+        bytes,
+        fds,
+        truncated,
+    })
 }
 
 const fn cmsg_space(fds: usize) -> usize {

@@ -40,7 +40,11 @@ pub fn close_all_except(keep: &[RawFd]) -> io::Result<()> {
     // Collect first: closing while iterating would close the directory's fd.
     let mut open = Vec::new();
     for entry in std::fs::read_dir("/proc/self/fd")? {
-        if let Some(fd) = entry?.file_name().to_str().and_then(|s| s.parse::<RawFd>().ok()) {
+        if let Some(fd) = entry?
+            .file_name()
+            .to_str()
+            .and_then(|s| s.parse::<RawFd>().ok())
+        {
             open.push(fd);
         }
     }
@@ -63,7 +67,11 @@ pub fn close_all_except(keep: &[RawFd]) -> io::Result<()> {
 pub fn set_nonblocking(fd: BorrowedFd<'_>, nonblocking: bool) -> io::Result<()> {
     // SAFETY: fd is valid for the call; F_GETFL takes no pointer.
     let flags = syscall!(fcntl(fd.as_raw_fd(), libc::F_GETFL))?;
-    let flags = if nonblocking { flags | libc::O_NONBLOCK } else { flags & !libc::O_NONBLOCK };
+    let flags = if nonblocking {
+        flags | libc::O_NONBLOCK
+    } else {
+        flags & !libc::O_NONBLOCK
+    };
     // SAFETY: fd is valid for the call; F_SETFL takes an int.
     syscall!(fcntl(fd.as_raw_fd(), libc::F_SETFL, flags))?;
     Ok(())

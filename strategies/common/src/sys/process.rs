@@ -36,7 +36,9 @@ pub unsafe fn fork() -> io::Result<Forked> {
 pub fn die_with_parent(expected_parent: Pid) -> io::Result<()> {
     nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)?;
     if nix::unistd::getppid() != expected_parent {
-        return Err(io::Error::other("the master exited while this worker was starting"));
+        return Err(io::Error::other(
+            "the master exited while this worker was starting",
+        ));
     }
     Ok(())
 }

@@ -31,9 +31,17 @@ pub fn map_shared_zeroed<T: SharedZeroed>(count: usize) -> io::Result<&'static [
     // SAFETY: an anonymous mapping aliases no existing memory; the kernel
     // returns page-aligned, zero-filled memory of at least `bytes` bytes.
     let ptr = unsafe {
-        mmap_anonymous(None, bytes, ProtFlags::PROT_READ | ProtFlags::PROT_WRITE, MapFlags::MAP_SHARED)
+        mmap_anonymous(
+            None,
+            bytes,
+            ProtFlags::PROT_READ | ProtFlags::PROT_WRITE,
+            MapFlags::MAP_SHARED,
+        )
     }?;
-    assert!(std::mem::align_of::<T>() <= 4096, "shared type needs more than page alignment");
+    assert!(
+        std::mem::align_of::<T>() <= 4096,
+        "shared type needs more than page alignment"
+    );
     // SAFETY: the memory is page-aligned (enough for T, checked above), zeroed
     // (a valid T by the SharedZeroed contract), `count` elements long, never
     // unmapped (so 'static holds), and only accessed through atomics.

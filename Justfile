@@ -1,0 +1,23 @@
+# prefork-lab tasks. `just` is optional: every recipe is one cargo command
+# you can run by hand (install just with `cargo install just`).
+
+# Run the whole test suite (what CI runs).
+test:
+    cargo test --workspace
+
+# Build release binaries.
+build:
+    cargo build --release --workspace
+
+# Start lab-server with a strategy, e.g. `just serve shared:epoll-exclusive 4`.
+serve strategy="master-pass" workers="4":
+    cargo run --release -p lab-server -- --strategy {{strategy}} --workers {{workers}}
+
+# List the strategies.
+strategies:
+    cargo run --release -q -p lab-server -- --help
+
+# Format and lint as CI does.
+lint:
+    cargo fmt --all -- --check
+    cargo clippy --workspace --all-targets -- -D warnings
