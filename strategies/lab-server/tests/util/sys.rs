@@ -1,0 +1,77 @@
+//! Every libc call the tests make, fenced off here so the rest of the test code
+//! has no `unsafe` (the mio habit from STYLE.md).
+
+use std::io;
+
+/// Turns a libc `-1` return into `io::Error::last_os_error()`.
+macro_rules! syscall {
+    ($e:expr) => {{
+        let r = $e;
+        if r == -1 {
+            Err(io::Error::last_os_error())
+        } else {
+            Ok(r)
+        }
+    }};
+}
+
+/// Sends `sig` to `pid`. `ESRCH` (already gone) is reported as an error like any other.
+pub fn kill(pid: i32, sig: i32) -> io::Result<()> {
+    assert!(
+        pid > 0,
+        "refusing to signal pid {pid}: only a single positive pid is allowed"
+    );
+    // SAFETY: kill(2) has no memory-safety preconditions; pid > 0 names one process.
+    syscall!(unsafe { libc::kill(pid, sig) }).map(drop)
+}
+
+/// The CPUs the calling thread may run on.
+pub fn thread_affinity() -> io::Result<Vec<usize>> {
+    // SAFETY: cpu_set_t is a plain bitmask; all-zero is a valid (empty) set.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid, writable cpu_set_t of the size we pass; pid 0 = calling thread.
+    syscall!(unsafe {
+        libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut set)
+    })?;
+    let max = 8 * std::mem::size_of::<libc::cpu_set_t>();
+    // SAFETY: `set` is initialised and `cpu` < CPU_SETSIZE.
+    Ok((0..max)
+        .filter(|&cpu| unsafe { libc::CPU_ISSET(cpu, &set) })
+        .collect())
+}
+
+/// Pins the calling thread (not the whole test process: pid 0 in
+/// sched_setaffinity(2) means "this thread") to exactly one CPU.
+pub fn pin_current_thread_to(cpu: usize) -> io::Result<()> {
+    // SAFETY: all-zero is a valid empty cpu_set_t.
+    let mut set: libc::cpu_set_t = unsafe { std::mem::zeroed() };
+    // SAFETY: `set` is a valid cpu_set_t and `cpu` is checked against its size by the caller's CPU list.
+    unsafe { libc::CPU_SET(cpu, &mut set) };
+    // SAFETY: `set` is a valid cpu_set_t of the size we pass; pid 0 = calling thread.
+    syscall!(unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &set) })
+        .map(drop)
+}
+
+/// Makes this test process the reaper of orphaned descendants
+/// (PR_SET_CHILD_SUBREAPER), so a process the server leaves behind after its
+/// master exits becomes our child and can be found by its ppid.
+pub fn become_child_subreaper() -> io::Result<()> {
+    // SAFETY: prctl(PR_SET_CHILD_SUBREAPER, 1) only flips a flag on this process.
+    syscall!(unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) })
+        .map(drop)
+}
+
+/// Reaps `pid` if it has exited (a zombie child of ours); returns whether it did.
+pub fn try_reap(pid: i32) -> bool {
+    let mut status = 0;
+    // SAFETY: waitpid(2) with a valid out-pointer; WNOHANG never blocks.
+    let r = unsafe { libc::waitpid(pid, &mut status, libc::WNOHANG) };
+    r == pid
+}
+
+/// The pid of this test process.
+pub fn own_pid() -> i32 {
+    std::process::id() as i32
+}
+
+pub use libc::{SIGINT, SIGKILL, SIGTERM};
