@@ -28,7 +28,16 @@ pub enum State {
     Sleeping,
     /// A response is being written.
     Writing,
+    /// An error response went out and our side is shut down; the rest of
+    /// the client's input is read and dropped until it closes or a timer
+    /// fires, so that closing with unread input does not send an RST that
+    /// could destroy the response before the client reads it (nginx's
+    /// `lingering_close`).
+    Lingering,
 }
+
+/// How long a connection lingers after an error response.
+pub const LINGER: Duration = Duration::from_millis(500);
 
 /// What the event loop should do after [`Conn::drive`].
 #[derive(Debug, PartialEq, Eq)]
@@ -57,6 +66,7 @@ pub struct Conn {
     body_left: u64,
     keep_alive: bool,
     response_is_ok: bool,
+    linger_expired: bool,
 }
 
 impl Conn {
@@ -74,6 +84,7 @@ impl Conn {
             body_left: 0,
             keep_alive: true,
             response_is_ok: false,
+            linger_expired: false,
         }
     }
 
@@ -88,10 +99,13 @@ impl Conn {
         self.state == State::Idle && self.rbuf.is_empty()
     }
 
-    /// The timer for `sleep_us` fired: the response can go out now.
+    /// A timer fired: the `sleep_us` wait is over (the response can go out),
+    /// or the lingering time is up.
     pub fn wake(&mut self) {
-        if self.state == State::Sleeping {
-            self.state = State::Writing;
+        match self.state {
+            State::Sleeping => self.state = State::Writing,
+            State::Lingering => self.linger_expired = true,
+            _ => {}
         }
     }
 
@@ -100,6 +114,21 @@ impl Conn {
         loop {
             match self.state {
                 State::Sleeping => return Ok(Next::Wait),
+                State::Lingering => {
+                    if self.linger_expired {
+                        return Ok(Next::Close);
+                    }
+                    let mut sink = [0u8; 16 * 1024];
+                    loop {
+                        match self.stream.read(&mut sink) {
+                            Ok(0) => return Ok(Next::Close),
+                            Ok(_) => {}
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Next::Wait),
+                            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                            Err(_) => return Ok(Next::Close),
+                        }
+                    }
+                }
                 State::Writing => {
                     if !self.flush()? {
                         return Ok(Next::Wait);
@@ -108,7 +137,13 @@ impl Conn {
                         WorkerCounters::bump(&counters.requests);
                     }
                     if !self.keep_alive {
-                        return Ok(Next::Close);
+                        if self.response_is_ok {
+                            return Ok(Next::Close);
+                        }
+                        self.rbuf.clear();
+                        let _ = self.stream.shutdown(std::net::Shutdown::Write);
+                        self.state = State::Lingering;
+                        return Ok(Next::Sleep(LINGER));
                     }
                     self.state = State::Idle;
                 }
