@@ -123,7 +123,9 @@ impl Conn {
                         match self.stream.read(&mut sink) {
                             Ok(0) => return Ok(Next::Close),
                             Ok(_) => {}
-                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(Next::Wait),
+                            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                                return Ok(Next::Wait)
+                            }
                             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                             Err(_) => return Ok(Next::Close),
                         }

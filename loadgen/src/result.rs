@@ -1,0 +1,543 @@
+//! The result of a run: one type, written as JSON (`--json`) and summarised
+//! for people. Every field carries its unit in its name.
+
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::config::{Mode, RunConfig};
+use crate::engine::{SecondTally, ThreadResult};
+use crate::errors::ErrorCounts;
+use crate::histo::{new_histogram, HistogramJson};
+use crate::schedule::Arrivals;
+
+/// Version tag of the JSON layout.
+pub const SCHEMA: &str = "prefork-lab.loadgen.v1";
+
+/// A whole run (or several merged).
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LoadResult {
+    /// Always [`SCHEMA`].
+    pub schema: String,
+    /// What was asked for.
+    pub config: ConfigJson,
+    /// Wall-clock start, ms since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Length of the measured window, s.
+    pub measured_s: f64,
+    /// Successful measured requests.
+    pub ok: u64,
+    /// Measured requests sent.
+    pub sent: u64,
+    /// Measured errors by kind.
+    pub errors: ErrorCounts,
+    /// Successful requests per second over the measured window.
+    pub throughput_rps: f64,
+    /// Open loop: the rate asked for; closed loop: null.
+    pub target_rate_rps: Option<f64>,
+    /// Requests sent per second over the measured window.
+    pub achieved_rate_rps: f64,
+    /// Largest delay between a request's due time and its send, µs.
+    pub max_schedule_lag_us: u64,
+    /// Latency from the due time (closed loop: from the send), µs.
+    pub latency: HistogramJson,
+    /// Service time from the actual send, µs.
+    pub service: HistogramJson,
+    /// Connect time, µs.
+    pub connect: HistogramJson,
+    /// Time to first byte from the send (`close` mode), µs.
+    pub ttfb: HistogramJson,
+    /// Requests and connections per worker (`X-Worker`), by pid.
+    pub workers: Vec<WorkerJson>,
+    /// Measured responses without an `X-Worker` header.
+    pub unattributed: u64,
+    /// TCP connections opened.
+    pub connections_opened: u64,
+    /// Discarded warm-up: successful requests and errors.
+    pub warmup: WarmupJson,
+    /// One entry per second of the measured window.
+    pub series: Vec<SecondJson>,
+    /// The generator's own threads.
+    pub generator: GeneratorJson,
+    /// Problems with the run, with advice.
+    pub warnings: Vec<Warning>,
+    /// For merged results: the files merged.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub merged_from: Vec<String>,
+}
+
+/// The run's configuration as recorded.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ConfigJson {
+    /// Target address.
+    pub target: String,
+    /// Connections (close mode: concurrent requests).
+    pub connections: usize,
+    /// Generator threads.
+    pub threads: usize,
+    /// Measured duration, s.
+    pub duration_s: f64,
+    /// Warm-up, s.
+    pub warmup_s: f64,
+    /// keepalive or close.
+    pub mode: Mode,
+    /// Open-loop rate, or null for closed loop.
+    pub rate_rps: Option<f64>,
+    /// Arrival spacing (open loop).
+    pub arrivals: Arrivals,
+    /// Request targets and their shares.
+    pub mix: Vec<MixJson>,
+    /// Request timeout, s.
+    pub timeout_s: f64,
+    /// Random seed.
+    pub seed: u64,
+}
+
+/// One request target and its share.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct MixJson {
+    /// Request target.
+    pub path: String,
+    /// Share of requests, 0..1.
+    pub share: f64,
+}
+
+/// One worker's tally.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkerJson {
+    /// The `X-Worker` value (a pid).
+    pub worker: u32,
+    /// Measured responses from it.
+    pub requests: u64,
+    /// Connections it answered on.
+    pub connections: u64,
+}
+
+/// The warm-up, counted and discarded.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WarmupJson {
+    /// Successful warm-up requests.
+    pub ok: u64,
+    /// Warm-up errors.
+    pub errors: u64,
+}
+
+/// One second of the measured window.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct SecondJson {
+    /// Seconds since the start of the measured window.
+    pub second: usize,
+    /// Successful requests completed in it.
+    pub ok: u64,
+    /// Errors in it.
+    pub errors: u64,
+    /// 99th percentile latency of its successful requests, µs.
+    pub p99_us: u64,
+    /// Its latency histogram (base64 HdrHistogram V2), for exact merges.
+    pub hdr_v2_base64: String,
+}
+
+/// The generator's threads.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct GeneratorJson {
+    /// Per thread: CPU time over wall time, percent.
+    pub thread_busy_pct: Vec<f64>,
+}
+
+/// A problem with the run, with what to do about it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Warning {
+    /// The open-loop schedule was not kept: fewer requests were sent than due.
+    BehindSchedule {
+        /// Rate asked for.
+        target_rps: f64,
+        /// Rate achieved.
+        achieved_rps: f64,
+    },
+    /// Requests went out late by more than 10% of the run.
+    LargeScheduleLag {
+        /// Largest lag, µs.
+        max_lag_us: u64,
+        /// Length of the run, µs.
+        run_us: u64,
+    },
+    /// A generator thread was busy nearly all the time: the generator, not
+    /// the server, may have set the pace.
+    GeneratorSaturated {
+        /// Thread index.
+        thread: usize,
+        /// Percent busy.
+        busy_pct: f64,
+    },
+    /// Requests failed.
+    Errors {
+        /// Total errors.
+        total: u64,
+        /// Errors by kind.
+        by_kind: BTreeMap<String, u64>,
+    },
+}
+
+impl Warning {
+    /// One line for people, with advice.
+    pub fn message(&self) -> String {
+        match self {
+            Warning::BehindSchedule { target_rps, achieved_rps } => format!(
+                "the schedule was not kept: {achieved_rps:.0} req/s sent of {target_rps:.0} asked; add --threads or --connections, or lower --rate"
+            ),
+            Warning::LargeScheduleLag { max_lag_us, run_us } => format!(
+                "requests went out up to {:.1} ms late ({:.0}% of the run); the latency figures include that wait, add --connections if the server was idle",
+                *max_lag_us as f64 / 1e3,
+                *max_lag_us as f64 * 100.0 / (*run_us).max(1) as f64
+            ),
+            Warning::GeneratorSaturated { thread, busy_pct } => format!(
+                "generator thread {thread} was {busy_pct:.0}% busy: the generator may be the bottleneck; add --threads or run it on more CPUs"
+            ),
+            Warning::Errors { total, by_kind } => {
+                let kinds: Vec<String> = by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
+                format!("{total} requests failed ({}); see `errors` in the JSON", kinds.join(", "))
+            }
+        }
+    }
+}
+
+/// Thresholds for warnings.
+pub const BEHIND_SCHEDULE_RATIO: f64 = 0.95;
+/// Lag above this share of the run is a warning.
+pub const LAG_SHARE: f64 = 0.10;
+/// A thread busier than this is saturated.
+pub const SATURATED: f64 = 0.90;
+
+/// Warnings that follow from a result's figures.
+pub fn warnings_for(r: &LoadResult) -> Vec<Warning> {
+    let mut w = Vec::new();
+    if let Some(target) = r.target_rate_rps {
+        if r.measured_s > 0.0 && r.achieved_rate_rps < BEHIND_SCHEDULE_RATIO * target {
+            w.push(Warning::BehindSchedule {
+                target_rps: target,
+                achieved_rps: r.achieved_rate_rps,
+            });
+        }
+        let run_us = (r.measured_s * 1e6) as u64;
+        if run_us > 0 && r.max_schedule_lag_us as f64 > LAG_SHARE * run_us as f64 {
+            w.push(Warning::LargeScheduleLag {
+                max_lag_us: r.max_schedule_lag_us,
+                run_us,
+            });
+        }
+    }
+    for (thread, busy) in r.generator.thread_busy_pct.iter().enumerate() {
+        if *busy >= SATURATED * 100.0 {
+            w.push(Warning::GeneratorSaturated {
+                thread,
+                busy_pct: *busy,
+            });
+        }
+    }
+    let total = r.errors.total();
+    if total > 0 {
+        let by_kind = r
+            .errors
+            .nonzero()
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect();
+        w.push(Warning::Errors { total, by_kind });
+    }
+    w
+}
+
+/// Puts the threads' results together.
+pub fn assemble(cfg: &RunConfig, started_unix_ms: u64, threads: Vec<ThreadResult>) -> LoadResult {
+    let mut latency = new_histogram();
+    let mut service = new_histogram();
+    let mut connect = new_histogram();
+    let mut ttfb = new_histogram();
+    let mut errors = ErrorCounts::default();
+    let mut workers: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
+    let mut series: Vec<SecondTally> = Vec::new();
+    let (mut ok, mut sent, mut unattributed, mut opened, mut max_lag) = (0, 0, 0, 0, 0);
+    let mut warmup = WarmupJson::default();
+    let mut busy = Vec::new();
+    for t in &threads {
+        latency.add(&t.latency).expect("same bounds");
+        service.add(&t.service).expect("same bounds");
+        connect.add(&t.connect).expect("same bounds");
+        ttfb.add(&t.ttfb).expect("same bounds");
+        errors.add(&t.errors);
+        ok += t.ok;
+        sent += t.sent;
+        unattributed += t.unattributed;
+        opened += t.connections_opened;
+        max_lag = max_lag.max(t.max_lag_us);
+        warmup.ok += t.warmup_ok;
+        warmup.errors += t.warmup_errors;
+        busy.push((t.cpu_busy * 1000.0).round() / 10.0);
+        for (w, tally) in &t.workers {
+            let e = workers.entry(*w).or_default();
+            e.0 += tally.requests;
+            e.1 += tally.connections;
+        }
+        for (i, s) in t.series.iter().enumerate() {
+            while series.len() <= i {
+                series.push(SecondTally {
+                    latency: new_histogram(),
+                    ok: 0,
+                    errors: 0,
+                });
+            }
+            series[i].latency.add(&s.latency).expect("same bounds");
+            series[i].ok += s.ok;
+            series[i].errors += s.errors;
+        }
+    }
+    let measured_s = cfg.duration.as_secs_f64();
+    let per_s = |n: u64| {
+        if measured_s > 0.0 {
+            n as f64 / measured_s
+        } else {
+            0.0
+        }
+    };
+    let mut r = LoadResult {
+        schema: SCHEMA.into(),
+        config: ConfigJson {
+            target: cfg.target.to_string(),
+            connections: cfg.connections,
+            threads: cfg.threads,
+            duration_s: cfg.duration.as_secs_f64(),
+            warmup_s: cfg.warmup.as_secs_f64(),
+            mode: cfg.mode,
+            rate_rps: cfg.rate,
+            arrivals: cfg.arrivals,
+            mix: cfg
+                .mix
+                .shares()
+                .into_iter()
+                .map(|(path, share)| MixJson { path, share })
+                .collect(),
+            timeout_s: cfg.timeout.as_secs_f64(),
+            seed: cfg.seed,
+        },
+        started_unix_ms,
+        measured_s,
+        ok,
+        sent,
+        errors,
+        throughput_rps: per_s(ok),
+        target_rate_rps: cfg.rate,
+        achieved_rate_rps: per_s(sent),
+        max_schedule_lag_us: max_lag,
+        latency: HistogramJson::from_histogram(&latency),
+        service: HistogramJson::from_histogram(&service),
+        connect: HistogramJson::from_histogram(&connect),
+        ttfb: HistogramJson::from_histogram(&ttfb),
+        workers: workers
+            .into_iter()
+            .map(|(worker, (requests, connections))| WorkerJson {
+                worker,
+                requests,
+                connections,
+            })
+            .collect(),
+        unattributed,
+        connections_opened: opened,
+        warmup,
+        series: series
+            .iter()
+            .enumerate()
+            .map(|(i, s)| second_json(i, s))
+            .collect(),
+        generator: GeneratorJson {
+            thread_busy_pct: busy,
+        },
+        warnings: Vec::new(),
+        merged_from: Vec::new(),
+    };
+    r.warnings = warnings_for(&r);
+    r
+}
+
+/// One second's JSON.
+pub fn second_json(i: usize, s: &SecondTally) -> SecondJson {
+    let h = HistogramJson::from_histogram(&s.latency);
+    SecondJson {
+        second: i,
+        ok: s.ok,
+        errors: s.errors,
+        p99_us: h.p99_us,
+        hdr_v2_base64: h.hdr_v2_base64,
+    }
+}
+
+/// Writes `r` to `path` atomically (temporary file, then rename).
+pub fn write_json(r: &LoadResult, path: &Path) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        serde_json::to_writer_pretty(&mut f, r)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", path.display())
+    })
+}
+
+/// Checks before a run that `path` can be written, without creating it.
+pub fn check_writable(path: &Path) -> Result<(), String> {
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    if path.is_dir() {
+        return Err(format!(
+            "--json {}: is a directory; give a file name",
+            path.display()
+        ));
+    }
+    let probe = dir.join(format!(".loadgen-probe-{}", std::process::id()));
+    std::fs::File::create(&probe)
+        .map(|_| {
+            let _ = std::fs::remove_file(&probe);
+        })
+        .map_err(|e| {
+            format!(
+                "cannot write --json {}: {e}; create the directory or pick another path",
+                path.display()
+            )
+        })
+}
+
+/// Reads a result file, checking its schema.
+pub fn read_json(path: &Path) -> Result<LoadResult, String> {
+    let text = std::fs::read_to_string(path)
+        .map_err(|e| format!("cannot read {}: {e}", path.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
+    match v.get("schema").and_then(|s| s.as_str()) {
+        Some(SCHEMA) => {}
+        Some(other) => {
+            return Err(format!(
+                "{}: schema {other:?}, expected {SCHEMA:?}",
+                path.display()
+            ))
+        }
+        None => {
+            return Err(format!(
+                "{} is not a loadgen result (no \"schema\")",
+                path.display()
+            ))
+        }
+    }
+    serde_json::from_value(v)
+        .map_err(|e| format!("{} is not a valid loadgen result: {e}", path.display()))
+}
+
+/// Formats µs for people.
+pub fn fmt_us(us: u64) -> String {
+    if us >= 1_000_000 {
+        format!("{:.2}s", us as f64 / 1e6)
+    } else if us >= 1000 {
+        format!("{:.2}ms", us as f64 / 1e3)
+    } else {
+        format!("{us}µs")
+    }
+}
+
+/// The human summary printed on stdout.
+pub fn summary(r: &LoadResult) -> String {
+    use std::fmt::Write as _;
+    let c = &r.config;
+    let mut s = String::new();
+    let loop_kind = match c.rate_rps {
+        Some(rate) => format!(
+            "open loop at {rate:.0} req/s ({})",
+            serde_json::to_value(c.arrivals)
+                .unwrap_or_default()
+                .as_str()
+                .unwrap_or("")
+        ),
+        None => "closed loop".into(),
+    };
+    let mode = if c.mode == Mode::Close {
+        "close"
+    } else {
+        "keepalive"
+    };
+    let _ = writeln!(
+        s,
+        "loadgen {}: {mode}, {} connections, {} thread(s), {:.1}s (+{:.1}s warm-up), {loop_kind}",
+        c.target, c.connections, c.threads, c.duration_s, c.warmup_s
+    );
+    let _ = writeln!(
+        s,
+        "  requests  {} ok, {} errors, {:.1} req/s{}",
+        r.ok,
+        r.errors.total(),
+        r.throughput_rps,
+        r.target_rate_rps
+            .map(|t| format!(" (sent {:.1} of {t:.1} req/s asked)", r.achieved_rate_rps))
+            .unwrap_or_default()
+    );
+    let h = &r.latency;
+    let _ = writeln!(
+        s,
+        "  latency   p50 {}  p90 {}  p99 {}  p99.9 {}  max {}",
+        fmt_us(h.p50_us),
+        fmt_us(h.p90_us),
+        fmt_us(h.p99_us),
+        fmt_us(h.p999_us),
+        fmt_us(h.max_us)
+    );
+    if r.target_rate_rps.is_some() {
+        let h = &r.service;
+        let _ = writeln!(
+            s,
+            "  service   p50 {}  p99 {}  max {}",
+            fmt_us(h.p50_us),
+            fmt_us(h.p99_us),
+            fmt_us(h.max_us)
+        );
+    }
+    if c.mode == Mode::Close {
+        let _ = writeln!(
+            s,
+            "  connect   p50 {}  p99 {}",
+            fmt_us(r.connect.p50_us),
+            fmt_us(r.connect.p99_us)
+        );
+    }
+    if !r.workers.is_empty() {
+        let total: u64 = r.workers.iter().map(|w| w.requests).sum();
+        let parts: Vec<String> = r
+            .workers
+            .iter()
+            .map(|w| {
+                format!(
+                    "{} {:.1}%",
+                    w.worker,
+                    w.requests as f64 * 100.0 / total.max(1) as f64
+                )
+            })
+            .collect();
+        let _ = writeln!(s, "  workers   {}: {}", r.workers.len(), parts.join(", "));
+    }
+    for w in &r.warnings {
+        let _ = writeln!(s, "  warning: {}", w.message());
+    }
+    s
+}
