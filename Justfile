@@ -21,3 +21,8 @@ strategies:
 lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
+
+# loadgen against wrk and ab on the same nginx (installs nginx-light, wrk,
+# apache2-utils, jq, time if missing); see loadgen/BENCHMARKS.md.
+loadgen-vs-peers pairs="5" seconds="5":
+    scripts/loadgen-vs-peers.sh {{pairs}} {{seconds}}
