@@ -12,7 +12,6 @@
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
-use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use hdrhistogram::Histogram;
@@ -89,7 +88,17 @@ pub struct ThreadResult {
     pub connections_opened: u64,
     /// This thread's CPU time over its wall time (0..1).
     pub cpu_busy: f64,
+    /// The thread stopped early: no connection succeeded within
+    /// [`GIVE_UP_AFTER`] and some were refused or failed.
+    pub gave_up: bool,
+    /// Connects that succeeded.
+    pub connects_ok: u64,
 }
+
+/// A thread whose every connect failed for this long stops early: the target
+/// does not accept connections, and running out the duration would tell
+/// nothing more.
+pub const GIVE_UP_AFTER: Duration = Duration::from_secs(1);
 
 impl ThreadResult {
     fn new() -> ThreadResult {
@@ -109,6 +118,8 @@ impl ThreadResult {
             max_lag_us: 0,
             connections_opened: 0,
             cpu_busy: 0.0,
+            gave_up: false,
+            connects_ok: 0,
         }
     }
 
@@ -282,6 +293,13 @@ impl<'a> Generator<'a> {
         }
         loop {
             let now = Instant::now();
+            if self.result.connects_ok == 0
+                && now >= self.clock.t0 + GIVE_UP_AFTER
+                && self.result.errors.total() + self.result.warmup_errors > 0
+            {
+                self.result.gave_up = true;
+                break;
+            }
             let ended = now >= self.clock.end;
             if ended
                 && (self.in_flight == 0 && self.queue.is_empty()
@@ -577,6 +595,7 @@ impl<'a> Generator<'a> {
 
     /// Slot `i`'s connect completed: send its request, or go idle.
     fn connected(&mut self, i: usize, now: Instant) {
+        self.result.connects_ok += 1;
         let slot = &mut self.slots[i];
         if let Some(start) = slot.connecting_since.take() {
             record(
@@ -803,20 +822,5 @@ impl<'a> Generator<'a> {
                 State::Idle | State::Free => {}
             }
         }
-    }
-}
-
-/// Connects once, synchronously, to tell "nothing listens there" apart from
-/// a loaded server before any load is sent.
-pub fn probe(target: SocketAddr, timeout: Duration) -> Result<(), String> {
-    match std::net::TcpStream::connect_timeout(&target, timeout) {
-        Ok(_) => Ok(()),
-        Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => {
-            Err(format!("{target} refused the connection: is the server running and listening there?"))
-        }
-        Err(e) if e.kind() == io::ErrorKind::TimedOut || e.kind() == io::ErrorKind::WouldBlock => {
-            Err(format!("{target} did not accept a connection within {timeout:?}: is it overloaded or filtered?"))
-        }
-        Err(e) => Err(format!("cannot connect to {target}: {e}")),
     }
 }

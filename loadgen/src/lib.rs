@@ -20,22 +20,19 @@ pub mod rng;
 pub mod schedule;
 pub mod target;
 
-use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 use config::RunConfig;
-use engine::{probe, run_thread, RunClock};
+use engine::{run_thread, RunClock};
 use result::LoadResult;
-
-/// How long the first connection may take before the target is declared
-/// unreachable.
-pub const PROBE_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// Runs the load described by `cfg` and returns the assembled result.
 ///
-/// Fails (for a one-line message) if the target cannot be reached at all, or
-/// if not a single request succeeded.
+/// Fails (for a one-line message) if the target accepted no connection at
+/// all (after [`engine::GIVE_UP_AFTER`], not the whole duration), or if not a
+/// single request succeeded. There is no separate probe connection: it would
+/// be a connection the server counts and the results do not.
 pub fn run(cfg: &RunConfig) -> Result<LoadResult, String> {
-    probe(cfg.target, PROBE_TIMEOUT)?;
     let started_unix_ms = SystemTime::now()
         .duration_since(UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -64,7 +61,25 @@ pub fn run(cfg: &RunConfig) -> Result<LoadResult, String> {
             })
             .collect::<Result<Vec<_>, String>>()
     })?;
+    let gave_up = results.iter().all(|t| t.gave_up);
     let r = result::assemble(cfg, started_unix_ms, results);
+    if gave_up {
+        let mut kinds: Vec<String> = r
+            .errors
+            .nonzero()
+            .iter()
+            .map(|(k, v)| format!("{k} {v}"))
+            .collect();
+        if r.warmup.errors > 0 {
+            kinds.push(format!("{} failed in warm-up", r.warmup.errors));
+        }
+        return Err(format!(
+            "{} accepted no connection within {:?} ({}): is the server running and listening there?",
+            cfg.target,
+            engine::GIVE_UP_AFTER,
+            kinds.join(", ")
+        ));
+    }
     if r.ok == 0 && r.warmup.ok == 0 && (r.sent > 0 || r.errors.total() > 0) {
         let kinds: Vec<String> = r
             .errors

@@ -1,0 +1,140 @@
+//! loadgen's per-worker figures (keyed by `X-Worker`) and its connection
+//! count are checked against what the server itself counted: the stats file
+//! `lab-server` writes at shutdown.
+
+mod util;
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use util::{argv, errors, guard, read_result, run, total_errors, uint, workers, Server, TempDir};
+
+/// Runs a keep-alive closed-loop load (8 connections, 2 s, no warm-up)
+/// against `strategy` with 3 workers and checks every worker's requests and
+/// connections against the server's stats file.
+#[track_caller]
+fn attribution_matches_server_counts(strategy: &str) {
+    let mut server = Server::start(strategy, 3);
+    let dir = TempDir::new("attribution");
+    let json = dir.file("run.json");
+    let target = server.target();
+    run(
+        &argv(&format!(
+            "--target {target} --mode keepalive --connections 8 --duration 2s --warmup 0s \
+             --json {json} --quiet"
+        )),
+        guard(Duration::from_secs(2)),
+    )
+    .assert_success();
+    let stats = server.stop();
+    let r = read_result(&json);
+
+    assert_eq!(total_errors(&r), 0, "{strategy}: errors {:?}", errors(&r));
+    assert_eq!(
+        uint(&r, "unattributed"),
+        0,
+        "{strategy}: every lab-server response carries X-Worker"
+    );
+    let seen = workers(&r);
+    for pid in seen.keys() {
+        assert!(
+            stats.workers.contains_key(pid),
+            "{strategy}: loadgen credits pid {pid}, which is not a worker in the stats file {:#}",
+            stats.raw
+        );
+    }
+    let loadgen_requests: BTreeMap<i32, u64> = stats
+        .workers
+        .keys()
+        .map(|pid| (*pid, seen.get(pid).map_or(0, |w| w.0)))
+        .collect();
+    let server_requests: BTreeMap<i32, u64> = stats
+        .workers
+        .iter()
+        .map(|(pid, w)| (*pid, w.requests))
+        .collect();
+    assert_eq!(
+        loadgen_requests, server_requests,
+        "{strategy}: requests per worker pid, loadgen (left) vs the server's stats (right)"
+    );
+    let loadgen_connections: BTreeMap<i32, u64> = stats
+        .workers
+        .keys()
+        .map(|pid| (*pid, seen.get(pid).map_or(0, |w| w.1)))
+        .collect();
+    let server_connections: BTreeMap<i32, u64> = stats
+        .workers
+        .iter()
+        .map(|(pid, w)| (*pid, w.connections))
+        .collect();
+    assert_eq!(
+        loadgen_connections,
+        server_connections,
+        "{strategy}: connections per worker pid, loadgen (left) vs the server's stats (right); \
+         loadgen opened {} connections",
+        uint(&r, "connections_opened")
+    );
+    assert_eq!(
+        uint(&r, "ok"),
+        stats.total_requests(),
+        "{strategy}: loadgen's ok vs the server's 200 responses"
+    );
+    assert!(uint(&r, "ok") > 0, "{strategy}: no request succeeded");
+}
+
+#[test]
+fn per_worker_requests_and_connections_match_the_servers_own_counts_under_shared_epoll() {
+    attribution_matches_server_counts("shared:epoll");
+}
+
+#[test]
+fn per_worker_requests_and_connections_match_the_servers_own_counts_under_master_pass() {
+    attribution_matches_server_counts("master-pass");
+}
+
+#[test]
+fn close_mode_opens_exactly_one_connection_per_request() {
+    let mut server = Server::start("shared:epoll", 2);
+    let dir = TempDir::new("close");
+    let json = dir.file("run.json");
+    let target = server.target();
+    run(
+        &argv(&format!(
+            "--target {target} --mode close --connections 4 --duration 1s --json {json} --quiet"
+        )),
+        guard(Duration::from_secs(1)),
+    )
+    .assert_success();
+    let stats = server.stop();
+    let r = read_result(&json);
+
+    let ok = uint(&r, "ok");
+    let warmup_ok = uint(&r, "warmup.ok");
+    assert!(ok > 0, "no request succeeded: {r:#}");
+    assert_eq!(
+        uint(&r, "connections_opened"),
+        ok + total_errors(&r) + warmup_ok + uint(&r, "warmup.errors"),
+        "connections opened vs requests (ok + errors + warm-up ok + warm-up errors); errors {:?}",
+        errors(&r)
+    );
+    for (pid, (requests, connections)) in workers(&r) {
+        assert_eq!(
+            connections, requests,
+            "worker {pid}: in close mode every response comes on its own connection"
+        );
+    }
+    assert_eq!(
+        stats.total_requests(),
+        ok + warmup_ok,
+        "the server's 200 responses vs loadgen's ok (+ warm-up ok)"
+    );
+    assert_eq!(
+        stats.total_connections(),
+        stats.total_requests(),
+        "the server accepted {} connections for {} requests; loadgen opened {}: \
+         every connection loadgen makes in close mode must carry exactly one request",
+        stats.total_connections(),
+        stats.total_requests(),
+        uint(&r, "connections_opened")
+    );
+}

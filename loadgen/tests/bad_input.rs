@@ -1,0 +1,130 @@
+//! Bad arguments and bad files are refused before any load is sent: one
+//! `loadgen: error: ...` line (or clap's own message), a non-zero exit, and
+//! no output file.
+//!
+//! Every run points at a port nothing listens on, so an option that slipped
+//! through the checks would end in "refused" instead of the expected message.
+
+mod util;
+
+use std::net::TcpListener;
+use std::time::Duration;
+
+use util::{run, Finished, TempDir};
+
+/// Hang guard: these must fail before any load; generous for a busy machine.
+const GUARD: Duration = Duration::from_secs(20);
+
+/// `127.0.0.1:PORT` where nothing listens.
+fn dead_target() -> String {
+    let l = TcpListener::bind("127.0.0.1:0").unwrap();
+    format!("127.0.0.1:{}", l.local_addr().unwrap().port())
+}
+
+/// Runs loadgen with `args` plus `--json` into a fresh directory, and checks
+/// that the directory is still empty afterwards.
+#[track_caller]
+fn run_expecting_no_output(args: &[&str]) -> Finished {
+    let dir = TempDir::new("bad-input");
+    let json = dir.file("out.json");
+    let mut all: Vec<&str> = args.to_vec();
+    all.extend(["--json", &json]);
+    let out = run(&all, GUARD);
+    assert!(
+        dir.entries().is_empty(),
+        "loadgen {args:?} was refused but left files: {:?}",
+        dir.entries()
+    );
+    out
+}
+
+#[test]
+fn a_target_outside_loopback_is_refused_without_allow_remote() {
+    let out = run_expecting_no_output(&["--target", "192.0.2.1:80", "-d", "1s"]);
+    let line = out.assert_one_line_error();
+    assert!(line.contains("--allow-remote"), "message: {line}");
+    assert!(line.contains("192.0.2.1"), "message: {line}");
+}
+
+#[test]
+fn zero_threads_are_refused() {
+    let target = dead_target();
+    let out = run_expecting_no_output(&["--target", &target, "--threads", "0"]);
+    let line = out.assert_one_line_error();
+    assert!(line.contains("--threads"), "message: {line}");
+}
+
+#[test]
+fn a_duration_without_a_unit_gets_claps_error() {
+    let target = dead_target();
+    let out = run_expecting_no_output(&["--target", &target, "--duration", "5"]);
+    let message = out.assert_clap_error();
+    assert!(message.contains("--duration"), "message: {message}");
+    assert!(message.contains("unit"), "message: {message}");
+}
+
+#[test]
+fn a_mix_entry_whose_path_does_not_start_with_a_slash_is_refused() {
+    let target = dead_target();
+    let out = run_expecting_no_output(&["--target", &target, "--mix", "1:nopath"]);
+    let line = out.assert_one_line_error();
+    assert!(line.contains("nopath"), "message: {line}");
+}
+
+#[test]
+fn a_json_path_in_a_missing_directory_is_refused_before_the_run() {
+    let dir = TempDir::new("missing-dir");
+    let json = dir.file("no/such/dir/out.json");
+    let target = dead_target();
+    let out = run(&["--target", &target, "-d", "1s", "--json", &json], GUARD);
+    let line = out.assert_one_line_error();
+    assert!(
+        line.contains("no/such/dir/out.json"),
+        "the message must name the path: {line}"
+    );
+    assert!(
+        !line.contains("refused"),
+        "the path must be checked before the target is tried: {line}"
+    );
+    assert!(dir.entries().is_empty(), "left files: {:?}", dir.entries());
+}
+
+/// `loadgen merge INPUT --json OUT` on one bad input file; returns the error
+/// line after checking that OUT was not created.
+#[track_caller]
+fn merge_of_bad_file(contents: &str) -> String {
+    let dir = TempDir::new("bad-merge");
+    let input = dir.file("input.json");
+    std::fs::write(&input, contents).unwrap();
+    let out_path = dir.file("merged.json");
+    let out = run(&["merge", &input, "--json", &out_path], GUARD);
+    let line = out.assert_one_line_error();
+    assert_eq!(
+        dir.entries(),
+        vec!["input.json".to_string()],
+        "a refused merge must create no file"
+    );
+    assert!(
+        line.contains("input.json"),
+        "the message must name the file: {line}"
+    );
+    line
+}
+
+#[test]
+fn merge_refuses_a_file_that_is_not_json() {
+    let line = merge_of_bad_file("this is not JSON\n");
+    assert!(line.contains("not JSON"), "message: {line}");
+}
+
+#[test]
+fn merge_refuses_a_json_file_of_another_schema() {
+    let line = merge_of_bad_file(
+        r#"{"schema":"prefork-lab.server-stats.v1","strategy":"shared:epoll","workers":[]}"#,
+    );
+    assert!(line.contains("schema"), "message: {line}");
+    assert!(
+        line.contains("prefork-lab.server-stats.v1"),
+        "the message must say which schema it found: {line}"
+    );
+}
