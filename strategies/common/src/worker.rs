@@ -89,7 +89,7 @@ pub trait Intake {
 
 /// Runs the worker until SIGTERM/SIGINT (then drains for up to
 /// [`DRAIN_GRACE`]) or until the master's end of the control channel closes.
-pub fn run<I: Intake>(env: WorkerEnv, mut intake: I, mut control: UnixStream) -> io::Result<()> {
+pub fn run<I: Intake>(env: WorkerEnv, mut intake: I, control: UnixStream) -> io::Result<()> {
     let mut poll = Poll::new()?;
     let signals = TermSignals::open()?;
     poll.registry().register(
@@ -98,20 +98,23 @@ pub fn run<I: Intake>(env: WorkerEnv, mut intake: I, mut control: UnixStream) ->
         Interest::READABLE,
     )?;
 
-    // Ready before the intake registers: connections that arrive meanwhile
-    // wait in the kernel (listen queue or channel) and epoll reports them as
-    // soon as the intake registers.
-    control.write_all(&Frame::Ready.encode())?;
+    // Ready only once the intake is registered (its listener in our epoll,
+    // its acceptor blocked in accept()): a worker that said ready too early
+    // would let the others take the first burst of connections, and with
+    // keep-alive keep them for the whole run. The intake may keep the channel
+    // (master-pass), so the frame goes out on a duplicate of it.
+    let ready = control.try_clone()?;
     let mut control = match intake.register(&poll, control)? {
         Some(c) => {
             c.set_nonblocking(true)?;
             let mut c = mio::net::UnixStream::from_std(c);
-            poll.registry()
-                .register(&mut c, CONTROL, Interest::READABLE)?;
+            poll.registry().register(&mut c, CONTROL, Interest::READABLE)?;
             Some(c)
         }
         None => None,
     };
+    write_all_nonblocking(&ready, &Frame::Ready.encode())?;
+    drop(ready);
 
     let mut lp = Loop {
         env,
@@ -277,4 +280,20 @@ impl Loop {
         }
         Ok(())
     }
+}
+
+/// Writes a small frame on a socket that may be non-blocking (the intake may
+/// have set O_NONBLOCK on the shared file description): an 8-byte frame on
+/// an empty channel never blocks, but a full one is waited out, not failed.
+fn write_all_nonblocking(mut sock: &UnixStream, mut bytes: &[u8]) -> io::Result<()> {
+    while !bytes.is_empty() {
+        match sock.write(bytes) {
+            Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
+            Ok(n) => bytes = &bytes[n..],
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }

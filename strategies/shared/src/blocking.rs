@@ -63,9 +63,13 @@ impl Intake for BlockingIntake {
         self.accepted = Some(conn_rx);
         self.taken = Some(taken_tx);
         let pid = self.env.pid;
+        let (started_tx, started_rx) = sync_channel::<()>(1);
         std::thread::Builder::new()
             .name("acceptor".into())
             .spawn(move || loop {
+                // The first time round: tell register() we are about to block
+                // in accept(), so the worker says "ready" only then.
+                let _ = started_tx.try_send(());
                 match accept4(listener.as_fd()) {
                     Ok(fd) => {
                         if conn_tx.send(fd).is_err()
@@ -86,6 +90,7 @@ impl Intake for BlockingIntake {
                     }
                 }
             })?;
+        started_rx.recv().map_err(|_| io::Error::other("the acceptor thread died at start"))?;
         Ok(Some(control))
     }
 
