@@ -16,7 +16,7 @@
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::{Duration, Instant};
 
@@ -173,9 +173,7 @@ impl Master<'_> {
             .as_ref()
             .and_then(|w| w.channel.as_ref())
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
-        // SAFETY-free: BorrowedFd of the channel for the duration of the call.
-        let sock = chan.as_fd();
-        match send_with_fd(sock, &frame.encode(), fd) {
+        match send_with_fd(chan.as_fd(), &frame.encode(), fd) {
             Ok(n) if n == crate::channel::FRAME_LEN => Ok(true),
             // Unix stream sockets take a small write whole or not at all when
             // there is room; a short write would desynchronise the frames.
@@ -633,9 +631,4 @@ impl Supervisor {
             std::thread::sleep(Duration::from_millis(5));
         }
     }
-}
-
-/// For strategies: an owned descriptor's raw number, to list in `worker_fds`.
-pub fn raw(fd: &OwnedFd) -> RawFd {
-    fd.as_raw_fd()
 }
