@@ -108,7 +108,8 @@ pub fn run<I: Intake>(env: WorkerEnv, mut intake: I, control: UnixStream) -> io:
         Some(c) => {
             c.set_nonblocking(true)?;
             let mut c = mio::net::UnixStream::from_std(c);
-            poll.registry().register(&mut c, CONTROL, Interest::READABLE)?;
+            poll.registry()
+                .register(&mut c, CONTROL, Interest::READABLE)?;
             Some(c)
         }
         None => None,
@@ -290,7 +291,9 @@ fn write_all_nonblocking(mut sock: &UnixStream, mut bytes: &[u8]) -> io::Result<
         match sock.write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),
             Ok(n) => bytes = &bytes[n..],
-            Err(e) if e.kind() == io::ErrorKind::WouldBlock => std::thread::sleep(Duration::from_millis(1)),
+            Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                std::thread::sleep(Duration::from_millis(1))
+            }
             Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
             Err(e) => return Err(e),
         }

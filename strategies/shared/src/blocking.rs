@@ -90,7 +90,9 @@ impl Intake for BlockingIntake {
                     }
                 }
             })?;
-        started_rx.recv().map_err(|_| io::Error::other("the acceptor thread died at start"))?;
+        started_rx
+            .recv()
+            .map_err(|_| io::Error::other("the acceptor thread died at start"))?;
         Ok(Some(control))
     }
 

@@ -1,0 +1,216 @@
+//! Command-line options.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use clap::{Args, Parser, Subcommand};
+use loadgen::duration::parse_duration;
+
+use crate::matrix::{Workload, STRATEGIES, WORKLOADS};
+use crate::runner::BenchConfig;
+
+/// `harness`: run the prefork-lab comparison and report it.
+#[derive(Parser, Debug)]
+#[command(name = "harness", version)]
+pub struct Cli {
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Subcommand, Debug)]
+pub enum Command {
+    /// Run the comparison (every strategy x worker counts x workloads, in
+    /// interleaved shuffled rounds) and write results and the report.
+    Bench(BenchOpts),
+    /// Run one experiment: one strategy, one workload.
+    Run(RunOpts),
+    /// Re-render summary.json and the report of a results directory from its JSON.
+    Report {
+        /// A session directory, e.g. results/latest.
+        dir: PathBuf,
+    },
+}
+
+/// Options of `bench`.
+#[derive(Args, Debug)]
+pub struct BenchOpts {
+    /// A reduced matrix: 2 workers, 3 workloads, 1 short round (about a minute on 2 cores).
+    #[arg(long)]
+    pub quick: bool,
+    /// Strategies to run, comma-separated [default: all].
+    #[arg(long, value_delimiter = ',')]
+    pub strategies: Vec<String>,
+    /// Workloads to run, comma-separated [default: all; quick: keepalive,close,heavy-tail].
+    #[arg(long, value_delimiter = ',')]
+    pub workloads: Vec<String>,
+    /// Worker counts, comma-separated [default: 2,4 and the CPU count if larger; quick: 2].
+    #[arg(long, value_delimiter = ',')]
+    pub workers: Vec<usize>,
+    /// Rounds of the whole matrix [default: 3; quick: 1].
+    #[arg(long)]
+    pub rounds: Option<usize>,
+    /// Measured time per run [default: 1s; quick: 500ms].
+    #[arg(long, value_parser = parse_duration)]
+    pub duration: Option<Duration>,
+    /// Warm-up per run, discarded [default: 300ms; quick: 200ms].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup: Option<Duration>,
+    /// Where sessions go.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+    /// Seed of the run order [default: from the clock].
+    #[arg(long)]
+    pub seed: Option<u64>,
+    /// The lab-server binary to measure [default: the one built beside the harness].
+    #[arg(long, value_name = "PATH")]
+    pub server_bin: Option<PathBuf>,
+    /// A server not ready within this long fails the session.
+    #[arg(long, default_value = "10s", value_parser = parse_duration)]
+    pub ready_timeout: Duration,
+}
+
+/// Options of `run`.
+#[derive(Args, Debug)]
+pub struct RunOpts {
+    /// Strategy.
+    #[arg(long)]
+    pub strategy: String,
+    /// Workload.
+    #[arg(long)]
+    pub workload: String,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Measured time.
+    #[arg(long, default_value = "2s", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Warm-up, discarded.
+    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Where sessions go.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
+}
+
+fn check_targets(names: &[String]) -> Result<Vec<String>, String> {
+    if names.is_empty() {
+        return Ok(STRATEGIES.iter().map(|s| s.to_string()).collect());
+    }
+    for n in names {
+        if !STRATEGIES.contains(&n.as_str()) {
+            return Err(format!(
+                "unknown strategy {n:?}: choose from {}",
+                STRATEGIES.join(", ")
+            ));
+        }
+    }
+    Ok(names.to_vec())
+}
+
+fn check_workloads(names: &[String], default: &[&str]) -> Result<Vec<&'static Workload>, String> {
+    let names: Vec<String> = if names.is_empty() {
+        default.iter().map(|s| s.to_string()).collect()
+    } else {
+        names.to_vec()
+    };
+    names
+        .iter()
+        .map(|n| {
+            Workload::by_name(n).ok_or_else(|| {
+                let all: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+                format!("unknown workload {n:?}: choose from {}", all.join(", "))
+            })
+        })
+        .collect()
+}
+
+fn check_workers(ws: &[usize]) -> Result<(), String> {
+    if let Some(w) = ws.iter().find(|&&w| w == 0 || w > 256) {
+        return Err(format!("--workers {w}: give worker counts from 1 to 256"));
+    }
+    Ok(())
+}
+
+fn seed_from_clock() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_nanos() as u64)
+        .unwrap_or(1)
+}
+
+impl BenchOpts {
+    /// Checks the options and fills in the defaults.
+    pub fn config(&self) -> Result<BenchConfig, String> {
+        let cpus = crate::environment::allowed_cpus().len();
+        let all: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
+        let default_workloads: &[&str] = if self.quick {
+            &["keepalive", "close", "heavy-tail"]
+        } else {
+            &all
+        };
+        let workers = if !self.workers.is_empty() {
+            self.workers.clone()
+        } else if self.quick {
+            vec![2]
+        } else if cpus > 4 {
+            vec![2, 4, cpus]
+        } else {
+            vec![2, 4]
+        };
+        check_workers(&workers)?;
+        let rounds = self.rounds.unwrap_or(if self.quick { 1 } else { 3 });
+        if rounds == 0 {
+            return Err("--rounds 0: at least one round is needed".into());
+        }
+        let duration = self.duration.unwrap_or(if self.quick {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(1)
+        });
+        if duration.is_zero() {
+            return Err("--duration 0s: a run needs some measured time".into());
+        }
+        Ok(BenchConfig {
+            targets: check_targets(&self.strategies)?,
+            workloads: check_workloads(&self.workloads, default_workloads)?,
+            workers,
+            rounds,
+            duration,
+            warmup: self.warmup.unwrap_or(if self.quick {
+                Duration::from_millis(200)
+            } else {
+                Duration::from_millis(300)
+            }),
+            quick: self.quick,
+            results_root: self.results.clone(),
+            seed: self.seed.unwrap_or_else(seed_from_clock),
+            server_bin: self.server_bin.clone(),
+            ready_timeout: self.ready_timeout,
+        })
+    }
+}
+
+impl RunOpts {
+    /// One experiment as a one-cell session.
+    pub fn config(&self) -> Result<BenchConfig, String> {
+        check_workers(&[self.workers])?;
+        if self.duration.is_zero() {
+            return Err("--duration 0s: a run needs some measured time".into());
+        }
+        Ok(BenchConfig {
+            targets: check_targets(std::slice::from_ref(&self.strategy))?,
+            workloads: check_workloads(std::slice::from_ref(&self.workload), &[])?,
+            workers: vec![self.workers],
+            rounds: 1,
+            duration: self.duration,
+            warmup: self.warmup,
+            quick: false,
+            results_root: self.results.clone(),
+            seed: seed_from_clock(),
+            server_bin: None,
+            ready_timeout: crate::runner::READY_TIMEOUT,
+        })
+    }
+}

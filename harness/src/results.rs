@@ -1,0 +1,97 @@
+//! The results directory: `results/<UTC timestamp>/` with `session.json`,
+//! `runs/*.json` (each written atomically when its run ends), `summary.json`,
+//! the report, and `results/latest` pointing at the newest session.
+
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+/// Writes `value` as pretty JSON to `path` atomically (temp file + rename).
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
+    let mut bytes = serde_json::to_vec_pretty(value)
+        .map_err(|e| format!("serializing {}: {e}", path.display()))?;
+    bytes.push(b'\n');
+    write_atomic(path, &bytes)
+}
+
+/// Writes `bytes` to `path` atomically.
+pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
+    let dir = path.parent().unwrap_or(Path::new("."));
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let res = (|| -> std::io::Result<()> {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(bytes)?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    res.map_err(|e| {
+        let _ = std::fs::remove_file(&tmp);
+        format!("cannot write {}: {e}", path.display())
+    })
+}
+
+/// UTC timestamp like `20261126T143012Z` (no separators that trouble shells).
+pub fn utc_stamp() -> String {
+    let secs = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0);
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let (h, m, s) = (rem / 3600, rem % 3600 / 60, rem % 60);
+    // Civil from days (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let mo = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(mo <= 2);
+    format!("{y:04}{mo:02}{d:02}T{h:02}{m:02}{s:02}Z")
+}
+
+/// Creates `<root>/<stamp>/runs/`, refusing an unwritable root with advice.
+pub fn create_session_dir(root: &Path) -> Result<PathBuf, String> {
+    std::fs::create_dir_all(root).map_err(|e| {
+        format!("cannot create the results directory {}: {e}; pass --results DIR with a writable directory", root.display())
+    })?;
+    let mut dir = root.join(utc_stamp());
+    let mut n = 1;
+    while dir.exists() {
+        n += 1;
+        dir = root.join(format!("{}-{n}", utc_stamp()));
+    }
+    std::fs::create_dir_all(dir.join("runs")).map_err(|e| {
+        format!("cannot write in the results directory {}: {e}; pass --results DIR with a writable directory", root.display())
+    })?;
+    Ok(dir)
+}
+
+/// Points `<root>/latest` at `dir` (a relative symlink, replaced atomically).
+pub fn update_latest(root: &Path, dir: &Path) -> Result<(), String> {
+    let name = dir.file_name().ok_or("session directory has no name")?;
+    let tmp = root.join(format!(".latest.tmp-{}", std::process::id()));
+    let _ = std::fs::remove_file(&tmp);
+    std::os::unix::fs::symlink(name, &tmp)
+        .map_err(|e| format!("cannot link {}: {e}", tmp.display()))?;
+    std::fs::rename(&tmp, root.join("latest"))
+        .map_err(|e| format!("cannot update {}/latest: {e}", root.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stamp_looks_like_utc_iso_basic() {
+        let s = utc_stamp();
+        assert_eq!(s.len(), 16, "{s}");
+        assert!(s.starts_with("20") && s.ends_with('Z') && s.as_bytes()[8] == b'T');
+    }
+}

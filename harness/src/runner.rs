@@ -1,0 +1,444 @@
+//! Running a session: calibrate, run the planned matrix with a progress bar,
+//! write each run as it ends, then analyse and report.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::analysis;
+use crate::environment::Environment;
+use crate::kernel::{self, proc_usage, usage_delta, QueueSampler};
+use crate::matrix::{plan, Planned, Workload, CALIBRATION_PATH};
+use crate::procs::{run_loadgen, start_lab_server, Binaries};
+use crate::record::{KernelSide, Pinning, ProcRecord, RunRecord, ServerSide, RUN_SCHEMA};
+use crate::results::{create_session_dir, update_latest, write_json};
+use crate::session::{Session, SESSION_SCHEMA};
+use crate::summary::{BenchConfigJson, Calibration, Summary, SCHEMA};
+use crate::warnings::Warning;
+
+/// A server that is not ready within this long fails the session.
+pub const READY_TIMEOUT: Duration = Duration::from_secs(10);
+/// How often accept queues are sampled during a run.
+pub const QUEUE_SAMPLE: Duration = Duration::from_millis(50);
+
+/// A bench session's configuration, checked.
+#[derive(Clone, Debug)]
+pub struct BenchConfig {
+    /// Targets (strategy names).
+    pub targets: Vec<String>,
+    /// Workloads.
+    pub workloads: Vec<&'static Workload>,
+    /// Worker counts.
+    pub workers: Vec<usize>,
+    /// Rounds of the matrix.
+    pub rounds: usize,
+    /// Measured time per run.
+    pub duration: Duration,
+    /// Warm-up per run.
+    pub warmup: Duration,
+    /// `--quick`.
+    pub quick: bool,
+    /// Where sessions go (`results/`).
+    pub results_root: PathBuf,
+    /// Seed of the run order.
+    pub seed: u64,
+    /// The lab-server to measure, instead of the one beside the harness.
+    pub server_bin: Option<PathBuf>,
+    /// How long a server may take to print its ready line.
+    pub ready_timeout: Duration,
+}
+
+impl BenchConfig {
+    fn json(&self) -> BenchConfigJson {
+        BenchConfigJson {
+            targets: self.targets.clone(),
+            workloads: self.workloads.iter().map(|w| w.json()).collect(),
+            workers: self.workers.clone(),
+            rounds: self.rounds,
+            duration_s: self.duration.as_secs_f64(),
+            warmup_s: self.warmup.as_secs_f64(),
+            quick: self.quick,
+        }
+    }
+}
+
+/// CPU placement: disjoint sets when the machine has room, else none.
+#[derive(Clone, Debug)]
+struct Placement {
+    server: Vec<usize>,
+    loadgen: Vec<usize>,
+    loadgen_threads: usize,
+}
+
+fn placement(cpus: &[usize], workers: usize) -> Placement {
+    let loadgen_threads = if cpus.len() >= 8 { 2 } else { 1 };
+    if cpus.len() > workers + loadgen_threads {
+        let split = cpus.len() - loadgen_threads;
+        Placement {
+            server: cpus[..split].to_vec(),
+            loadgen: cpus[split..].to_vec(),
+            loadgen_threads,
+        }
+    } else {
+        Placement {
+            server: Vec::new(),
+            loadgen: Vec::new(),
+            loadgen_threads,
+        }
+    }
+}
+
+fn ms(d: Duration) -> String {
+    format!("{}ms", d.as_millis())
+}
+
+fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// What the session produced.
+pub struct Outcome {
+    /// The session directory.
+    pub dir: PathBuf,
+    /// The summary written there.
+    pub summary: Summary,
+    /// Why it ended early, if it did (the results so far are still written).
+    pub ended_early: Option<String>,
+}
+
+/// Runs a whole session.
+pub fn bench(cfg: &BenchConfig, stop: &AtomicBool) -> Result<Outcome, String> {
+    let mut bins = Binaries::locate()?;
+    if let Some(bin) = &cfg.server_bin {
+        if !bin.is_file() {
+            return Err(format!("--server-bin {}: no such file", bin.display()));
+        }
+        bins.lab_server = bin.clone();
+    }
+    let dir = create_session_dir(&cfg.results_root)?;
+    let environment = Environment::capture();
+    let mut session = Session {
+        schema: SESSION_SCHEMA.into(),
+        started_unix_ms: now_ms(),
+        seed: cfg.seed,
+        config: cfg.json(),
+        environment: environment.clone(),
+        calibration: Vec::new(),
+        planned_runs: 0,
+        completed_runs: 0,
+        ended_early: None,
+    };
+    write_json(&dir.join("session.json"), &session)?;
+    let planned = plan(
+        &cfg.targets,
+        &cfg.workloads,
+        &cfg.workers,
+        cfg.rounds,
+        cfg.seed,
+    );
+    session.planned_runs = planned.len();
+    let per_run = cfg.warmup + cfg.duration + Duration::from_millis(400);
+    let needs_calibration = cfg.workloads.iter().any(|w| w.capacity_share.is_some());
+    let calibrations = if needs_calibration {
+        cfg.workers.len()
+    } else {
+        0
+    };
+    let bar = ProgressBar::new((planned.len() + calibrations) as u64);
+    bar.set_style(
+        ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs, ETA {eta} {msg}",
+        )
+        .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
+    let say = |bar: &ProgressBar, line: String| {
+        if tty {
+            bar.set_message(line);
+        } else {
+            eprintln!("harness: {line}");
+        }
+    };
+    eprintln!(
+        "harness: {} runs ({} targets x {} workloads x {:?} workers x {} rounds), about {:.0} s; results in {}",
+        planned.len(),
+        cfg.targets.len(),
+        cfg.workloads.len(),
+        cfg.workers,
+        cfg.rounds,
+        (planned.len() + calibrations) as f64 * per_run.as_secs_f64(),
+        dir.display()
+    );
+
+    let mut ended_early = None;
+    let mut records: Vec<RunRecord> = Vec::new();
+    // Calibration: capacity per worker count, for the open-loop workloads.
+    if needs_calibration {
+        for &workers in &cfg.workers {
+            if stop.load(Ordering::Relaxed) {
+                break;
+            }
+            say(&bar, format!("calibrating capacity with {workers} workers"));
+            let args: Vec<String> = [
+                "--mode",
+                "keepalive",
+                "--connections",
+                "64",
+                "--path",
+                CALIBRATION_PATH,
+            ]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+            let place = placement(&environment.cpus_allowed, workers);
+            let probe = Planned {
+                target: "reuseport".into(),
+                workload: &crate::matrix::WORKLOADS[0],
+                workers,
+                round: 0,
+            };
+            match run_one(
+                &bins,
+                &probe,
+                &args,
+                None,
+                cfg.duration.max(Duration::from_secs(1)),
+                cfg.warmup,
+                &place,
+                &dir,
+                0,
+                cfg.ready_timeout,
+                stop,
+            ) {
+                Ok(r) => session.calibration.push(Calibration {
+                    workers,
+                    target: "reuseport".into(),
+                    loadgen_args: args,
+                    capacity_rps: r.loadgen.throughput_rps,
+                }),
+                Err(e) => {
+                    ended_early = Some(format!("calibration with {workers} workers failed: {e}"));
+                    break;
+                }
+            }
+            bar.inc(1);
+        }
+        write_json(&dir.join("session.json"), &session)?;
+    }
+    if ended_early.is_none() {
+        for (i, p) in planned.iter().enumerate() {
+            if stop.load(Ordering::Relaxed) {
+                ended_early = Some(format!(
+                    "interrupted after {} of {} runs",
+                    records.len(),
+                    planned.len()
+                ));
+                break;
+            }
+            let rate = p.workload.capacity_share.and_then(|share| {
+                session
+                    .calibration
+                    .iter()
+                    .find(|c| c.workers == p.workers)
+                    .map(|c| (c.capacity_rps * share).max(1.0))
+            });
+            say(
+                &bar,
+                format!(
+                    "{} / {} / {} workers / round {}",
+                    p.target, p.workload.name, p.workers, p.round
+                ),
+            );
+            let place = placement(&environment.cpus_allowed, p.workers);
+            let args: Vec<String> = p.workload.args.iter().map(|s| s.to_string()).collect();
+            match run_one(
+                &bins,
+                p,
+                &args,
+                rate,
+                cfg.duration,
+                cfg.warmup,
+                &place,
+                &dir,
+                i + 1,
+                cfg.ready_timeout,
+                stop,
+            ) {
+                Ok(record) => {
+                    write_json(&dir.join(analysis::run_file_name(&record)), &record)?;
+                    records.push(record);
+                    session.completed_runs = records.len();
+                }
+                Err(e) => {
+                    ended_early = Some(if stop.load(Ordering::Relaxed) {
+                        format!(
+                            "interrupted after {} of {} runs",
+                            records.len(),
+                            planned.len()
+                        )
+                    } else {
+                        format!(
+                            "{} / {} / {} workers failed: {e}",
+                            p.target, p.workload.name, p.workers
+                        )
+                    });
+                    break;
+                }
+            }
+            bar.inc(1);
+        }
+    }
+    bar.finish_and_clear();
+    session.ended_early = ended_early.clone();
+    write_json(&dir.join("session.json"), &session)?;
+    let summary = finish(&dir, &session, &records)?;
+    update_latest(&cfg.results_root, &dir)?;
+    Ok(Outcome {
+        dir,
+        summary,
+        ended_early,
+    })
+}
+
+/// Analyses the runs of a session and writes `summary.json` and the report.
+pub fn finish(dir: &Path, session: &Session, records: &[RunRecord]) -> Result<Summary, String> {
+    let summary = summarize(session, records)?;
+    write_json(&dir.join("summary.json"), &summary)?;
+    crate::report::render(&summary, dir)?;
+    Ok(summary)
+}
+
+/// The summary of a session's runs (pure: no I/O).
+pub fn summarize(session: &Session, records: &[RunRecord]) -> Result<Summary, String> {
+    let workload_names: Vec<String> = session
+        .config
+        .workloads
+        .iter()
+        .map(|w| w.name.clone())
+        .collect();
+    let cells = analysis::cells(records, &session.config.targets, &workload_names)?;
+    let mut warnings = Vec::new();
+    let max_workers = session.config.workers.iter().copied().max().unwrap_or(1);
+    if session.environment.cpus_allowed.len() <= max_workers {
+        warnings.push(Warning::SharedCpus {
+            cpus: session.environment.cpus_allowed.len(),
+            workers: max_workers,
+        });
+    }
+    warnings.extend(analysis::cell_warnings(&cells, records));
+    Ok(Summary {
+        schema: SCHEMA.into(),
+        created_unix_ms: now_ms(),
+        environment: session.environment.clone(),
+        config: session.config.clone(),
+        calibration: session.calibration.clone(),
+        winners: analysis::winners(&cells),
+        findings: analysis::findings(&cells),
+        cells,
+        warnings,
+    })
+}
+
+/// One run: start the server, load it, collect, stop it.
+#[allow(clippy::too_many_arguments)]
+fn run_one(
+    bins: &Binaries,
+    p: &Planned,
+    workload_args: &[String],
+    rate: Option<f64>,
+    duration: Duration,
+    warmup: Duration,
+    place: &Placement,
+    dir: &Path,
+    index: usize,
+    ready_timeout: Duration,
+    stop: &AtomicBool,
+) -> Result<RunRecord, String> {
+    let started = Instant::now();
+    let started_unix_ms = now_ms();
+    let stats_path = dir.join("runs").join(format!(".server-stats-{index}.json"));
+    let lg_path = dir.join("runs").join(format!(".loadgen-{index}.json"));
+    let server = start_lab_server(
+        bins,
+        &p.target,
+        p.workers,
+        &place.server,
+        &stats_path,
+        ready_timeout,
+    )?;
+    let mut pids = vec![server.master_pid];
+    pids.extend(&server.worker_pids);
+    let before: Vec<_> = pids.iter().map(|&pid| (pid, proc_usage(pid))).collect();
+    let counters_before = kernel::read_counters();
+    let sampler = QueueSampler::start(server.port(), QUEUE_SAMPLE);
+    let mut args: Vec<String> = vec![
+        "--target".into(),
+        server.addr.clone(),
+        "--duration".into(),
+        ms(duration),
+        "--warmup".into(),
+        ms(warmup),
+        "--threads".into(),
+        place.loadgen_threads.to_string(),
+        "--seed".into(),
+        index.to_string(),
+    ];
+    args.extend(workload_args.iter().cloned());
+    if let Some(r) = rate {
+        args.extend(["--rate".into(), format!("{r:.1}")]);
+    }
+    let hang_guard = warmup + duration + Duration::from_secs(20);
+    let loadgen = run_loadgen(bins, &args, &place.loadgen, &lg_path, hang_guard, stop);
+    let accept_queue = sampler.finish();
+    let counters_after = kernel::read_counters();
+    let processes: Vec<ProcRecord> = before
+        .iter()
+        .filter_map(|&(pid, b)| {
+            let (b, a) = (b?, proc_usage(pid)?);
+            Some(ProcRecord {
+                pid,
+                master: pid == server.master_pid,
+                usage: usage_delta(b, a),
+            })
+        })
+        .collect();
+    let (master_pid, worker_pids) = (server.master_pid, server.worker_pids.clone());
+    let stats = server.stop(Duration::from_secs(5));
+    let _ = std::fs::remove_file(&stats_path);
+    let _ = std::fs::remove_file(&lg_path);
+    let loadgen = loadgen?;
+    let stats = stats?;
+    Ok(RunRecord {
+        schema: RUN_SCHEMA.into(),
+        index,
+        target: p.target.clone(),
+        workload: p.workload.name.into(),
+        workers: p.workers,
+        round: p.round,
+        offered_rps: rate,
+        started_unix_ms,
+        wall_s: started.elapsed().as_secs_f64(),
+        pinning: Pinning {
+            disjoint: !place.server.is_empty()
+                && place.server.iter().all(|c| !place.loadgen.contains(c)),
+            server_cpus: place.server.clone(),
+            loadgen_cpus: place.loadgen.clone(),
+        },
+        loadgen,
+        server: ServerSide {
+            master_pid,
+            worker_pids,
+            processes,
+            stats,
+        },
+        kernel: KernelSide {
+            counters: kernel::delta(&counters_before, &counters_after),
+            accept_queue,
+        },
+    })
+}

@@ -1,0 +1,73 @@
+//! Typed warnings about a session, each with advice. Never silently dropped:
+//! they are printed, and stored in `summary.json` and the report.
+
+use serde::{Deserialize, Serialize};
+
+/// A problem with the session's numbers.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum Warning {
+    /// Rounds of one cell disagree by more than 10% in throughput.
+    RoundsDisagree {
+        /// Target.
+        target: String,
+        /// Workload.
+        workload: String,
+        /// Workers.
+        workers: usize,
+        /// (max - min) / median, percent.
+        spread_pct: f64,
+    },
+    /// The load generator said it was saturated or behind its schedule.
+    GeneratorSaturated {
+        /// Target.
+        target: String,
+        /// Workload.
+        workload: String,
+        /// Workers.
+        workers: usize,
+        /// What loadgen said.
+        detail: String,
+    },
+    /// Fewer CPUs than workers plus the load generator: they share CPUs.
+    SharedCpus {
+        /// CPUs available.
+        cpus: usize,
+        /// Most workers in one run.
+        workers: usize,
+    },
+    /// Requests failed.
+    Errors {
+        /// Target.
+        target: String,
+        /// Workload.
+        workload: String,
+        /// Workers.
+        workers: usize,
+        /// Errors over all rounds.
+        errors: u64,
+        /// Errors by kind, as loadgen named them.
+        detail: String,
+    },
+}
+
+impl Warning {
+    /// One line for people, with advice.
+    pub fn message(&self) -> String {
+        match self {
+            Warning::RoundsDisagree { target, workload, workers, spread_pct } => format!(
+                "{target} / {workload} / {workers} workers: rounds disagree by {spread_pct:.0}% in throughput; the machine is noisy: add --rounds or close other programs"
+            ),
+            Warning::GeneratorSaturated { target, workload, workers, detail } => format!(
+                "{target} / {workload} / {workers} workers: {detail}; the load generator, not the server, may have set the pace"
+            ),
+            Warning::SharedCpus { cpus, workers } => format!(
+                "only {cpus} CPUs for up to {workers} workers plus the load generator: server and generator share CPUs and compete; run on a machine with at least {} CPUs for clean numbers",
+                workers + 1
+            ),
+            Warning::Errors { target, workload, workers, errors, detail } => format!(
+                "{target} / {workload} / {workers} workers: {errors} requests failed ({detail}); see the run files"
+            ),
+        }
+    }
+}

@@ -1,0 +1,259 @@
+//! The harness end to end: a short bench over every strategy writes run
+//! files, a summary that validates against the schema, and a report naming
+//! every strategy; Ctrl-C leaves a usable partial result and no process.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+const STRATEGIES: &[&str] = &[
+    "master-pass",
+    "master-pass:rotate",
+    "master-pass:least-conn",
+    "shared:blocking",
+    "shared:epoll",
+    "shared:epoll-exclusive",
+    "shared:accept-mutex",
+    "reuseport",
+    "reuseport:cbpf-cpu",
+];
+
+/// `lab-server` and `loadgen` must sit beside the harness binary; `cargo
+/// test --workspace` builds them, `cargo test -p harness` may not.
+fn ensure_siblings() -> PathBuf {
+    let harness = PathBuf::from(env!("CARGO_BIN_EXE_harness"));
+    let dir = harness.parent().expect("bin dir").to_path_buf();
+    if !dir.join("lab-server").is_file() || !dir.join("loadgen").is_file() {
+        let profile_release = dir.ends_with("release");
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "lab-server", "-p", "loadgen"]);
+        if profile_release {
+            cmd.arg("--release");
+        }
+        let target_dir = dir.parent().expect("target dir");
+        cmd.env("CARGO_TARGET_DIR", target_dir);
+        let st = cmd.status().expect("cargo build");
+        assert!(st.success(), "building lab-server and loadgen failed");
+    }
+    harness
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("harness-test-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn read_json(p: &Path) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
+}
+
+/// Makes this test process the reaper of orphans, so that a server or load
+/// generator left behind by the harness becomes our child and is seen.
+fn become_subreaper() {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes integer arguments only.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
+    assert_eq!(r, 0, "prctl(PR_SET_CHILD_SUBREAPER)");
+}
+
+/// Our children that are still alive (not zombies), by command name.
+fn live_children() -> Vec<(i32, String)> {
+    let me = std::process::id() as i32;
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
+            continue;
+        };
+        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
+            continue;
+        };
+        let Some((head, rest)) = stat.rsplit_once(')') else {
+            continue;
+        };
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        if f.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(me) && f.first() != Some(&"Z") {
+            out.push((
+                pid,
+                head.rsplit_once('(')
+                    .map(|x| x.1.to_string())
+                    .unwrap_or_default(),
+            ));
+        }
+    }
+    out
+}
+
+fn reap_zombies() {
+    // SAFETY: waitpid with a null status pointer and WNOHANG only reaps.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+}
+
+#[test]
+fn a_short_bench_over_every_strategy_writes_runs_a_valid_summary_and_a_report_naming_them_all() {
+    let harness = ensure_siblings();
+    let root = temp_dir("bench");
+    let out = Command::new(&harness)
+        .args([
+            "bench",
+            "--workers",
+            "2",
+            "--workloads",
+            "keepalive,heavy-tail",
+            "--rounds",
+            "1",
+        ])
+        .args([
+            "--duration",
+            "300ms",
+            "--warmup",
+            "100ms",
+            "--seed",
+            "5",
+            "--results",
+        ])
+        .arg(&root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "harness bench failed: {stderr}");
+    let dir =
+        std::fs::canonicalize(root.join("latest")).expect("results/latest points at the session");
+    let summary = read_json(&dir.join("summary.json"));
+    if let Err(errors) = harness::schema::validate_summary(&summary) {
+        panic!("summary.json does not validate against summary.schema.json: {errors:?}");
+    }
+    let runs: Vec<_> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .flatten()
+        .collect();
+    assert_eq!(
+        runs.len(),
+        STRATEGIES.len() * 2,
+        "one run file per strategy and workload"
+    );
+    let cells = summary["cells"].as_array().unwrap();
+    assert_eq!(cells.len(), STRATEGIES.len() * 2);
+    for c in cells {
+        assert!(
+            c["throughput_rps"]["median"].as_f64().unwrap() > 0.0,
+            "cell {} has no throughput",
+            c["target"]
+        );
+        assert_eq!(
+            c["errors"].as_u64(),
+            Some(0),
+            "cell {} had errors",
+            c["target"]
+        );
+    }
+    let heavy: Vec<_> = cells
+        .iter()
+        .filter(|c| c["workload"] == "heavy-tail")
+        .collect();
+    assert!(
+        heavy
+            .iter()
+            .all(|c| c["offered_rps"].as_f64().is_some_and(|r| r > 0.0)),
+        "open loop cells record the offered rate"
+    );
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    let html = std::fs::read_to_string(dir.join("report.html")).unwrap();
+    for s in STRATEGIES {
+        assert!(report.contains(s), "report.md does not name {s}");
+        assert!(html.contains(s), "report.html does not name {s}");
+    }
+    assert!(html.contains("<svg"), "report.html embeds its plots");
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn ctrl_c_leaves_a_partial_result_and_no_process_behind() {
+    let harness = ensure_siblings();
+    become_subreaper();
+    let root = temp_dir("interrupt");
+    let mut child = Command::new(&harness)
+        .args([
+            "bench",
+            "--workers",
+            "2",
+            "--workloads",
+            "keepalive",
+            "--rounds",
+            "5",
+        ])
+        .args([
+            "--duration",
+            "300ms",
+            "--warmup",
+            "0s",
+            "--seed",
+            "9",
+            "--results",
+        ])
+        .arg(&root)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until a few runs are on disk, then interrupt.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let runs_done = || {
+        std::fs::read_dir(&root)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|s| std::fs::read_dir(s.path().join("runs")).ok())
+            .flat_map(|d| d.flatten())
+            .filter(|f| !f.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    };
+    while runs_done() < 3 {
+        assert!(Instant::now() < deadline, "no runs written within 60 s");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    // SAFETY: kill with a pid we own and a valid signal number.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = child.wait().unwrap();
+    let mut err = String::new();
+    std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "an interrupted bench exits 130: {err}"
+    );
+    assert!(
+        err.contains("interrupted"),
+        "it says it was interrupted: {err}"
+    );
+    let dir =
+        std::fs::canonicalize(root.join("latest")).expect("latest points at the partial session");
+    let summary = read_json(&dir.join("summary.json"));
+    assert!(
+        harness::schema::validate_summary(&summary).is_ok(),
+        "the partial summary is valid"
+    );
+    assert!(!summary["cells"].as_array().unwrap().is_empty());
+    assert!(dir.join("report.md").is_file());
+    let session = read_json(&dir.join("session.json"));
+    assert!(session["ended_early"]
+        .as_str()
+        .is_some_and(|s| s.contains("interrupted")));
+    // Nothing left running: no orphan became our child and stayed alive.
+    std::thread::sleep(Duration::from_millis(300));
+    reap_zombies();
+    // Tests in this file run in parallel: the other test's own harness is our
+    // child too. Anything else (lab-server, loadgen, setpriv, taskset) is an
+    // orphan of the interrupted session.
+    let left: Vec<_> = live_children()
+        .into_iter()
+        .filter(|(_, name)| name != "harness")
+        .collect();
+    assert!(left.is_empty(), "processes left behind: {left:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}

@@ -1,0 +1,708 @@
+//! The report, rendered from a realistic synthetic summary (two worker
+//! counts, all nine strategies, the five default workloads), and the schema
+//! of `summary.json`.
+//!
+//! To look at the synthetic report yourself:
+//! `HARNESS_REPORT_KEEP=/tmp/synthetic-report cargo test -p harness --test report_render`
+//! renders it there as well, then open `/tmp/synthetic-report/report.html`.
+
+use std::collections::BTreeMap;
+use std::fs;
+use std::path::Path;
+
+use harness::environment::Environment;
+use harness::report::render;
+use harness::schema::validate_summary;
+use harness::summary::*;
+use harness::warnings::Warning;
+use serde_json::Value;
+
+const TARGETS: [&str; 9] = [
+    "master-pass",
+    "master-pass:rotate",
+    "master-pass:least-conn",
+    "shared:blocking",
+    "shared:epoll",
+    "shared:epoll-exclusive",
+    "shared:accept-mutex",
+    "reuseport",
+    "reuseport:cbpf-cpu",
+];
+const WORKLOADS: [&str; 5] = ["keepalive", "close", "open-50", "open-90", "heavy-tail"];
+const WORKERS: [usize; 2] = [2, 4];
+const SPECTRUM: [f64; 9] = [50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99];
+const CAPACITY: [f64; 2] = [41_800.0, 63_500.0];
+
+/// A deterministic number in [0, 1) from a seed string.
+fn noise(seed: &str) -> f64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in seed.bytes() {
+        h ^= u64::from(b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    // splitmix64's finaliser: FNV alone barely moves the high bits when
+    // only the last byte differs.
+    h = (h ^ (h >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+    h = (h ^ (h >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+    h ^= h >> 31;
+    (h >> 11) as f64 / (1u64 << 53) as f64
+}
+
+fn spread(values: Vec<f64>) -> Spread {
+    let mut sorted = values.clone();
+    sorted.sort_by(|a, b| a.total_cmp(b));
+    let median = sorted[sorted.len() / 2];
+    let (min, max) = (sorted[0], sorted[sorted.len() - 1]);
+    Spread {
+        spread_pct: (max - min) / median * 100.0,
+        values,
+        median,
+        min,
+        max,
+    }
+}
+
+fn jain(xs: &[f64]) -> f64 {
+    let sum: f64 = xs.iter().sum();
+    let sq: f64 = xs.iter().map(|x| x * x).sum();
+    sum * sum / (xs.len() as f64 * sq)
+}
+
+/// Fairness of a per-worker split given as raw weights.
+fn fairness_of(weights: &[f64]) -> FairnessJson {
+    let total: f64 = weights.iter().sum();
+    let mean = total / weights.len() as f64;
+    let mut shares: Vec<f64> = weights.iter().map(|w| w / total).collect();
+    shares.sort_by(|a, b| b.total_cmp(a));
+    let max = weights.iter().cloned().fold(0.0, f64::max);
+    let var = weights.iter().map(|w| (w - mean).powi(2)).sum::<f64>() / weights.len() as f64;
+    let j = jain(weights);
+    FairnessJson {
+        jain: j,
+        jain_per_round: vec![j * 0.99, j, (j * 1.005).min(1.0)],
+        max_over_mean: max / mean,
+        cv: var.sqrt() / mean,
+        shares,
+    }
+}
+
+/// Per-worker connection weights the way each strategy tends to split them.
+fn connection_weights(target: &str, workers: usize, workload: &str) -> Vec<f64> {
+    (0..workers)
+        .map(|i| {
+            let jitter = 1.0 + 0.06 * (noise(&format!("{target}{workload}{workers}{i}")) - 0.5);
+            let base = match target {
+                // EPOLLEXCLUSIVE wakes the same waiter: one worker takes most.
+                "shared:epoll-exclusive" => {
+                    if i == 0 {
+                        7.0
+                    } else {
+                        1.0 / (i as f64 + 1.0)
+                    }
+                }
+                "shared:epoll" => 1.0 + 0.8 * (i == 0) as u8 as f64,
+                "shared:accept-mutex" => 1.0 + 0.5 * (i % 2 == 0) as u8 as f64,
+                // Hashing 64 connections over few listeners is lumpy.
+                "reuseport" => 1.0 + 0.35 * noise(&format!("rp{workload}{workers}{i}")),
+                "reuseport:cbpf-cpu" => {
+                    if i < 2 {
+                        1.0
+                    } else {
+                        0.05
+                    }
+                }
+                _ => 1.0,
+            };
+            base * jitter
+        })
+        .collect()
+}
+
+fn cell(target: &str, workload: &str, wi: usize) -> Cell {
+    let workers = WORKERS[wi];
+    let capacity = CAPACITY[wi];
+    let family = target.split(':').next().unwrap().to_string();
+    let master = family == "master-pass";
+    let open_share = match workload {
+        "open-50" | "heavy-tail" => Some(0.5),
+        "open-90" => Some(0.9),
+        _ => None,
+    };
+    // Throughput: closed loops differ by strategy; open loops serve what is offered.
+    let closed = match (workload, target) {
+        ("close", t) if t.starts_with("master-pass") => capacity * 0.38,
+        ("close", t) if t.starts_with("reuseport") => capacity * 0.62,
+        ("close", _) => capacity * 0.55,
+        (_, "shared:epoll-exclusive") => capacity * 0.81,
+        (_, t) if t.starts_with("reuseport") => capacity * 1.04,
+        _ => capacity * (0.95 + 0.06 * noise(target)),
+    };
+    let offered = open_share.map(|s| s * capacity);
+    let median = offered.map_or(closed, |o| o * (0.995 + 0.004 * noise(target)));
+    let rounds: Vec<f64> = (0..3)
+        .map(|r| median * (0.97 + 0.06 * noise(&format!("{target}{workload}{workers}{r}"))))
+        .collect();
+
+    // Latency: p50 from the load, the tail by strategy.
+    let p50 = match workload {
+        "keepalive" => 64.0 / median * 1e6,
+        "close" => 32.0 / median * 1e6 * 1.3,
+        "open-90" => 380.0,
+        _ => 140.0,
+    } * (0.9 + 0.2 * noise(&format!("p50{target}")));
+    let tail = match (workload, target) {
+        ("heavy-tail", t) if t.starts_with("reuseport") => 0.95,
+        ("heavy-tail", "shared:epoll-exclusive") => 0.85,
+        ("heavy-tail", _) => 0.55,
+        ("open-90", t) if t.starts_with("reuseport") => 0.5,
+        (_, "shared:accept-mutex") => 0.45,
+        _ => 0.28,
+    };
+    let at = |p: f64| (p50 * (1.0 / (1.0 - p / 100.0) / 2.0).powf(tail)).round() as u64;
+    let mut spectrum: Vec<(f64, u64)> = SPECTRUM.iter().map(|&p| (p, at(p))).collect();
+    let max_us = at(99.999) * 2;
+    spectrum.push((100.0, max_us));
+    let p99 = at(99.0) as f64;
+    let count = (median * 10.0 * 3.0) as u64;
+
+    let conn = connection_weights(target, workers, workload);
+    let cpu: Vec<f64> = conn.iter().map(|c| c.powf(0.8)).collect();
+    let errors = if target == "reuseport" && workload == "close" {
+        37
+    } else {
+        0
+    };
+    Cell {
+        target: target.into(),
+        family,
+        workload: workload.into(),
+        workers,
+        rounds: 3,
+        offered_rps: offered,
+        throughput_rps: spread(rounds),
+        latency: LatencyJson {
+            count,
+            p50_us: at(50.0),
+            p90_us: at(90.0),
+            p99_us: at(99.0),
+            p999_us: at(99.9),
+            max_us,
+            spectrum,
+        },
+        p99_us_per_round: spread(vec![p99 * 0.93, p99 * 1.02, p99 * 1.11]),
+        fairness: Fairness {
+            connections: fairness_of(&conn),
+            requests: fairness_of(&conn),
+            cpu: fairness_of(&cpu),
+        },
+        wasted_wakeups_per_connection: match target {
+            "shared:epoll" => (workers - 1) as f64 * 0.8,
+            "shared:accept-mutex" => 0.05,
+            _ => 0.0,
+        },
+        master_cpu_share: if master {
+            if workload == "close" {
+                0.31
+            } else {
+                0.012
+            }
+        } else {
+            0.0004
+        },
+        errors,
+        error_rate: errors as f64 / count as f64,
+        kernel: KernelJson {
+            listen_overflows: if workload == "close" && master {
+                120
+            } else {
+                0
+            },
+            listen_drops: if workload == "close" && master {
+                120
+            } else {
+                0
+            },
+            out_rsts: errors,
+            max_accept_queue: if workload == "close" { 33 } else { 2 },
+            ..KernelJson::default()
+        },
+        replacements: 0,
+        runs: (1..=3)
+            .map(|r| {
+                format!(
+                    "runs/{}-{workload}-w{workers}-r{r}.json",
+                    target.replace(':', "_")
+                )
+            })
+            .collect(),
+    }
+}
+
+fn workload_json(name: &str) -> WorkloadJson {
+    let (description, args, share): (&str, &[&str], Option<f64>) = match name {
+        "keepalive" => (
+            "closed loop, keep-alive, 64 connections, GET /",
+            &["--mode", "keepalive", "--connections", "64"],
+            None,
+        ),
+        "close" => (
+            "closed loop, a new TCP connection per request, 32 at a time",
+            &["--mode", "close", "--connections", "32"],
+            None,
+        ),
+        "open-50" => (
+            "open loop (Poisson) at 50% of capacity",
+            &[
+                "--mode",
+                "keepalive",
+                "--arrivals",
+                "poisson",
+                "--path",
+                "/?cpu_us=50",
+            ],
+            Some(0.5),
+        ),
+        "open-90" => (
+            "open loop (Poisson) at 90% of capacity",
+            &[
+                "--mode",
+                "keepalive",
+                "--arrivals",
+                "poisson",
+                "--path",
+                "/?cpu_us=50",
+            ],
+            Some(0.9),
+        ),
+        _ => (
+            "open loop at 50%, 1% of requests 100x the CPU",
+            &[
+                "--mode",
+                "keepalive",
+                "--arrivals",
+                "poisson",
+                "--mix",
+                "99:/?cpu_us=20,1:/?cpu_us=2000",
+            ],
+            Some(0.5),
+        ),
+    };
+    WorkloadJson {
+        name: name.into(),
+        description: description.into(),
+        loadgen_args: args.iter().map(|s| s.to_string()).collect(),
+        capacity_share: share,
+    }
+}
+
+fn synthetic_summary() -> Summary {
+    let cells: Vec<Cell> = WORKLOADS
+        .iter()
+        .flat_map(|w| {
+            (0..WORKERS.len()).flat_map(move |wi| TARGETS.iter().map(move |t| cell(t, w, wi)))
+        })
+        .collect();
+    let mut winners = Vec::new();
+    for w in WORKLOADS {
+        for n in WORKERS {
+            let g: Vec<&Cell> = cells
+                .iter()
+                .filter(|c| c.workload == w && c.workers == n)
+                .collect();
+            let best =
+                |f: &dyn Fn(&Cell) -> f64| *g.iter().max_by(|a, b| f(a).total_cmp(&f(b))).unwrap();
+            let t = best(&|c| c.throughput_rps.median);
+            let p = best(&|c| -(c.latency.p99_us as f64));
+            let f = best(&|c| c.fairness.connections.jain);
+            winners.push(Winner {
+                workload: w.into(),
+                workers: n,
+                throughput_target: t.target.clone(),
+                throughput_rps: t.throughput_rps.median,
+                p99_target: p.target.clone(),
+                p99_us: p.latency.p99_us,
+                fairest_target: f.target.clone(),
+                fairest_jain: f.fairness.connections.jain,
+            });
+        }
+    }
+    Summary {
+        schema: SCHEMA.into(),
+        created_unix_ms: 1_714_566_896_000,
+        environment: Environment {
+            kernel: "6.1.0-18-amd64".into(),
+            cpus_allowed: vec![0, 1, 2, 3],
+            cpus_online: 4,
+            cpu_model: "Intel(R) Xeon(R) CPU @ 2.20GHz".into(),
+            memory_mib: 24_000,
+            sysctls: BTreeMap::from([
+                ("net.core.somaxconn".into(), "4096".into()),
+                ("net.ipv4.tcp_migrate_req".into(), "0".into()),
+                ("net.ipv4.ip_local_port_range".into(), "32768 60999".into()),
+            ]),
+            git_commit: "e7c60c7d3ab1c2f0e9d8c7b6a5f4e3d2c1b0a9f8".into(),
+            rustc: "rustc 1.95.0".into(),
+            tools: BTreeMap::from([("nginx".into(), "nginx/1.22.1".into())]),
+            hostname: "lab-box".into(),
+        },
+        config: BenchConfigJson {
+            targets: TARGETS.iter().map(|s| s.to_string()).collect(),
+            workloads: WORKLOADS.iter().map(|w| workload_json(w)).collect(),
+            workers: WORKERS.to_vec(),
+            rounds: 3,
+            duration_s: 5.0,
+            warmup_s: 1.0,
+            quick: false,
+        },
+        calibration: WORKERS
+            .iter()
+            .zip(CAPACITY)
+            .map(|(&n, c)| Calibration {
+                workers: n,
+                target: "reuseport".into(),
+                loadgen_args: vec!["--mode".into(), "keepalive".into(), "--path".into(), "/?cpu_us=50".into()],
+                capacity_rps: c,
+            })
+            .collect(),
+        cells,
+        winners,
+        findings: vec![
+            "shared:epoll-exclusive gave one of 4 workers 71% of the connections under keepalive (Jain's index 0.45).".into(),
+            "Under close, master-pass reached 38% of reuseport's throughput; its master used 31% of the server's CPU.".into(),
+            "Under heavy-tail, reuseport's p99 was 9.4x shared:blocking's: a connection hashed to a busy worker waits.".into(),
+        ],
+        warnings: vec![
+            Warning::SharedCpus { cpus: 4, workers: 4 },
+            Warning::RoundsDisagree { target: "reuseport".into(), workload: "close".into(), workers: 4, spread_pct: 14.2 },
+            Warning::Errors {
+                target: "reuseport".into(),
+                workload: "close".into(),
+                workers: 2,
+                errors: 37,
+                detail: "connect: 37 ECONNRESET".into(),
+            },
+            Warning::GeneratorSaturated {
+                target: "shared:epoll".into(),
+                workload: "open-90".into(),
+                workers: 4,
+                detail: "loadgen fell 3.1% behind its schedule".into(),
+            },
+        ],
+    }
+}
+
+/// Renders `summary` into a fresh temporary folder (and into
+/// `$HARNESS_REPORT_KEEP` as well, when set).
+#[track_caller]
+fn rendered(summary: &Summary) -> (tempfile::TempDir, Vec<std::path::PathBuf>) {
+    let dir = tempfile::tempdir().expect("a temporary folder");
+    let files = render(summary, dir.path()).expect("the report renders");
+    if let Some(keep) = std::env::var_os("HARNESS_REPORT_KEEP") {
+        render(summary, Path::new(&keep)).expect("the report renders into HARNESS_REPORT_KEEP");
+    }
+    (dir, files)
+}
+
+#[track_caller]
+fn read(path: &Path) -> String {
+    fs::read_to_string(path).unwrap_or_else(|e| panic!("cannot read {}: {e}", path.display()))
+}
+
+fn svgs(dir: &Path) -> Vec<std::path::PathBuf> {
+    let mut v: Vec<_> = fs::read_dir(dir.join("plots"))
+        .expect("a plots folder")
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|e| e == "svg"))
+        .collect();
+    v.sort();
+    v
+}
+
+#[test]
+fn render_writes_both_reports_and_every_plot_and_returns_them() {
+    let (dir, files) = rendered(&synthetic_summary());
+    for f in &files {
+        assert!(
+            f.is_file(),
+            "{} was returned but is not a file",
+            f.display()
+        );
+        assert!(
+            f.starts_with(dir.path()),
+            "{} is outside the report folder",
+            f.display()
+        );
+    }
+    assert_eq!(files[0], dir.path().join("report.md"));
+    assert_eq!(files[1], dir.path().join("report.html"));
+    let plots = svgs(dir.path());
+    // Throughput per workload (5); spectrum and shares per workload and
+    // worker count (10 + 10); latency against load per worker count (2).
+    assert_eq!(plots.len(), 27, "{plots:#?}");
+    assert_eq!(files.len(), 29);
+    for p in &plots {
+        assert!(
+            files.contains(p),
+            "{} was written but not returned",
+            p.display()
+        );
+    }
+    // Atomic writes leave no temporary file behind.
+    let stray: Vec<_> = fs::read_dir(dir.path())
+        .unwrap()
+        .chain(fs::read_dir(dir.path().join("plots")).unwrap())
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| n.contains(".tmp"))
+        .collect();
+    assert!(stray.is_empty(), "temporary files left: {stray:?}");
+}
+
+#[test]
+fn markdown_report_opens_with_who_wins_and_names_every_target() {
+    let summary = synthetic_summary();
+    let (dir, _) = rendered(&summary);
+    let md = read(&dir.path().join("report.md"));
+    let who = md.find("## Who wins").expect("a Who wins section");
+    let findings = md.find("## Findings").expect("a Findings section");
+    let first_workload = md
+        .find("## Workload keepalive")
+        .expect("a section per workload");
+    assert!(
+        who < findings && findings < first_workload,
+        "Who wins, then findings, then the workloads"
+    );
+    assert!(
+        md[..who].contains("Jain's index"),
+        "the top explains how to read the report"
+    );
+    for t in TARGETS {
+        assert!(
+            md.contains(&format!("| {t} |")),
+            "report.md has no table row for {t}"
+        );
+    }
+    for w in WORKLOADS {
+        assert!(
+            md.contains(&format!("## Workload {w}")),
+            "report.md has no section for {w}"
+        );
+    }
+    for f in &summary.findings {
+        assert!(md.contains(f.as_str()), "finding missing: {f}");
+    }
+    for w in &summary.warnings {
+        assert!(
+            md.contains(&w.message()),
+            "warning missing: {}",
+            w.message()
+        );
+    }
+    // People's units, and the environment.
+    assert!(md.contains(" ms") && md.contains("µs") && md.contains("k req/s"));
+    assert!(
+        md.contains("6.1.0-18-amd64")
+            && md.contains("net.core.somaxconn")
+            && md.contains("e7c60c7")
+    );
+    // Every plot is linked by a relative path that exists.
+    for p in svgs(dir.path()) {
+        let rel = format!("plots/{}", p.file_name().unwrap().to_string_lossy());
+        assert!(
+            md.contains(&format!("]({rel})")),
+            "report.md does not link {rel}"
+        );
+    }
+}
+
+#[test]
+fn every_plot_is_well_formed_svg_with_readable_text() {
+    let (dir, _) = rendered(&synthetic_summary());
+    for p in svgs(dir.path()) {
+        let svg = read(&p);
+        let doc = roxmltree::Document::parse(&svg)
+            .unwrap_or_else(|e| panic!("{} is not well-formed XML: {e}", p.display()));
+        let root = doc.root_element();
+        assert_eq!(root.tag_name().name(), "svg", "{}", p.display());
+        assert!(
+            root.attribute("viewBox").is_some(),
+            "{} has no viewBox, so it cannot scale",
+            p.display()
+        );
+        let texts: Vec<&str> = root
+            .descendants()
+            .filter(|n| n.has_tag_name("text"))
+            .filter_map(|n| n.text())
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .collect();
+        assert!(
+            texts.len() >= 5,
+            "{} has almost no text: {texts:?}",
+            p.display()
+        );
+        let name = p.file_name().unwrap().to_string_lossy().into_owned();
+        if name.starts_with("latency-") && !name.starts_with("latency-vs-load") {
+            for label in ["50%", "90%", "99%", "99.9%", "99.99%", "max"] {
+                assert!(
+                    texts.contains(&label),
+                    "{name} has no x label {label}: {texts:?}"
+                );
+            }
+            for t in TARGETS {
+                assert!(texts.contains(&t), "{name} has no legend entry for {t}");
+            }
+        }
+        if name.starts_with("throughput-") {
+            for t in TARGETS {
+                assert!(texts.contains(&t), "{name} has no row for {t}");
+            }
+            assert!(
+                texts.iter().any(|t| t.contains("thousands per second")),
+                "{name} has no unit on its axis"
+            );
+        }
+    }
+}
+
+#[test]
+fn html_report_is_self_contained_with_the_plots_inline() {
+    let (dir, _) = rendered(&synthetic_summary());
+    let html = read(&dir.path().join("report.html"));
+    assert!(html.starts_with("<!DOCTYPE html>"));
+    assert_eq!(
+        html.matches("<svg").count(),
+        svgs(dir.path()).len(),
+        "one inline <svg> per plot"
+    );
+    for t in TARGETS {
+        assert!(
+            html.contains(&format!("<td>{t}</td>")),
+            "report.html has no table row for {t}"
+        );
+    }
+    for external in [
+        "http://", "https://", "<script", "<link", "<img", "url(", "@import",
+    ] {
+        assert!(
+            !html.contains(external),
+            "report.html refers to something outside it: {external}"
+        );
+    }
+}
+
+#[test]
+fn rendering_is_a_pure_function_of_the_summary() {
+    let summary = synthetic_summary();
+    let (a, files_a) = rendered(&summary);
+    let (b, files_b) = rendered(&summary);
+    assert_eq!(files_a.len(), files_b.len());
+    for (fa, fb) in files_a.iter().zip(&files_b) {
+        assert_eq!(
+            fa.strip_prefix(a.path()).unwrap(),
+            fb.strip_prefix(b.path()).unwrap()
+        );
+        assert!(
+            fs::read(fa).unwrap() == fs::read(fb).unwrap(),
+            "{} differs between two renderings",
+            fa.display()
+        );
+    }
+}
+
+#[test]
+fn a_summary_without_cells_still_renders_a_report_that_says_so() {
+    let mut summary = synthetic_summary();
+    summary.cells.clear();
+    summary.winners.clear();
+    summary.findings.clear();
+    let (dir, files) = rendered(&summary);
+    assert_eq!(files.len(), 2, "no cells, no plots: {files:?}");
+    let md = read(&dir.path().join("report.md"));
+    assert!(md.contains("No cell finished"));
+}
+
+#[test]
+fn an_unwritable_report_folder_is_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("a-file");
+    fs::write(&file, "").unwrap();
+    let err = render(&synthetic_summary(), &file.join("report")).unwrap_err();
+    assert!(
+        err.contains("cannot create") && err.contains("writable"),
+        "{err}"
+    );
+}
+
+fn summary_json() -> Value {
+    serde_json::to_value(synthetic_summary()).unwrap()
+}
+
+#[track_caller]
+fn rejected(value: &Value, expect: &str) {
+    let errors = validate_summary(value).expect_err("the mutated summary must not validate");
+    assert!(
+        errors.iter().any(|e| e.contains(expect)),
+        "expected an error mentioning {expect:?}, got {errors:#?}"
+    );
+}
+
+#[test]
+fn the_serialized_summary_validates_against_the_schema() {
+    let value = summary_json();
+    validate_summary(&value).unwrap_or_else(|errors| panic!("schema errors: {errors:#?}"));
+    // And it reads back as the same type.
+    let back: Summary = serde_json::from_value(value).unwrap();
+    assert_eq!(
+        back.cells.len(),
+        TARGETS.len() * WORKLOADS.len() * WORKERS.len()
+    );
+}
+
+#[test]
+fn a_summary_missing_a_field_fails_validation() {
+    let mut value = summary_json();
+    value["cells"][3]
+        .as_object_mut()
+        .unwrap()
+        .remove("fairness");
+    rejected(&value, "/cells/3");
+    let mut value = summary_json();
+    value.as_object_mut().unwrap().remove("environment");
+    rejected(&value, "environment");
+}
+
+#[test]
+fn a_summary_with_another_schema_tag_fails_validation() {
+    let mut value = summary_json();
+    value["schema"] = Value::from("prefork-lab.harness.summary.v2");
+    rejected(&value, "/schema");
+}
+
+#[test]
+fn a_summary_with_an_unknown_field_fails_validation() {
+    let mut value = summary_json();
+    value["cells"][0]["latency"]["p95_us"] = Value::from(123);
+    rejected(&value, "/cells/0/latency");
+    let mut value = summary_json();
+    value["surprise"] = Value::from(true);
+    rejected(&value, "surprise");
+}
+
+#[test]
+fn a_summary_with_a_nan_written_as_null_fails_validation() {
+    let mut summary = synthetic_summary();
+    summary.cells[0].fairness.cpu.jain = f64::NAN;
+    let value = serde_json::to_value(&summary).unwrap();
+    assert!(
+        value["cells"][0]["fairness"]["cpu"]["jain"].is_null(),
+        "serde_json writes NaN as null"
+    );
+    rejected(&value, "/cells/0/fairness/cpu/jain");
+}
+
+#[test]
+fn a_warning_of_an_unknown_kind_fails_validation() {
+    let mut value = summary_json();
+    value["warnings"][0]["kind"] = Value::from("cosmic_rays");
+    rejected(&value, "/warnings/0");
+}
