@@ -5,6 +5,22 @@
 test:
     cargo test --workspace
 
+# The default comparison: every strategy x 2 and 4 workers x 5 workloads x 3
+# rounds (about 8 minutes on 2 cores); the report lands in results/latest/.
+bench *args:
+    cargo build --release --workspace
+    target/release/harness bench {{args}}
+
+# A reduced comparison (about 30 s on 2 cores).
+bench-quick *args:
+    cargo build --release --workspace
+    target/release/harness bench --quick {{args}}
+
+# Re-render summary.json and the report of a results directory from its run files.
+report dir="results/latest":
+    cargo build --release -p harness
+    target/release/harness report {{dir}}
+
 # Build release binaries.
 build:
     cargo build --release --workspace

@@ -368,30 +368,36 @@ pub fn findings(cells: &[Cell]) -> Vec<String> {
             .or_default()
             .push(c);
     }
-    // 1. The most lopsided connection spread of each group, if lopsided.
-    for ((workers, workload), g) in &groups {
-        if *workers < 2 {
-            continue;
+    // 1. Lopsided connection spreads (one worker with at least 1.5 times its
+    //    even share), one sentence per (target, workers) over all workloads.
+    let mut lopsided: BTreeMap<(usize, String), Vec<(String, f64, f64)>> = BTreeMap::new();
+    for c in cells
+        .iter()
+        .filter(|c| c.workers >= 2 && !c.fairness.connections.shares.is_empty())
+    {
+        let top = c.fairness.connections.shares[0];
+        if top >= 1.5 / c.fairness.connections.shares.len() as f64 {
+            lopsided
+                .entry((c.workers, c.target.clone()))
+                .or_default()
+                .push((c.workload.clone(), top, c.fairness.connections.jain));
         }
-        if let Some(c) = g
-            .iter()
-            .filter(|c| !c.fairness.connections.shares.is_empty())
-            .max_by(|a, b| {
-                a.fairness.connections.shares[0].total_cmp(&b.fairness.connections.shares[0])
-            })
-        {
-            let top = c.fairness.connections.shares[0];
-            let fair = 1.0 / c.fairness.connections.shares.len() as f64;
-            if top >= 1.5 * fair {
-                out.push(format!(
-                    "{workload}, {workers} workers: {} gave one worker {:.0}% of the connections (an even share is {:.0}%; Jain's index {:.2}).",
-                    c.target,
-                    top * 100.0,
-                    fair * 100.0,
-                    c.fairness.connections.jain
-                ));
-            }
-        }
+    }
+    for ((workers, target), list) in &lopsided {
+        let names: Vec<&str> = list.iter().map(|(w, _, _)| w.as_str()).collect();
+        let lo = list.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
+        let hi = list.iter().map(|x| x.1).fold(0.0, f64::max);
+        let share = if hi - lo < 0.005 {
+            format!("{:.0}%", hi * 100.0)
+        } else {
+            format!("{:.0}-{:.0}%", lo * 100.0, hi * 100.0)
+        };
+        let jain = list.iter().map(|x| x.2).fold(f64::INFINITY, f64::min);
+        out.push(format!(
+            "{target}, {workers} workers: one worker took {share} of the connections (an even share is {:.0}%; Jain's index down to {jain:.2}) in {}.",
+            100.0 / *workers as f64,
+            names.join(", ")
+        ));
     }
     // 2. Throughput: the best against the worst, per group.
     for ((workers, workload), g) in &groups {

@@ -168,6 +168,27 @@ fn a_short_bench_over_every_strategy_writes_runs_a_valid_summary_and_a_report_na
         assert!(html.contains(s), "report.html does not name {s}");
     }
     assert!(html.contains("<svg"), "report.html embeds its plots");
+
+    // `harness report DIR` derives the same analysis from the run files alone.
+    std::fs::remove_file(dir.join("summary.json")).unwrap();
+    std::fs::remove_file(dir.join("report.md")).unwrap();
+    let out = Command::new(&harness)
+        .arg("report")
+        .arg(&dir)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "harness report failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let again = read_json(&dir.join("summary.json"));
+    assert_eq!(
+        again["cells"], summary["cells"],
+        "re-rendering reproduces every cell"
+    );
+    assert_eq!(again["findings"], summary["findings"]);
+    assert!(dir.join("report.md").is_file());
     let _ = std::fs::remove_dir_all(&root);
 }
 
