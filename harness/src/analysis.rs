@@ -358,6 +358,9 @@ fn fmt_us(us: u64) -> String {
     loadgen::result::fmt_us(us)
 }
 
+/// (workload, largest worker's share, Jain's index) of a lopsided cell.
+type Lopsided = (String, f64, f64);
+
 /// Sentences written from the data: the facts a reader should not miss.
 pub fn findings(cells: &[Cell]) -> Vec<String> {
     let mut out = Vec::new();
@@ -370,7 +373,7 @@ pub fn findings(cells: &[Cell]) -> Vec<String> {
     }
     // 1. Lopsided connection spreads (one worker with at least 1.5 times its
     //    even share), one sentence per (target, workers) over all workloads.
-    let mut lopsided: BTreeMap<(usize, String), Vec<(String, f64, f64)>> = BTreeMap::new();
+    let mut lopsided: BTreeMap<(usize, String), Vec<Lopsided>> = BTreeMap::new();
     for c in cells
         .iter()
         .filter(|c| c.workers >= 2 && !c.fairness.connections.shares.is_empty())
