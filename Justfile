@@ -42,3 +42,8 @@ lint:
 # apache2-utils, jq, time if missing); see loadgen/BENCHMARKS.md.
 loadgen-vs-peers pairs="5" seconds="5":
     scripts/loadgen-vs-peers.sh {{pairs}} {{seconds}}
+
+# Install the reference servers measured beside the lab's strategies.
+setup-references:
+    command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y nginx-light)
+    command -v node >/dev/null || apt-get install -y nodejs

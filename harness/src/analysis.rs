@@ -7,7 +7,9 @@ use hdrhistogram::Histogram;
 
 use crate::matrix::family;
 use crate::record::RunRecord;
-use crate::summary::{Cell, Fairness, FairnessJson, KernelJson, LatencyJson, Spread, Winner};
+use crate::summary::{
+    Cell, Comparison, Fairness, FairnessJson, KernelJson, LatencyJson, Spread, Winner,
+};
 use crate::warnings::Warning;
 
 /// Jain's fairness index `(Σx)² / (n·Σx²)`: 1 when all are equal, `1/n` when
@@ -155,6 +157,23 @@ fn median_index(values: &[f64]) -> usize {
         .unwrap_or(0)
 }
 
+/// Per-worker counts of one run: from the server's stats file, or else from
+/// the load generator's `X-Worker` tallies, padded with zeros to the worker count.
+fn per_worker(
+    r: &RunRecord,
+    server: fn(&crate::record::WorkerStats) -> u64,
+    tally: fn(&loadgen::result::WorkerJson) -> u64,
+) -> Vec<f64> {
+    match &r.server.stats {
+        Some(s) => s.workers.iter().map(|w| server(w) as f64).collect(),
+        None => {
+            let mut v: Vec<f64> = r.loadgen.workers.iter().map(|w| tally(w) as f64).collect();
+            v.resize(v.len().max(r.workers), 0.0);
+            v
+        }
+    }
+}
+
 /// Builds one cell from its runs (all of one target, workload, workers).
 pub fn cell(runs: &[&RunRecord]) -> Result<Cell, String> {
     let first = runs.first().ok_or("a cell needs at least one run")?;
@@ -167,15 +186,11 @@ pub fn cell(runs: &[&RunRecord]) -> Result<Cell, String> {
     let per_round = |f: &dyn Fn(&RunRecord) -> Vec<f64>| -> Vec<Vec<f64>> {
         runs.iter().map(|r| f(r)).collect()
     };
-    let worker_stats = |r: &RunRecord, f: fn(&crate::record::WorkerStats) -> u64| -> Vec<f64> {
-        r.server
-            .stats
-            .as_ref()
-            .map(|s| s.workers.iter().map(|w| f(w) as f64).collect())
-            .unwrap_or_default()
-    };
-    let connections = per_round(&|r| worker_stats(r, |w| w.connections));
-    let requests = per_round(&|r| worker_stats(r, |w| w.requests));
+    // The server's own counts where it keeps them (lab-server); otherwise the
+    // load generator's tallies by X-Worker (reference servers). Workers that
+    // got nothing are missing from the tallies: they count as 0.
+    let connections = per_round(&|r| per_worker(r, |w| w.connections, |w| w.connections));
+    let requests = per_round(&|r| per_worker(r, |w| w.requests, |w| w.requests));
     let cpu = per_round(&|r| {
         r.server
             .processes
@@ -186,17 +201,18 @@ pub fn cell(runs: &[&RunRecord]) -> Result<Cell, String> {
     });
     let wasted: Vec<f64> = runs
         .iter()
-        .map(|r| {
-            let s = r.server.stats.as_ref();
-            let eagain: u64 = s.map_or(0, |s| s.workers.iter().map(|w| w.accept_eagain).sum());
-            let conns: u64 = s.map_or(0, |s| s.workers.iter().map(|w| w.connections).sum());
-            if conns > 0 {
+        .filter_map(|r| {
+            let s = r.server.stats.as_ref()?;
+            let eagain: u64 = s.workers.iter().map(|w| w.accept_eagain).sum();
+            let conns: u64 = s.workers.iter().map(|w| w.connections).sum();
+            Some(if conns > 0 {
                 eagain as f64 / conns as f64
             } else {
                 0.0
-            }
+            })
         })
         .collect();
+    let has_stats = runs.iter().all(|r| r.server.stats.is_some());
     let master_share: Vec<f64> = runs
         .iter()
         .map(|r| {
@@ -239,6 +255,13 @@ pub fn cell(runs: &[&RunRecord]) -> Result<Cell, String> {
     Ok(Cell {
         target: first.target.clone(),
         family: family(&first.target),
+        reference: crate::targets::TargetSpec::parse(&first.target)
+            .is_some_and(|t| t.is_reference()),
+        counts_from: if has_stats {
+            "server".into()
+        } else {
+            "load generator (X-Worker)".into()
+        },
         workload: first.workload.clone(),
         workers: first.workers,
         rounds: runs.len(),
@@ -251,7 +274,7 @@ pub fn cell(runs: &[&RunRecord]) -> Result<Cell, String> {
             requests: fairness_of(&requests, mid),
             cpu: fairness_of(&cpu, mid),
         },
-        wasted_wakeups_per_connection: median(&wasted),
+        wasted_wakeups_per_connection: has_stats.then(|| median(&wasted)),
         master_cpu_share: median(&master_share),
         errors,
         error_rate: if ok + errors > 0 {
@@ -454,17 +477,18 @@ pub fn findings(cells: &[Cell]) -> Vec<String> {
         }
     }
     // 4. Thundering herd: wasted accepts.
+    let waste = |c: &Cell| c.wasted_wakeups_per_connection.unwrap_or(0.0);
     if let Some(c) = cells
         .iter()
-        .filter(|c| c.wasted_wakeups_per_connection > 0.05)
-        .max_by(|a, b| {
-            a.wasted_wakeups_per_connection
-                .total_cmp(&b.wasted_wakeups_per_connection)
-        })
+        .filter(|c| waste(c) > 0.05)
+        .max_by(|a, b| waste(a).total_cmp(&waste(b)))
     {
         out.push(format!(
             "{}, {}, {} workers: {:.2} accept() calls returned EAGAIN per connection served (workers woken for a connection another worker took).",
-            c.target, c.workload, c.workers, c.wasted_wakeups_per_connection
+            c.target,
+            c.workload,
+            c.workers,
+            waste(c)
         ));
     }
     // 5. The master as a bottleneck.
@@ -482,6 +506,40 @@ pub fn findings(cells: &[Cell]) -> Vec<String> {
                 c.master_cpu_share * 100.0
             ));
         }
+    }
+    out
+}
+
+/// Each reference beside its lab twin, per workload and worker count.
+pub fn comparisons(cells: &[Cell]) -> Vec<Comparison> {
+    let mut out = Vec::new();
+    for theirs in cells.iter().filter(|c| c.reference) {
+        let Some((_, ours_name)) = crate::targets::TWINS
+            .iter()
+            .find(|(t, _)| *t == theirs.target)
+        else {
+            continue;
+        };
+        let Some(ours) = cells.iter().find(|c| {
+            c.target == *ours_name && c.workload == theirs.workload && c.workers == theirs.workers
+        }) else {
+            continue;
+        };
+        let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        out.push(Comparison {
+            workload: theirs.workload.clone(),
+            workers: theirs.workers,
+            ours: ours.target.clone(),
+            theirs: theirs.target.clone(),
+            ours_rps: ours.throughput_rps.median,
+            theirs_rps: theirs.throughput_rps.median,
+            throughput_ratio: ratio(ours.throughput_rps.median, theirs.throughput_rps.median),
+            ours_p99_us: ours.latency.p99_us,
+            theirs_p99_us: theirs.latency.p99_us,
+            p99_ratio: ratio(ours.latency.p99_us as f64, theirs.latency.p99_us as f64),
+            ours_jain: ours.fairness.connections.jain,
+            theirs_jain: theirs.fairness.connections.jain,
+        });
     }
     out
 }

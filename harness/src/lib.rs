@@ -22,6 +22,7 @@ pub mod runner;
 pub mod schema;
 pub mod session;
 pub mod summary;
+pub mod targets;
 pub mod warnings;
 
 use std::sync::atomic::AtomicBool;

@@ -83,7 +83,8 @@ impl Workload {
     }
 }
 
-/// The strategy family of a target name (`master-pass:rotate` -> `master-pass`).
+/// The strategy family of a target name (`master-pass:rotate` -> `master-pass`,
+/// `nginx:reuseport` -> `nginx`).
 pub fn family(target: &str) -> String {
     target.split(':').next().unwrap_or(target).to_string()
 }

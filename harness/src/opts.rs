@@ -8,6 +8,7 @@ use loadgen::duration::parse_duration;
 
 use crate::matrix::{Workload, STRATEGIES, WORKLOADS};
 use crate::runner::BenchConfig;
+use crate::targets::{TargetSpec, REFERENCES};
 
 /// `harness`: run the prefork-lab comparison and report it.
 #[derive(Parser, Debug)]
@@ -39,7 +40,8 @@ pub struct BenchOpts {
     /// A reduced matrix: 2 workers, 3 workloads, 1 short round (about a minute on 2 cores).
     #[arg(long)]
     pub quick: bool,
-    /// Strategies to run, comma-separated [default: all].
+    /// Strategies and reference servers to run, comma-separated [default: all
+    /// strategies, and nginx:* and node:* where installed].
     #[arg(long, value_delimiter = ',')]
     pub strategies: Vec<String>,
     /// Workloads to run, comma-separated [default: all; quick: keepalive,close,heavy-tail].
@@ -51,10 +53,10 @@ pub struct BenchOpts {
     /// Rounds of the whole matrix [default: 3; quick: 1].
     #[arg(long)]
     pub rounds: Option<usize>,
-    /// Measured time per run [default: 1s; quick: 500ms].
+    /// Measured time per run [default: 800ms; quick: 500ms].
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Warm-up per run, discarded [default: 300ms; quick: 200ms].
+    /// Warm-up per run, discarded [default: 200ms; quick: 200ms].
     #[arg(long, value_parser = parse_duration)]
     pub warmup: Option<Duration>,
     /// Where sessions go.
@@ -94,15 +96,22 @@ pub struct RunOpts {
     pub results: PathBuf,
 }
 
+/// Targets by name; the default is every strategy and every reference (a
+/// reference whose server is not installed is skipped when the bench runs).
 fn check_targets(names: &[String]) -> Result<Vec<String>, String> {
     if names.is_empty() {
-        return Ok(STRATEGIES.iter().map(|s| s.to_string()).collect());
+        return Ok(STRATEGIES
+            .iter()
+            .chain(REFERENCES)
+            .map(|s| s.to_string())
+            .collect());
     }
     for n in names {
-        if !STRATEGIES.contains(&n.as_str()) {
+        if TargetSpec::parse(n).is_none() {
+            let all: Vec<&str> = STRATEGIES.iter().chain(REFERENCES).copied().collect();
             return Err(format!(
                 "unknown strategy {n:?}: choose from {}",
-                STRATEGIES.join(", ")
+                all.join(", ")
             ));
         }
     }
@@ -167,7 +176,7 @@ impl BenchOpts {
         let duration = self.duration.unwrap_or(if self.quick {
             Duration::from_millis(500)
         } else {
-            Duration::from_secs(1)
+            Duration::from_millis(800)
         });
         if duration.is_zero() {
             return Err("--duration 0s: a run needs some measured time".into());

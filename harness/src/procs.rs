@@ -53,8 +53,9 @@ impl Binaries {
     }
 }
 
-/// A command that dies with the harness, optionally pinned to `cpus`.
-fn guarded(program: &Path, cpus: &[usize]) -> Command {
+/// A command that dies with the harness (`setpriv --pdeathsig KILL`), optionally
+/// pinned to `cpus` (`taskset`).
+pub fn guarded(program: &Path, cpus: &[usize]) -> Command {
     let mut argv: Vec<String> = Vec::new();
     if Path::new("/usr/bin/setpriv").exists() {
         argv.extend([

@@ -70,7 +70,9 @@ pub fn create_session_dir(root: &Path) -> Result<PathBuf, String> {
     std::fs::create_dir_all(dir.join("runs")).map_err(|e| {
         format!("cannot write in the results directory {}: {e}; pass --results DIR with a writable directory", root.display())
     })?;
-    Ok(dir)
+    // Absolute from here on: reference servers get these paths in their
+    // configuration and resolve relative ones against their own prefix.
+    std::fs::canonicalize(&dir).map_err(|e| format!("cannot resolve {}: {e}", dir.display()))
 }
 
 /// Points `<root>/latest` at `dir` (a relative symlink, replaced atomically).

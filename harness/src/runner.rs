@@ -11,11 +11,12 @@ use crate::analysis;
 use crate::environment::Environment;
 use crate::kernel::{self, proc_usage, usage_delta, QueueSampler};
 use crate::matrix::{plan, Planned, Workload, CALIBRATION_PATH};
-use crate::procs::{run_loadgen, start_lab_server, Binaries};
+use crate::procs::{run_loadgen, Binaries};
 use crate::record::{KernelSide, Pinning, ProcRecord, RunRecord, ServerSide, RUN_SCHEMA};
 use crate::results::{create_session_dir, update_latest, write_json};
 use crate::session::{Session, SESSION_SCHEMA};
-use crate::summary::{BenchConfigJson, Calibration, Summary, SCHEMA};
+use crate::summary::{BenchConfigJson, Calibration, Skipped, Summary, SCHEMA};
+use crate::targets::{Running, StartCtx, TargetSpec};
 use crate::warnings::Warning;
 
 /// A server that is not ready within this long fails the session.
@@ -132,15 +133,50 @@ pub fn bench(cfg: &BenchConfig, stop: &AtomicBool) -> Result<Outcome, String> {
         planned_runs: 0,
         completed_runs: 0,
         ended_early: None,
+        skipped: Vec::new(),
     };
     write_json(&dir.join("session.json"), &session)?;
-    let planned = plan(
-        &cfg.targets,
-        &cfg.workloads,
-        &cfg.workers,
-        cfg.rounds,
-        cfg.seed,
-    );
+    // References whose server is not installed are skipped with a plain
+    // message, not a failed bench; so is a workload a target cannot serve.
+    let mut active: Vec<String> = Vec::new();
+    for name in &cfg.targets {
+        let spec = TargetSpec::parse(name).ok_or_else(|| format!("unknown target {name:?}"))?;
+        match spec.available() {
+            Ok(()) => active.push(name.clone()),
+            Err(reason) => {
+                eprintln!("harness: {name}: {reason}");
+                session.skipped.push(Skipped {
+                    target: name.clone(),
+                    workload: None,
+                    reason,
+                });
+            }
+        }
+    }
+    if active.is_empty() {
+        return Err("none of the targets asked for can run here (see the messages above)".into());
+    }
+    for name in &active {
+        let spec = TargetSpec::parse(name).expect("parsed above");
+        for w in &cfg.workloads {
+            if let Err(reason) = spec.supports(w) {
+                session.skipped.push(Skipped {
+                    target: name.clone(),
+                    workload: Some(w.name.into()),
+                    reason,
+                });
+            }
+        }
+    }
+    let planned: Vec<Planned> = plan(&active, &cfg.workloads, &cfg.workers, cfg.rounds, cfg.seed)
+        .into_iter()
+        .filter(|p| {
+            !session
+                .skipped
+                .iter()
+                .any(|s| s.target == p.target && s.workload.as_deref() == Some(p.workload.name))
+        })
+        .collect();
     session.planned_runs = planned.len();
     let per_run = cfg.warmup + cfg.duration + Duration::from_millis(400);
     let needs_calibration = cfg.workloads.iter().any(|w| w.capacity_share.is_some());
@@ -167,7 +203,7 @@ pub fn bench(cfg: &BenchConfig, stop: &AtomicBool) -> Result<Outcome, String> {
     eprintln!(
         "harness: {} runs ({} targets x {} workloads x {:?} workers x {} rounds), about {:.0} s; results in {}",
         planned.len(),
-        cfg.targets.len(),
+        active.len(),
         cfg.workloads.len(),
         cfg.workers,
         cfg.rounds,
@@ -339,6 +375,8 @@ pub fn summarize(session: &Session, records: &[RunRecord]) -> Result<Summary, St
         calibration: session.calibration.clone(),
         winners: analysis::winners(&cells),
         findings: analysis::findings(&cells),
+        comparisons: analysis::comparisons(&cells),
+        skipped: session.skipped.clone(),
         cells,
         warnings,
     })
@@ -361,58 +399,51 @@ fn run_one(
 ) -> Result<RunRecord, String> {
     let started = Instant::now();
     let started_unix_ms = now_ms();
-    let stats_path = dir.join("runs").join(format!(".server-stats-{index}.json"));
-    let lg_path = dir.join("runs").join(format!(".loadgen-{index}.json"));
-    let server = start_lab_server(
+    // The run's scratch files (server configuration and logs, stats file,
+    // loadgen JSON) live in a hidden directory removed after the run; what
+    // is kept goes into the run record.
+    let work_dir = dir.join("runs").join(format!(".work-{index}"));
+    std::fs::create_dir_all(&work_dir)
+        .map_err(|e| format!("cannot create {}: {e}", work_dir.display()))?;
+    let spec =
+        TargetSpec::parse(&p.target).ok_or_else(|| format!("unknown target {:?}", p.target))?;
+    let warmup = warmup.max(spec.min_warmup());
+    let ctx = StartCtx {
         bins,
-        &p.target,
-        p.workers,
-        &place.server,
-        &stats_path,
+        workers: p.workers,
+        cpus: &place.server,
+        work_dir: &work_dir,
         ready_timeout,
-    )?;
-    let mut pids = vec![server.master_pid];
-    pids.extend(&server.worker_pids);
-    let before: Vec<_> = pids.iter().map(|&pid| (pid, proc_usage(pid))).collect();
-    let counters_before = kernel::read_counters();
-    let sampler = QueueSampler::start(server.port(), QUEUE_SAMPLE);
-    let mut args: Vec<String> = vec![
-        "--target".into(),
-        server.addr.clone(),
-        "--duration".into(),
-        ms(duration),
-        "--warmup".into(),
-        ms(warmup),
-        "--threads".into(),
-        place.loadgen_threads.to_string(),
-        "--seed".into(),
-        index.to_string(),
-    ];
-    args.extend(workload_args.iter().cloned());
-    if let Some(r) = rate {
-        args.extend(["--rate".into(), format!("{r:.1}")]);
-    }
-    let hang_guard = warmup + duration + Duration::from_secs(20);
-    let loadgen = run_loadgen(bins, &args, &place.loadgen, &lg_path, hang_guard, stop);
-    let accept_queue = sampler.finish();
-    let counters_after = kernel::read_counters();
-    let processes: Vec<ProcRecord> = before
-        .iter()
-        .filter_map(|&(pid, b)| {
-            let (b, a) = (b?, proc_usage(pid)?);
-            Some(ProcRecord {
-                pid,
-                master: pid == server.master_pid,
-                usage: usage_delta(b, a),
-            })
-        })
-        .collect();
-    let (master_pid, worker_pids) = (server.master_pid, server.worker_pids.clone());
-    let stats = server.stop(Duration::from_secs(5));
-    let _ = std::fs::remove_file(&stats_path);
-    let _ = std::fs::remove_file(&lg_path);
-    let loadgen = loadgen?;
-    let stats = stats?;
+    };
+    let result = spec.start(&ctx).and_then(|server| {
+        let mut args: Vec<String> = vec![
+            "--target".into(),
+            server.addr(),
+            "--duration".into(),
+            ms(duration),
+            "--warmup".into(),
+            ms(warmup),
+            "--threads".into(),
+            place.loadgen_threads.to_string(),
+            "--seed".into(),
+            index.to_string(),
+        ];
+        args.extend(workload_args.iter().cloned());
+        if let Some(r) = rate {
+            args.extend(["--rate".into(), format!("{r:.1}")]);
+        }
+        measure(
+            bins,
+            server,
+            &args,
+            &place.loadgen,
+            &work_dir.join("loadgen.json"),
+            warmup + duration,
+            stop,
+        )
+    });
+    let _ = std::fs::remove_dir_all(&work_dir);
+    let (loadgen, server, kernel) = result?;
     Ok(RunRecord {
         schema: RUN_SCHEMA.into(),
         index,
@@ -430,15 +461,56 @@ fn run_one(
             loadgen_cpus: place.loadgen.clone(),
         },
         loadgen,
-        server: ServerSide {
+        server,
+        kernel,
+    })
+}
+
+/// Loads a started server and collects what the kernel and its processes
+/// show meanwhile; stops it in every case.
+fn measure(
+    bins: &Binaries,
+    server: Box<dyn Running>,
+    args: &[String],
+    loadgen_cpus: &[usize],
+    lg_path: &Path,
+    load_time: Duration,
+    stop: &AtomicBool,
+) -> Result<(loadgen::result::LoadResult, ServerSide, KernelSide), String> {
+    let (master_pid, worker_pids) = (server.master_pid(), server.worker_pids());
+    let mut pids = vec![master_pid];
+    pids.extend(&worker_pids);
+    let before: Vec<_> = pids.iter().map(|&pid| (pid, proc_usage(pid))).collect();
+    let counters_before = kernel::read_counters();
+    let sampler = QueueSampler::start(server.port(), QUEUE_SAMPLE);
+    let hang_guard = load_time + Duration::from_secs(20);
+    let loadgen = run_loadgen(bins, args, loadgen_cpus, lg_path, hang_guard, stop);
+    let accept_queue = sampler.finish();
+    let counters_after = kernel::read_counters();
+    let processes: Vec<ProcRecord> = before
+        .iter()
+        .filter_map(|&(pid, b)| {
+            let (b, a) = (b?, proc_usage(pid)?);
+            Some(ProcRecord {
+                pid,
+                master: pid == master_pid,
+                usage: usage_delta(b, a),
+            })
+        })
+        .collect();
+    let stats = server.stop(Duration::from_secs(5));
+    let loadgen = loadgen?;
+    Ok((
+        loadgen,
+        ServerSide {
             master_pid,
             worker_pids,
             processes,
-            stats,
+            stats: stats?,
         },
-        kernel: KernelSide {
+        KernelSide {
             counters: kernel::delta(&counters_before, &counters_after),
             accept_queue,
         },
-    })
+    ))
 }

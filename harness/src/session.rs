@@ -29,6 +29,9 @@ pub struct Session {
     pub completed_runs: usize,
     /// Why the session ended early, if it did.
     pub ended_early: Option<String>,
+    /// Targets and workloads that could not run.
+    #[serde(default)]
+    pub skipped: Vec<crate::summary::Skipped>,
 }
 
 /// Reads a session directory's `session.json`.

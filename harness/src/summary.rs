@@ -8,7 +8,7 @@ use crate::environment::Environment;
 use crate::warnings::Warning;
 
 /// Version tag of this layout.
-pub const SCHEMA: &str = "prefork-lab.harness.summary.v1";
+pub const SCHEMA: &str = "prefork-lab.harness.summary.v2";
 
 /// The whole comparison.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -29,6 +29,10 @@ pub struct Summary {
     pub winners: Vec<Winner>,
     /// Sentences written from the data.
     pub findings: Vec<String>,
+    /// Each reference server beside the lab strategy with its mechanism.
+    pub comparisons: Vec<Comparison>,
+    /// Targets and workloads that could not run, and why.
+    pub skipped: Vec<Skipped>,
     /// Problems with the session, with advice.
     pub warnings: Vec<Warning>,
 }
@@ -108,7 +112,8 @@ pub struct LatencyJson {
     pub p999_us: u64,
     /// Largest, µs.
     pub max_us: u64,
-    /// (percentile, µs) pairs for the percentile spectrum plot.
+    /// (percentile in percent, 0..100, latency µs) pairs for the spectrum
+    /// plot; the last is (100, max).
     pub spectrum: Vec<(f64, u64)>,
 }
 
@@ -163,8 +168,14 @@ pub struct KernelJson {
 pub struct Cell {
     /// Strategy or reference server.
     pub target: String,
-    /// Strategy family: master-pass, shared, reuseport.
+    /// Strategy family: master-pass, shared, reuseport; nginx or node for references.
     pub family: String,
+    /// A reference server (nginx, Node.js), not a lab strategy.
+    pub reference: bool,
+    /// Where the per-worker connection and request counts come from: the
+    /// server's own stats file, or the load generator's `X-Worker` tallies
+    /// (references, which keep no such counts).
+    pub counts_from: String,
     /// Workload name.
     pub workload: String,
     /// Worker processes.
@@ -181,8 +192,9 @@ pub struct Cell {
     pub p99_us_per_round: Spread,
     /// Per-worker fairness.
     pub fairness: Fairness,
-    /// Accepts that found the queue empty per connection served (median over rounds).
-    pub wasted_wakeups_per_connection: f64,
+    /// Accepts that found the queue empty per connection served (median over
+    /// rounds); null where the server does not count them (references).
+    pub wasted_wakeups_per_connection: Option<f64>,
     /// The master's CPU time as a share of the server's (median over rounds).
     pub master_cpu_share: f64,
     /// Errors over all rounds.
@@ -216,4 +228,44 @@ pub struct Winner {
     pub fairest_target: String,
     /// Its Jain's index of connections.
     pub fairest_jain: f64,
+}
+
+/// A target or a (target, workload) that did not run.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Skipped {
+    /// Target name.
+    pub target: String,
+    /// The workload it cannot serve; null when the target could not run at all.
+    pub workload: Option<String>,
+    /// Why, with what to do about it.
+    pub reason: String,
+}
+
+/// A reference server beside the lab strategy that shares its mechanism.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct Comparison {
+    /// Workload.
+    pub workload: String,
+    /// Worker count.
+    pub workers: usize,
+    /// The lab strategy.
+    pub ours: String,
+    /// The reference server.
+    pub theirs: String,
+    /// Our median throughput, req/s.
+    pub ours_rps: f64,
+    /// Theirs, req/s.
+    pub theirs_rps: f64,
+    /// Ours over theirs.
+    pub throughput_ratio: f64,
+    /// Our p99, µs (merged rounds).
+    pub ours_p99_us: u64,
+    /// Theirs, µs.
+    pub theirs_p99_us: u64,
+    /// Ours over theirs (below 1: ours has the shorter tail).
+    pub p99_ratio: f64,
+    /// Our Jain's index of connections.
+    pub ours_jain: f64,
+    /// Theirs.
+    pub theirs_jain: f64,
 }

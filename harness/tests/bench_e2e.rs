@@ -99,6 +99,8 @@ fn a_short_bench_over_every_strategy_writes_runs_a_valid_summary_and_a_report_na
     let out = Command::new(&harness)
         .args([
             "bench",
+            "--strategies",
+            &STRATEGIES.join(","),
             "--workers",
             "2",
             "--workloads",
@@ -200,6 +202,8 @@ fn ctrl_c_leaves_a_partial_result_and_no_process_behind() {
     let mut child = Command::new(&harness)
         .args([
             "bench",
+            "--strategies",
+            &STRATEGIES.join(","),
             "--workers",
             "2",
             "--workloads",

@@ -175,6 +175,8 @@ fn cell(target: &str, workload: &str, wi: usize) -> Cell {
     Cell {
         target: target.into(),
         family,
+        reference: false,
+        counts_from: "server".into(),
         workload: workload.into(),
         workers,
         rounds: 3,
@@ -195,11 +197,11 @@ fn cell(target: &str, workload: &str, wi: usize) -> Cell {
             requests: fairness_of(&conn),
             cpu: fairness_of(&cpu),
         },
-        wasted_wakeups_per_connection: match target {
+        wasted_wakeups_per_connection: Some(match target {
             "shared:epoll" => (workers - 1) as f64 * 0.8,
             "shared:accept-mutex" => 0.05,
             _ => 0.0,
-        },
+        }),
         master_cpu_share: if master {
             if workload == "close" {
                 0.31
@@ -364,6 +366,12 @@ fn synthetic_summary() -> Summary {
                 capacity_rps: c,
             })
             .collect(),
+        comparisons: Vec::new(),
+        skipped: vec![Skipped {
+            target: "nginx:reuseport".into(),
+            workload: Some("open-50".into()),
+            reason: "nginx cannot burn CPU per request (/?cpu_us=50)".into(),
+        }],
         cells,
         winners,
         findings: vec![
@@ -674,7 +682,8 @@ fn a_summary_missing_a_field_fails_validation() {
 #[test]
 fn a_summary_with_another_schema_tag_fails_validation() {
     let mut value = summary_json();
-    value["schema"] = Value::from("prefork-lab.harness.summary.v2");
+    // The previous layout must be refused: its readers would misread v2.
+    value["schema"] = Value::from("prefork-lab.harness.summary.v1");
     rejected(&value, "/schema");
 }
 

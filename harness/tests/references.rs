@@ -1,0 +1,603 @@
+//! The reference servers (nginx in three modes, Node.js cluster with two
+//! scheduling policies) as harness targets: each starts with the workers it
+//! was asked for and stops leaving no process behind, also when dropped
+//! without a stop or when the bench running it is interrupted; the
+//! per-worker counts loadgen reports for nginx agree with nginx's own
+//! access log; and a missing nginx is a plain message, not a failed bench.
+//!
+//! These tests need nginx and node installed (`just setup-references`,
+//! which `.ci/run` does); without them they fail with that advice, they
+//! never pass by skipping. They start real servers and load generators, so
+//! they run one at a time (see [`serial`]) and assert nothing about speed.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::sync::{Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use harness::procs::Binaries;
+use harness::targets::nginx::{self, Mode};
+use harness::targets::{node, Running, StartCtx, TargetSpec, REFERENCES};
+
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+const STOP_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// One test at a time: each checks that no process of ours outlives what
+/// it started, which a neighbour's servers would confuse (and two cores
+/// are few for two benches).
+fn serial() -> MutexGuard<'static, ()> {
+    static SERIAL: Mutex<()> = Mutex::new(());
+    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    become_subreaper();
+    guard
+}
+
+/// Fails (never skips) when a reference server is missing.
+#[track_caller]
+fn require_references() {
+    for r in [nginx::available(), node::available()] {
+        if let Err(e) = r {
+            panic!("{e}. These tests measure the reference servers and fail without them.");
+        }
+    }
+}
+
+/// `lab-server` and `loadgen` must sit beside the harness binary; `cargo
+/// test --workspace` builds them, `cargo test -p harness` may not.
+fn ensure_siblings() -> PathBuf {
+    let harness = PathBuf::from(env!("CARGO_BIN_EXE_harness"));
+    let dir = harness.parent().expect("bin dir").to_path_buf();
+    if !dir.join("lab-server").is_file() || !dir.join("loadgen").is_file() {
+        let mut cmd = Command::new(env!("CARGO"));
+        cmd.args(["build", "-p", "lab-server", "-p", "loadgen"]);
+        if dir.ends_with("release") {
+            cmd.arg("--release");
+        }
+        cmd.env("CARGO_TARGET_DIR", dir.parent().expect("target dir"));
+        let st = cmd.status().expect("cargo build");
+        assert!(st.success(), "building lab-server and loadgen failed");
+    }
+    harness
+}
+
+fn bins() -> Binaries {
+    let dir = ensure_siblings().parent().expect("bin dir").to_path_buf();
+    Binaries {
+        lab_server: dir.join("lab-server"),
+        loadgen: dir.join("loadgen"),
+    }
+}
+
+fn temp_dir(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("harness-refs-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+/// Makes this test process the reaper of orphans, so that a worker left
+/// behind by a server (or a server left behind by the harness) becomes our
+/// child and is seen.
+fn become_subreaper() {
+    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes integer arguments only.
+    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
+    assert_eq!(r, 0, "prctl(PR_SET_CHILD_SUBREAPER)");
+}
+
+fn reap_zombies() {
+    // SAFETY: waitpid with a null status pointer and WNOHANG only reaps.
+    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
+}
+
+/// A process as `/proc/PID/stat` shows it.
+#[derive(Debug)]
+struct Proc {
+    pid: i32,
+    comm: String,
+    state: char,
+    ppid: i32,
+    pgrp: i32,
+}
+
+fn proc_info(pid: i32) -> Option<Proc> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let (head, rest) = stat.rsplit_once(')')?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    Some(Proc {
+        pid,
+        comm: head.split_once('(')?.1.to_string(),
+        state: f.first()?.chars().next()?,
+        ppid: f.get(1)?.parse().ok()?,
+        pgrp: f.get(2)?.parse().ok()?,
+    })
+}
+
+fn all_procs() -> Vec<Proc> {
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter_map(proc_info)
+        .collect()
+}
+
+/// Our children that are still alive (not zombies).
+fn live_children() -> Vec<Proc> {
+    let me = std::process::id() as i32;
+    all_procs()
+        .into_iter()
+        .filter(|p| p.ppid == me && p.state != 'Z')
+        .collect()
+}
+
+/// Processes (zombies included) whose working directory or command line
+/// lies under `dir`: the harness's children inherit its working directory,
+/// and an nginx master's title names its configuration; an nginx worker's
+/// title ("nginx: worker process") names nothing, hence the cwd.
+fn procs_under(dir: &Path) -> Vec<(Proc, String)> {
+    let d = dir.to_string_lossy().into_owned();
+    all_procs()
+        .into_iter()
+        .filter(|p| p.pid != std::process::id() as i32)
+        .filter_map(|p| {
+            let cwd = std::fs::read_link(format!("/proc/{}/cwd", p.pid)).ok();
+            let cmdline = std::fs::read(format!("/proc/{}/cmdline", p.pid))
+                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
+                .unwrap_or_default();
+            (cwd.is_some_and(|c| c.starts_with(dir)) || cmdline.contains(&d))
+                .then_some((p, cmdline))
+        })
+        .collect()
+}
+
+/// Waits (bounded) until none of `pids` exists any more, not even as a
+/// zombie; fails naming what is left.
+#[track_caller]
+fn assert_gone(what: &str, pids: &[i32]) {
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        let left: Vec<Proc> = pids.iter().filter_map(|&p| proc_info(p)).collect();
+        if left.is_empty() {
+            return;
+        }
+        if Instant::now() >= deadline {
+            kill_all(left.iter().map(|p| p.pid));
+            panic!(
+                "{what}: processes left behind: {left:?} (we are pid {})",
+                std::process::id()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// A failing test does not leave its servers running for the next one.
+fn kill_all(pids: impl IntoIterator<Item = i32>) {
+    for pid in pids {
+        // SAFETY: kill with a pid this test started (directly or through
+        // the harness) and a valid signal number.
+        unsafe { libc::kill(pid, libc::SIGKILL) };
+    }
+    std::thread::sleep(Duration::from_millis(100));
+    reap_zombies();
+}
+
+/// Waits for `child` at most `limit`, killing it (and failing) after that.
+#[track_caller]
+fn wait_bounded(child: &mut Child, limit: Duration, what: &str) -> ExitStatus {
+    let deadline = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().unwrap() {
+            return st;
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("{what} did not finish within {limit:?}; killed");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// One `GET /` on a fresh connection; the `X-Worker` value.
+fn x_worker(addr: &str) -> i32 {
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+    s.write_all(b"GET / HTTP/1.1\r\nHost: test\r\nConnection: close\r\n\r\n")
+        .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    assert!(resp.starts_with("HTTP/1.1 200"), "{addr}: {resp}");
+    assert!(resp.ends_with("ok"), "{addr}: the body is ok: {resp}");
+    resp.lines()
+        .find_map(|l| {
+            l.split_once(':')
+                .filter(|(k, _)| k.eq_ignore_ascii_case("x-worker"))
+        })
+        .and_then(|(_, v)| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{addr}: no X-Worker in {resp}"))
+}
+
+fn start(name: &str, bins: &Binaries, work: &Path) -> Box<dyn Running> {
+    let ctx = StartCtx {
+        bins,
+        workers: 2,
+        cpus: &[],
+        work_dir: work,
+        ready_timeout: READY_TIMEOUT,
+    };
+    let spec = TargetSpec::parse(name).unwrap_or_else(|| panic!("{name} is a target"));
+    assert!(spec.is_reference());
+    spec.start(&ctx)
+        .unwrap_or_else(|e| panic!("{name} did not start: {e}"))
+}
+
+#[test]
+fn every_reference_stops_leaving_no_process_behind_also_when_dropped_without_a_stop() {
+    let _serial = serial();
+    require_references();
+    let bins = bins();
+    assert_eq!(REFERENCES.len(), 5);
+    for name in REFERENCES {
+        for stop in [true, false] {
+            let work = temp_dir("stop");
+            let server = start(name, &bins, &work);
+            let (master, workers) = (server.master_pid(), server.worker_pids());
+            assert_eq!(workers.len(), 2, "{name}: two workers, found {workers:?}");
+            let me = std::process::id() as i32;
+            assert_eq!(
+                proc_info(master).map(|p| p.ppid),
+                Some(me),
+                "{name}: the master is our child"
+            );
+            for w in &workers {
+                assert_eq!(
+                    proc_info(*w).map(|p| p.ppid),
+                    Some(master),
+                    "{name}: worker {w} is the master's child"
+                );
+            }
+            let answered = x_worker(&server.addr());
+            assert!(
+                workers.contains(&answered),
+                "{name}: X-Worker {answered} is one of the workers {workers:?}"
+            );
+            if stop {
+                let stats = server
+                    .stop(STOP_TIMEOUT)
+                    .unwrap_or_else(|e| panic!("{name}: stop: {e}"));
+                assert!(stats.is_none(), "{name} has no stats file");
+            } else {
+                drop(server);
+            }
+            let how = if stop { "stopped" } else { "dropped" };
+            let mut pids = vec![master];
+            pids.extend(&workers);
+            assert_gone(&format!("{name} {how}"), &pids);
+            let group: Vec<Proc> = all_procs()
+                .into_iter()
+                .filter(|p| p.pgrp == master)
+                .collect();
+            let ours = live_children();
+            if !group.is_empty() || !ours.is_empty() {
+                kill_all(group.iter().chain(&ours).map(|p| p.pid));
+                panic!(
+                    "{name} {how}: its process group lives on: {group:?}; our children: {ours:?}"
+                );
+            }
+            let _ = std::fs::remove_dir_all(&work);
+        }
+    }
+}
+
+#[test]
+fn an_interrupted_bench_leaves_no_reference_server_behind() {
+    let _serial = serial();
+    require_references();
+    let harness = ensure_siblings();
+    let scratch = temp_dir("interrupt");
+    let results = scratch.join("results");
+    let stderr_path = scratch.join("stderr.txt");
+    let mut child = Command::new(&harness)
+        .args([
+            "bench",
+            "--strategies",
+            "nginx:reuseport,node:rr",
+            "--workloads",
+            "keepalive",
+        ])
+        .args([
+            "--workers",
+            "2",
+            "--rounds",
+            "3",
+            "--duration",
+            "500ms",
+            "--warmup",
+            "0s",
+            "--seed",
+            "3",
+        ])
+        .arg("--results")
+        .arg(&results)
+        // Every process the harness starts inherits this directory, which
+        // is how a stray nginx worker is recognised as this test's.
+        .current_dir(&scratch)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&stderr_path).unwrap())
+        .spawn()
+        .unwrap();
+    let stderr = || std::fs::read_to_string(&stderr_path).unwrap_or_default();
+    let runs_done = || {
+        std::fs::read_dir(&results)
+            .into_iter()
+            .flatten()
+            .flatten()
+            .filter_map(|s| std::fs::read_dir(s.path().join("runs")).ok())
+            .flat_map(|d| d.flatten())
+            .filter(|f| !f.file_name().to_string_lossy().starts_with('.'))
+            .count()
+    };
+    let reference_up = || {
+        procs_under(&scratch)
+            .iter()
+            .any(|(p, _)| p.state != 'Z' && (p.comm == "nginx" || p.comm == "node"))
+    };
+    // Interrupt while a reference serves, after at least one run is on disk.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while !(runs_done() >= 1 && reference_up()) {
+        if let Some(st) = child.try_wait().unwrap() {
+            panic!(
+                "harness bench ended ({st}) before it could be interrupted mid-run: {}",
+                stderr()
+            );
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!(
+                "within 60 s no run was written with a reference server running ({} runs): {}",
+                runs_done(),
+                stderr()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    // SAFETY: kill with the pid of our own child and a valid signal number.
+    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let status = wait_bounded(
+        &mut child,
+        Duration::from_secs(30),
+        "the interrupted harness",
+    );
+    let err = stderr();
+    assert_eq!(
+        status.code(),
+        Some(130),
+        "an interrupted bench exits 130: {err}"
+    );
+    // Nothing left: no orphan of the harness became our child and stayed
+    // alive, and no process anywhere works in this test's directory.
+    let deadline = Instant::now() + Duration::from_secs(3);
+    loop {
+        reap_zombies();
+        let ours = live_children();
+        let under = procs_under(&scratch);
+        if ours.is_empty() && under.is_empty() {
+            break;
+        }
+        if Instant::now() >= deadline {
+            kill_all(
+                ours.iter()
+                    .map(|p| p.pid)
+                    .chain(under.iter().map(|(p, _)| p.pid)),
+            );
+            panic!(
+                "processes left behind: children {ours:?}, in {}: {under:?}; harness said: {err}",
+                scratch.display()
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = std::fs::remove_dir_all(&scratch);
+}
+
+/// Per worker pid from nginx's access log (`$pid $connection
+/// $connection_requests`): distinct connections and requests.
+fn access_log_counts(log: &Path) -> BTreeMap<u32, (u64, u64)> {
+    let text = std::fs::read_to_string(log).unwrap_or_else(|e| panic!("{}: {e}", log.display()));
+    let mut conns: BTreeMap<u32, BTreeSet<u64>> = BTreeMap::new();
+    let mut reqs: BTreeMap<u32, u64> = BTreeMap::new();
+    for line in text.lines() {
+        let f: Vec<&str> = line.split_whitespace().collect();
+        let [pid, conn, _n] = f[..] else {
+            panic!(
+                "an access log line that is not `$pid $connection $connection_requests`: {line:?}"
+            );
+        };
+        let pid: u32 = pid.parse().unwrap();
+        conns.entry(pid).or_default().insert(conn.parse().unwrap());
+        *reqs.entry(pid).or_default() += 1;
+    }
+    conns
+        .into_iter()
+        .map(|(pid, c)| (pid, (c.len() as u64, reqs[&pid])))
+        .collect()
+}
+
+fn shares(counts: &BTreeMap<u32, u64>) -> BTreeMap<u32, f64> {
+    let total: u64 = counts.values().sum();
+    counts
+        .iter()
+        .map(|(&k, &v)| (k, v as f64 / total.max(1) as f64))
+        .collect()
+}
+
+#[track_caller]
+fn assert_shares_agree(what: &str, ours: &BTreeMap<u32, u64>, nginx: &BTreeMap<u32, u64>) {
+    let (a, b) = (shares(ours), shares(nginx));
+    for pid in a.keys().chain(b.keys()) {
+        let (x, y) = (
+            a.get(pid).copied().unwrap_or(0.0),
+            b.get(pid).copied().unwrap_or(0.0),
+        );
+        assert!(
+            (x - y).abs() <= 0.01,
+            "{what} of worker {pid}: loadgen says {:.2}% of {ours:?}, nginx's log {:.2}% of {nginx:?}",
+            x * 100.0,
+            y * 100.0
+        );
+    }
+}
+
+#[test]
+fn nginx_per_worker_connection_counts_agree_with_its_access_log() {
+    let _serial = serial();
+    require_references();
+    let bins = bins();
+    for mode in [Mode::ReusePort, Mode::EpollExclusive] {
+        let work = temp_dir("access-log");
+        let log = work.join("access.log");
+        let json = work.join("loadgen.json");
+        let ctx = StartCtx {
+            bins: &bins,
+            workers: 2,
+            cpus: &[],
+            work_dir: &work,
+            ready_timeout: READY_TIMEOUT,
+        };
+        let server = nginx::start_with_access_log(mode, &ctx, &log)
+            .unwrap_or_else(|e| panic!("{}: {e}", mode.name()));
+        let workers = server.worker_pids();
+        let mut lg = Command::new(&bins.loadgen)
+            .args([
+                "--target",
+                &server.addr(),
+                "--mode",
+                "close",
+                "-c",
+                "8",
+                "-d",
+                "1s",
+                "--quiet",
+                "--json",
+            ])
+            .arg(&json)
+            .stdin(Stdio::null())
+            .spawn()
+            .unwrap();
+        let st = wait_bounded(&mut lg, Duration::from_secs(30), "loadgen");
+        // The graceful stop flushes nginx's log buffer.
+        server
+            .stop(STOP_TIMEOUT)
+            .unwrap_or_else(|e| panic!("{}: stop: {e}", mode.name()));
+        assert!(st.success(), "loadgen failed: {st}");
+        let result = loadgen::result::read_json(&json).unwrap();
+        assert_eq!(result.unattributed, 0, "every response names its worker");
+        let lg_conns: BTreeMap<u32, u64> = result
+            .workers
+            .iter()
+            .map(|w| (w.worker, w.connections))
+            .collect();
+        let lg_reqs: BTreeMap<u32, u64> = result
+            .workers
+            .iter()
+            .map(|w| (w.worker, w.requests))
+            .collect();
+        let logged = access_log_counts(&log);
+        let log_conns: BTreeMap<u32, u64> = logged.iter().map(|(&p, &(c, _))| (p, c)).collect();
+        let log_reqs: BTreeMap<u32, u64> = logged.iter().map(|(&p, &(_, r))| (p, r)).collect();
+        let what = mode.name();
+        eprintln!("{what}: loadgen connections {lg_conns:?} requests {lg_reqs:?}; access log connections {log_conns:?} requests {log_reqs:?}");
+        for pid in lg_conns.keys().chain(log_conns.keys()) {
+            assert!(
+                workers.contains(&(*pid as i32)),
+                "{what}: {pid} is not one of the workers {workers:?}"
+            );
+        }
+        let total: u64 = lg_conns.values().sum();
+        assert!(
+            total >= 50,
+            "{what}: too few connections to compare shares: {lg_conns:?}"
+        );
+        // nginx saw at least what loadgen counted: loadgen drops requests
+        // still in flight at the end, and the start-up probe is logged too.
+        assert!(
+            log_conns.values().sum::<u64>() >= total,
+            "{what}: {log_conns:?} vs {lg_conns:?}"
+        );
+        assert_shares_agree(
+            &format!("{what}: share of connections"),
+            &lg_conns,
+            &log_conns,
+        );
+        assert_shares_agree(&format!("{what}: share of requests"), &lg_reqs, &log_reqs);
+        assert_gone(what, &workers);
+        let _ = std::fs::remove_dir_all(&work);
+    }
+}
+
+#[test]
+fn a_missing_nginx_is_skipped_with_the_install_hint_and_the_rest_of_the_bench_runs() {
+    let _serial = serial();
+    let harness = ensure_siblings();
+    // PATH without any directory that holds an nginx (on Debian: /usr/sbin).
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    let narrow: Vec<PathBuf> = std::env::split_paths(&path)
+        .filter(|d| !d.join("nginx").exists())
+        .collect();
+    let narrow = std::env::join_paths(narrow).unwrap();
+    let scratch = temp_dir("no-nginx");
+    let results = scratch.join("results");
+    let mut child = Command::new(&harness)
+        .args([
+            "bench",
+            "--strategies",
+            "nginx:reuseport,reuseport",
+            "--workloads",
+            "keepalive",
+        ])
+        .args([
+            "--workers",
+            "2",
+            "--rounds",
+            "1",
+            "--duration",
+            "300ms",
+            "--warmup",
+            "0s",
+            "--results",
+        ])
+        .arg(&results)
+        .env("PATH", &narrow)
+        .current_dir(&scratch)
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(scratch.join("stderr.txt")).unwrap())
+        .spawn()
+        .unwrap();
+    let status = wait_bounded(&mut child, Duration::from_secs(60), "harness bench");
+    let err = std::fs::read_to_string(scratch.join("stderr.txt")).unwrap();
+    assert!(
+        status.success(),
+        "the bench runs what it can ({status}): {err}"
+    );
+    assert!(
+        err.lines()
+            .any(|l| l.contains("nginx is not installed") && l.contains("just setup-references")),
+        "it says nginx is missing and how to install it: {err}"
+    );
+    let dir = std::fs::canonicalize(results.join("latest"))
+        .expect("results/latest points at the session");
+    let runs: Vec<String> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .flatten()
+        .map(|f| f.file_name().to_string_lossy().into_owned())
+        .filter(|f| !f.starts_with('.'))
+        .collect();
+    assert_eq!(runs.len(), 1, "reuseport ran once: {runs:?}");
+    let _ = std::fs::remove_dir_all(&scratch);
+}
