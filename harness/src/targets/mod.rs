@@ -4,6 +4,7 @@
 //! ([`lab`]); real servers nobody here wrote are the others ([`nginx`],
 //! [`node`]), measured by the same load generator with the same workloads.
 
+pub mod external;
 pub mod lab;
 pub mod nginx;
 pub mod node;

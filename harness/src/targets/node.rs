@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::nginx::{find_on_path, ServerTree};
+use super::external::{find_on_path, ServerTree};
 use super::{Running, StartCtx};
 use crate::procs::guarded;
 use crate::record::ServerStats;
