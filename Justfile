@@ -47,3 +47,10 @@ loadgen-vs-peers pairs="5" seconds="5":
 setup-references:
     command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y nginx-light)
     command -v node >/dev/null || apt-get install -y nodejs
+
+# Performance regression check: this build against the committed baseline
+# (exit 3 on a regression); see harness/REGRESSION.md. Pass e.g.
+# `--baseline-rev main` instead to compare two builds on this machine.
+regress *args="--baseline results/baseline/regress.json":
+    cargo build --release --workspace
+    target/release/harness regress {{args}}

@@ -16,6 +16,7 @@ pub mod matrix;
 pub mod opts;
 pub mod procs;
 pub mod record;
+pub mod regress;
 pub mod report;
 pub mod results;
 pub mod runner;
@@ -40,9 +41,13 @@ pub fn run(cli: Cli) -> Result<(), (i32, String)> {
         signal_hook::flag::register(sig, stop.clone())
             .map_err(|e| (1, format!("cannot handle signals: {e}")))?;
     }
+    if let Command::Regress(o) = &cli.command {
+        return regress_command(o, &stop);
+    }
     let cfg = match &cli.command {
         Command::Bench(o) => o.config().map_err(|e| (2, e))?,
         Command::Run(o) => o.config().map_err(|e| (2, e))?,
+        Command::Regress(_) => unreachable!("handled above"),
         Command::Report { dir } => {
             let session = session::read_session(dir).map_err(|e| (1, e))?;
             let runs = session::read_runs(dir).map_err(|e| (1, e))?;
@@ -76,4 +81,102 @@ pub fn run(cli: Cli) -> Result<(), (i32, String)> {
         )),
         None => Ok(()),
     }
+}
+
+fn regress_command(o: &opts::RegressOpts, stop: &AtomicBool) -> Result<(), (i32, String)> {
+    // --save-baseline alone measures the candidate and writes the file.
+    let built = match &o.baseline_rev {
+        Some(rev) => Some(build_revision(rev).map_err(|e| (1, e))?),
+        None => None,
+    };
+    let cfg = o
+        .config(built.as_ref().map(|(_, bin)| bin.clone()))
+        .map_err(|e| (2, e))?;
+    let save_only = matches!(&cfg.baseline, regress::Baseline::File(p) if p.as_os_str().is_empty());
+    let result = if save_only {
+        let mut c = cfg.clone();
+        c.baseline = regress::Baseline::Bin(c.candidate_bin.clone());
+        regress::run(&c, stop)
+    } else {
+        regress::run(&cfg, stop)
+    };
+    if let Some((dir, _)) = built {
+        remove_worktree(&dir);
+    }
+    let outcome = result.map_err(|e| (1, e))?;
+    if save_only {
+        println!(
+            "baseline written to {}",
+            o.save_baseline
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+        return Ok(());
+    }
+    regress::print(&outcome);
+    if outcome.regressed() {
+        return Err((
+            regress::EXIT_REGRESSION,
+            "performance regression found (see the lines marked REGRESSION)".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Builds lab-server at git revision `rev` in a temporary worktree.
+fn build_revision(rev: &str) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
+    let dir = std::env::temp_dir().join(format!("prefork-lab-rev-{}", std::process::id()));
+    let git = |args: &[&str]| -> Result<(), String> {
+        let out = std::process::Command::new("git")
+            .args(args)
+            .output()
+            .map_err(|e| format!("git: {e}"))?;
+        if out.status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "git {}: {}",
+                args.join(" "),
+                String::from_utf8_lossy(&out.stderr).trim()
+            ))
+        }
+    };
+    git(&[
+        "worktree",
+        "add",
+        "--detach",
+        &dir.display().to_string(),
+        rev,
+    ])
+    .map_err(|e| format!("cannot check out {rev:?}: {e}"))?;
+    eprintln!("harness: building lab-server at {rev} in {}", dir.display());
+    let status = std::process::Command::new("cargo")
+        .args([
+            "build",
+            "--release",
+            "-q",
+            "-p",
+            "lab-server",
+            "--manifest-path",
+        ])
+        .arg(dir.join("Cargo.toml"))
+        .arg("--target-dir")
+        .arg(dir.join("target"))
+        .status()
+        .map_err(|e| format!("cargo: {e}"))?;
+    if !status.success() {
+        remove_worktree(&dir);
+        return Err(format!("building lab-server at {rev:?} failed"));
+    }
+    let bin = dir.join("target/release/lab-server");
+    Ok((dir, bin))
+}
+
+fn remove_worktree(dir: &std::path::Path) {
+    let _ = std::process::Command::new("git")
+        .args(["worktree", "remove", "--force"])
+        .arg(dir)
+        .output();
+    let _ = std::fs::remove_dir_all(dir);
 }

@@ -27,6 +27,10 @@ pub enum Command {
     Bench(BenchOpts),
     /// Run one experiment: one strategy, one workload.
     Run(RunOpts),
+    /// Check a lab-server build for performance regressions against another
+    /// build (interleaved on this machine) or a saved baseline; exit 3 on a
+    /// regression.
+    Regress(RegressOpts),
     /// Re-render summary.json and the report of a results directory from its JSON.
     Report {
         /// A session directory, e.g. results/latest.
@@ -220,6 +224,114 @@ impl RunOpts {
             seed: seed_from_clock(),
             server_bin: None,
             ready_timeout: crate::runner::READY_TIMEOUT,
+        })
+    }
+}
+
+/// Options of `regress`.
+#[derive(Args, Debug)]
+pub struct RegressOpts {
+    /// A saved baseline (from --save-baseline), possibly from another machine.
+    #[arg(long, value_name = "FILE", conflicts_with_all = ["baseline_bin", "baseline_rev"])]
+    pub baseline: Option<PathBuf>,
+    /// Another lab-server build to compare with on this machine.
+    #[arg(long, value_name = "PATH", conflicts_with = "baseline_rev")]
+    pub baseline_bin: Option<PathBuf>,
+    /// A git revision to build (into a temporary directory) and compare with.
+    #[arg(long, value_name = "REV")]
+    pub baseline_rev: Option<String>,
+    /// The lab-server build under test [default: the one beside the harness].
+    #[arg(long, value_name = "PATH")]
+    pub candidate_bin: Option<PathBuf>,
+    /// TEST ONLY: slow the candidate by this many µs of CPU per request, to
+    /// show that the check catches it.
+    #[arg(long, value_name = "US", default_value_t = 0, hide = true)]
+    pub test_only_candidate_inject_cpu_us: u64,
+    /// Strategies to check, comma-separated [default: master-pass,shared:epoll,reuseport].
+    #[arg(long, value_delimiter = ',')]
+    pub strategies: Vec<String>,
+    /// Paired rounds.
+    #[arg(long, default_value_t = 6)]
+    pub rounds: usize,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Measured time per run.
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
+    pub duration: Duration,
+    /// Warm-up per run.
+    #[arg(long, default_value = "200ms", value_parser = parse_duration)]
+    pub warmup: Duration,
+    /// Smallest throughput change that counts, percent.
+    #[arg(long, default_value_t = 10.0)]
+    pub min_effect: f64,
+    /// Smallest p99 change that counts, percent (tails are noisier).
+    #[arg(long, default_value_t = 25.0)]
+    pub min_effect_p99: f64,
+    /// Write this run's figures as a baseline file for later cross-machine checks.
+    #[arg(long, value_name = "FILE")]
+    pub save_baseline: Option<PathBuf>,
+}
+
+impl RegressOpts {
+    /// Checks the options. `--baseline-rev` is resolved by the caller (it builds).
+    pub fn config(
+        &self,
+        baseline_rev_bin: Option<PathBuf>,
+    ) -> Result<crate::regress::RegressConfig, String> {
+        use crate::regress::{Baseline, RegressConfig, DEFAULT_STRATEGIES};
+        let baseline =
+            match (&self.baseline, &self.baseline_bin, baseline_rev_bin) {
+                (Some(f), _, _) => Baseline::File(f.clone()),
+                (_, Some(b), _) => Baseline::Bin(b.clone()),
+                (_, _, Some(b)) => Baseline::Bin(b),
+                _ if self.save_baseline.is_some() => Baseline::File(PathBuf::new()),
+                _ => return Err(
+                    "give a baseline: --baseline FILE, --baseline-bin PATH or --baseline-rev REV"
+                        .into(),
+                ),
+            };
+        let strategies = if self.strategies.is_empty() {
+            DEFAULT_STRATEGIES.iter().map(|s| s.to_string()).collect()
+        } else {
+            for s in &self.strategies {
+                if !STRATEGIES.contains(&s.as_str()) {
+                    return Err(format!(
+                        "unknown strategy {s:?}: choose from {}",
+                        STRATEGIES.join(", ")
+                    ));
+                }
+            }
+            self.strategies.clone()
+        };
+        if self.rounds < 2 {
+            return Err(format!(
+                "--rounds {}: a check needs at least 2 paired rounds",
+                self.rounds
+            ));
+        }
+        check_workers(&[self.workers])?;
+        if !(0.0..100.0).contains(&self.min_effect) || !(0.0..1000.0).contains(&self.min_effect_p99)
+        {
+            return Err("--min-effect and --min-effect-p99 are percentages (e.g. 10)".into());
+        }
+        let candidate_bin = match &self.candidate_bin {
+            Some(p) => p.clone(),
+            None => crate::procs::Binaries::locate()?.lab_server,
+        };
+        Ok(RegressConfig {
+            baseline,
+            candidate_bin,
+            candidate_inject_cpu_us: self.test_only_candidate_inject_cpu_us,
+            strategies,
+            rounds: self.rounds,
+            workers: self.workers,
+            duration: self.duration,
+            warmup: self.warmup,
+            min_effect: self.min_effect / 100.0,
+            min_effect_p99: self.min_effect_p99 / 100.0,
+            save_baseline: self.save_baseline.clone(),
+            seed: 0x5EED,
         })
     }
 }

@@ -105,7 +105,30 @@ pub fn start_lab_server(
     stats_path: &Path,
     ready_timeout: Duration,
 ) -> Result<RunningServer, String> {
+    start_lab_server_with(
+        bins,
+        strategy,
+        workers,
+        cpus,
+        stats_path,
+        ready_timeout,
+        &[],
+    )
+}
+
+/// [`start_lab_server`] with extra server arguments (the regression check's
+/// test-only slowdown).
+pub fn start_lab_server_with(
+    bins: &Binaries,
+    strategy: &str,
+    workers: usize,
+    cpus: &[usize],
+    stats_path: &Path,
+    ready_timeout: Duration,
+    extra: &[String],
+) -> Result<RunningServer, String> {
     let mut cmd = guarded(&bins.lab_server, cpus);
+    cmd.args(extra);
     cmd.args([
         "--strategy",
         strategy,

@@ -110,7 +110,12 @@ impl Conn {
     }
 
     /// Makes as much progress as the socket allows.
-    pub fn drive(&mut self, pid: u32, counters: &WorkerCounters) -> io::Result<Next> {
+    pub fn drive(
+        &mut self,
+        pid: u32,
+        counters: &WorkerCounters,
+        injected_cpu_us: u64,
+    ) -> io::Result<Next> {
         loop {
             match self.state {
                 State::Sleeping => return Ok(Next::Wait),
@@ -169,7 +174,7 @@ impl Conn {
                             self.keep_alive = req.keep_alive;
                             match Work::from_target(&req.target) {
                                 Ok(work) => {
-                                    burn_cpu(work.cpu_us);
+                                    burn_cpu(work.cpu_us + injected_cpu_us);
                                     self.respond_ok(pid, &work);
                                     if let Some(d) = work.sleep() {
                                         self.state = State::Sleeping;

@@ -62,6 +62,8 @@ pub struct ServerConfig {
     pub backlog: i32,
     /// Where to write the stats file at shutdown.
     pub stats: Option<StatsSink>,
+    /// Extra CPU per request, µs (test-only slowdown; 0 normally).
+    pub injected_cpu_us: u64,
 }
 
 /// A strategy: how connections reach the workers.
@@ -413,6 +415,7 @@ impl Supervisor {
             pid: std::process::id(),
             counters: &self.shared.slots[slot],
             shared: self.shared,
+            injected_cpu_us: self.config.injected_cpu_us,
         };
         strategy.worker_main(env, control)
     }

@@ -46,6 +46,9 @@ pub struct WorkerEnv {
     pub counters: &'static WorkerCounters,
     /// Shared memory of the whole server (for the accept mutex).
     pub shared: Shared,
+    /// Extra CPU burnt per request, µs: a deliberate slowdown for testing and
+    /// calibrating regression checks (`--test-only-inject-cpu-us`); 0 normally.
+    pub injected_cpu_us: u64,
 }
 
 /// A connection handed over by the intake.
@@ -226,7 +229,7 @@ impl Loop {
         let Some(conn) = self.conns.get_mut(key) else {
             return Ok(());
         };
-        match conn.drive(self.env.pid, self.env.counters) {
+        match conn.drive(self.env.pid, self.env.counters, self.env.injected_cpu_us) {
             Ok(Next::Wait) => Ok(()),
             Ok(Next::Sleep(d)) => {
                 conn.timer_generation += 1;

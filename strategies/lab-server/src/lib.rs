@@ -85,6 +85,10 @@ pub struct Opts {
     /// before it tries again, in ms (nginx's accept_mutex_delay).
     #[arg(long, value_name = "MS", default_value_t = 500)]
     pub accept_mutex_delay_ms: u64,
+    /// TEST ONLY, never for measurements: burn this many extra µs of CPU in
+    /// every request, to prove that the regression check catches a slowdown.
+    #[arg(long, value_name = "US", default_value_t = 0, hide = true)]
+    pub test_only_inject_cpu_us: u64,
 }
 
 /// Builds the strategy named `name`, or says which names exist.
@@ -134,12 +138,19 @@ pub fn config(opts: &Opts) -> Result<ServerConfig, String> {
         .as_deref()
         .map(StatsSink::check)
         .transpose()?;
+    if opts.test_only_inject_cpu_us > 0 {
+        eprintln!(
+            "lab-server: TEST ONLY: every request burns {} extra µs of CPU (--test-only-inject-cpu-us); do not publish these numbers",
+            opts.test_only_inject_cpu_us
+        );
+    }
     Ok(ServerConfig {
         strategy: opts.strategy.clone(),
         workers,
         listen: opts.listen,
         backlog: opts.backlog,
         stats,
+        injected_cpu_us: opts.test_only_inject_cpu_us,
     })
 }
 
