@@ -4,6 +4,7 @@
 
 use std::io::Write;
 use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
@@ -15,14 +16,18 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to `path` atomically.
+/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it
+/// over `path`: a crash leaves the old file or the new one, never a torn one.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    let dir = path.parent().unwrap_or(Path::new("."));
+    // Unique per process and call, so two writers into one folder (two
+    // threads, two processes) never share a temporary file.
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
     let name = path
         .file_name()
         .map(|n| n.to_string_lossy().into_owned())
         .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
     let res = (|| -> std::io::Result<()> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
@@ -31,7 +36,10 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     })();
     res.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
+        format!(
+            "cannot write {}: {e}; check that the results directory is writable and not full",
+            path.display()
+        )
     })
 }
 

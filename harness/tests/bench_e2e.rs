@@ -2,7 +2,11 @@
 //! files, a summary that validates against the schema, and a report naming
 //! every strategy; Ctrl-C leaves a usable partial result and no process.
 
-use std::path::{Path, PathBuf};
+mod util;
+
+use util::*;
+
+use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -18,46 +22,11 @@ const STRATEGIES: &[&str] = &[
     "reuseport:cbpf-cpu",
 ];
 
-/// `lab-server` and `loadgen` must sit beside the harness binary; `cargo
-/// test --workspace` builds them, `cargo test -p harness` may not.
-fn ensure_siblings() -> PathBuf {
-    let harness = PathBuf::from(env!("CARGO_BIN_EXE_harness"));
-    let dir = harness.parent().expect("bin dir").to_path_buf();
-    if !dir.join("lab-server").is_file() || !dir.join("loadgen").is_file() {
-        let profile_release = dir.ends_with("release");
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "lab-server", "-p", "loadgen"]);
-        if profile_release {
-            cmd.arg("--release");
-        }
-        let target_dir = dir.parent().expect("target dir");
-        cmd.env("CARGO_TARGET_DIR", target_dir);
-        let st = cmd.status().expect("cargo build");
-        assert!(st.success(), "building lab-server and loadgen failed");
-    }
-    harness
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("harness-test-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
 fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_str(
         &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
     )
     .unwrap()
-}
-
-/// Makes this test process the reaper of orphans, so that a server or load
-/// generator left behind by the harness becomes our child and is seen.
-fn become_subreaper() {
-    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes integer arguments only.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
-    assert_eq!(r, 0, "prctl(PR_SET_CHILD_SUBREAPER)");
 }
 
 /// Our children that are still alive (not zombies), by command name.

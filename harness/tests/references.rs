@@ -10,6 +10,10 @@
 //! never pass by skipping. They start real servers and load generators, so
 //! they run one at a time (see [`serial`]) and assert nothing about speed.
 
+mod util;
+
+use util::*;
+
 use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
@@ -44,46 +48,12 @@ fn require_references() {
     }
 }
 
-/// `lab-server` and `loadgen` must sit beside the harness binary; `cargo
-/// test --workspace` builds them, `cargo test -p harness` may not.
-fn ensure_siblings() -> PathBuf {
-    let harness = PathBuf::from(env!("CARGO_BIN_EXE_harness"));
-    let dir = harness.parent().expect("bin dir").to_path_buf();
-    if !dir.join("lab-server").is_file() || !dir.join("loadgen").is_file() {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "lab-server", "-p", "loadgen"]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        cmd.env("CARGO_TARGET_DIR", dir.parent().expect("target dir"));
-        let st = cmd.status().expect("cargo build");
-        assert!(st.success(), "building lab-server and loadgen failed");
-    }
-    harness
-}
-
 fn bins() -> Binaries {
     let dir = ensure_siblings().parent().expect("bin dir").to_path_buf();
     Binaries {
         lab_server: dir.join("lab-server"),
         loadgen: dir.join("loadgen"),
     }
-}
-
-fn temp_dir(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!("harness-refs-{name}-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
-}
-
-/// Makes this test process the reaper of orphans, so that a worker left
-/// behind by a server (or a server left behind by the harness) becomes our
-/// child and is seen.
-fn become_subreaper() {
-    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes integer arguments only.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
-    assert_eq!(r, 0, "prctl(PR_SET_CHILD_SUBREAPER)");
 }
 
 fn reap_zombies() {

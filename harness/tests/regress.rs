@@ -4,6 +4,10 @@
 //! above this machine's noise, so the test cannot fail by chance); a missing
 //! or broken baseline must give 1 with a message that says what to do.
 
+mod util;
+
+use util::*;
+
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
@@ -16,21 +20,7 @@ fn serial() -> std::sync::MutexGuard<'static, ()> {
 }
 
 fn harness() -> PathBuf {
-    let harness = PathBuf::from(env!("CARGO_BIN_EXE_harness"));
-    let dir = harness.parent().expect("bin dir").to_path_buf();
-    if !dir.join("lab-server").is_file() || !dir.join("loadgen").is_file() {
-        let mut cmd = Command::new(env!("CARGO"));
-        cmd.args(["build", "-p", "lab-server", "-p", "loadgen"]);
-        if dir.ends_with("release") {
-            cmd.arg("--release");
-        }
-        cmd.env("CARGO_TARGET_DIR", dir.parent().expect("target dir"));
-        assert!(
-            cmd.status().expect("cargo build").success(),
-            "building lab-server and loadgen failed"
-        );
-    }
-    harness
+    ensure_siblings()
 }
 
 fn lab_server() -> String {
@@ -57,16 +47,6 @@ fn regress(args: &[&str]) -> Output {
         .stdin(Stdio::null())
         .output()
         .unwrap()
-}
-
-fn temp(name: &str) -> PathBuf {
-    let d = std::env::temp_dir().join(format!(
-        "harness-regress-test-{name}-{}",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_dir_all(&d);
-    std::fs::create_dir_all(&d).unwrap();
-    d
 }
 
 #[track_caller]
@@ -128,7 +108,7 @@ fn identical_builds_pass_with_exit_code_0() {
 #[test]
 fn a_saved_baseline_is_written_then_passes_unchanged_code_and_catches_a_large_slowdown() {
     let _serial = serial();
-    let dir = temp("saved");
+    let dir = temp_dir("regress-saved");
     let file = dir.join("baseline.json");
     let out = Command::new(harness())
         .args([
@@ -192,7 +172,7 @@ fn a_missing_baseline_says_how_to_make_one() {
 #[test]
 fn a_baseline_that_is_not_json_or_of_another_schema_is_refused() {
     let _serial = serial();
-    let dir = temp("bad");
+    let dir = temp_dir("regress-bad");
     let garbage = dir.join("garbage.json");
     std::fs::write(&garbage, "not json at all").unwrap();
     assert_exit(

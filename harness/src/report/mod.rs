@@ -18,9 +18,7 @@ mod plots;
 
 use std::collections::BTreeMap;
 use std::fs;
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::summary::{Cell, KernelJson, Summary, WorkloadJson};
 
@@ -49,12 +47,12 @@ pub fn render(summary: &Summary, dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::with_capacity(plots.len() + 2);
     for (name, text) in [("report.md", &md), ("report.html", &html)] {
         let path = dir.join(name);
-        write_atomically(&path, text.as_bytes())?;
+        crate::results::write_atomic(&path, text.as_bytes())?;
         written.push(path);
     }
     for plot in &plots {
         let path = plot_dir.join(&plot.file);
-        write_atomically(&path, plot.svg.as_bytes())?;
+        crate::results::write_atomic(&path, plot.svg.as_bytes())?;
         written.push(path);
     }
     Ok(written)
@@ -62,33 +60,6 @@ pub fn render(summary: &Summary, dir: &Path) -> Result<Vec<PathBuf>, String> {
 
 /// The folder of the SVGs, relative to the report.
 const PLOT_DIR: &str = "plots";
-
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it
-/// over `path`: a crash leaves the old file or the new one, never a torn one.
-fn write_atomically(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    // Unique per process and call, so two renderings into one folder (two
-    // threads, two processes) never share a temporary file.
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let name = path
-        .file_name()
-        .and_then(|n| n.to_str())
-        .unwrap_or("report");
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
-    let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)
-    })();
-    result.map_err(|e| {
-        let _ = fs::remove_file(&tmp);
-        format!(
-            "cannot write {}: {e}; check that the results directory is writable and not full",
-            path.display()
-        )
-    })
-}
 
 // ---------------------------------------------------------------------------
 // The block model shared by the Markdown and HTML writers.
