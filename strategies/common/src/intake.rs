@@ -16,7 +16,7 @@ use mio::Poll;
 
 use crate::stats::WorkerCounters;
 use crate::sys::epoll::{self, poll_fd, ListenerWakeup};
-use crate::sys::fds::accept4;
+use crate::sys::fds::{accept4, AcceptFailure};
 use crate::worker::{Accepted, Intake, WorkerEnv, INTAKE_TOKEN_BASE};
 
 /// The listener's token in the worker's epoll.
@@ -33,23 +33,14 @@ pub fn accept_one(
 ) -> io::Result<()> {
     match accept4(listener) {
         Ok(fd) => out.push(Accepted { fd, tag: None }),
-        Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
-            WorkerCounters::bump(&counters.accept_eagain)
-        }
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO)
-            ) => {}
-        Err(e)
-            if matches!(
-                e.raw_os_error(),
-                Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-            ) =>
-        {
-            eprintln!("lab-server: worker {}: accept: {e}", std::process::id());
-        }
-        Err(e) => return Err(e),
+        Err(e) => match AcceptFailure::of(&e) {
+            AcceptFailure::Empty => WorkerCounters::bump(&counters.accept_eagain),
+            AcceptFailure::Retry => {}
+            AcceptFailure::Resources => {
+                eprintln!("lab-server: worker {}: accept: {e}", std::process::id())
+            }
+            AcceptFailure::Fatal => return Err(e),
+        },
     }
     Ok(())
 }

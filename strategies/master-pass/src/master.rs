@@ -10,7 +10,7 @@ use lab_common::channel::Frame;
 use lab_common::listen::{listen, local_addr, ListenOptions};
 use lab_common::stats::{MasterRecord, Shared};
 use lab_common::supervisor::{Master, ServerConfig, Strategy};
-use lab_common::sys::fds::accept4;
+use lab_common::sys::fds::{accept4, AcceptFailure};
 use lab_common::worker::{self, WorkerEnv};
 use mio::event::Event;
 use mio::unix::SourceFd;
@@ -84,25 +84,18 @@ impl MasterPass {
                     self.next_seq = self.next_seq.wrapping_add(1);
                     out.push(Pending { seq, fd });
                 }
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(out),
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::ECONNABORTED | libc::EINTR | libc::EPROTO)
-                    ) => {}
-                Err(e)
-                    if matches!(
-                        e.raw_os_error(),
-                        Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM)
-                    ) =>
-                {
-                    // Out of descriptors: leave the rest in the kernel queue;
-                    // the level of readiness persists, we retry on the next
-                    // event. (Edge-triggered registration: stop here.)
-                    eprintln!("lab-server: master: accept: {e}");
-                    return Ok(out);
-                }
-                Err(e) => return Err(e),
+                Err(e) => match AcceptFailure::of(&e) {
+                    AcceptFailure::Empty => return Ok(out),
+                    AcceptFailure::Retry => {}
+                    AcceptFailure::Resources => {
+                        // Out of descriptors: leave the rest in the kernel
+                        // queue; the registration is edge-triggered, so the
+                        // next connection's event retries them.
+                        eprintln!("lab-server: master: accept: {e}");
+                        return Ok(out);
+                    }
+                    AcceptFailure::Fatal => return Err(e),
+                },
             }
         }
     }

@@ -19,7 +19,7 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::mpsc::{sync_channel, Receiver, SyncSender};
 
-use lab_common::sys::fds::accept4;
+use lab_common::sys::fds::{accept4, AcceptFailure};
 use lab_common::worker::{Accepted, Intake, WorkerEnv, INTAKE_TOKEN_BASE};
 use mio::event::Event;
 use mio::{Poll, Token, Waker};
@@ -79,11 +79,7 @@ impl Intake for BlockingIntake {
                             return; // the loop is gone
                         }
                     }
-                    Err(e)
-                        if matches!(
-                            e.raw_os_error(),
-                            Some(libc::EINTR | libc::ECONNABORTED | libc::EPROTO)
-                        ) => {}
+                    Err(e) if AcceptFailure::of(&e) == AcceptFailure::Retry => {}
                     Err(e) => {
                         eprintln!("lab-server: worker {pid}: accept: {e}");
                         std::thread::sleep(std::time::Duration::from_millis(10));

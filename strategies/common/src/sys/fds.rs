@@ -26,6 +26,38 @@ pub fn accept4(listener: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Why `accept4` returned no connection, as a server must treat it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AcceptFailure {
+    /// The queue is empty (`EAGAIN`): another process took the connection,
+    /// or there was none.
+    Empty,
+    /// Only that one connection is lost, or the call was interrupted
+    /// (`ECONNABORTED`, `EPROTO`, `EINTR`): call accept again.
+    Retry,
+    /// Out of descriptors or memory for a moment (`EMFILE`, `ENFILE`,
+    /// `ENOBUFS`, `ENOMEM`): the connection stays queued; say so and back off.
+    Resources,
+    /// Anything else: the listener itself is broken.
+    Fatal,
+}
+
+impl AcceptFailure {
+    /// Classifies an error of [`accept4`].
+    pub fn of(e: &std::io::Error) -> AcceptFailure {
+        if e.kind() == io::ErrorKind::WouldBlock {
+            return AcceptFailure::Empty;
+        }
+        match e.raw_os_error() {
+            Some(libc::ECONNABORTED | libc::EPROTO | libc::EINTR) => AcceptFailure::Retry,
+            Some(libc::EMFILE | libc::ENFILE | libc::ENOBUFS | libc::ENOMEM) => {
+                AcceptFailure::Resources
+            }
+            _ => AcceptFailure::Fatal,
+        }
+    }
+}
+
 /// Closes every descriptor of this process except stdin/stdout/stderr and
 /// those in `keep`.
 ///
