@@ -434,13 +434,7 @@ fn throughput(m: &Matrix, workload: &str) -> Result<Option<Plot>, String> {
             .y_label_area_size(label_w)
             .build_cartesian_2d(0.0..xmax, Linear::new(-0.5..rows as f64 - 0.5, ys))
             .map_err(de)?;
-        let name_at = |y: &f64| {
-            let i = rows as i64 - 1 - y.round() as i64;
-            usize::try_from(i)
-                .ok()
-                .and_then(|i| targets.get(i))
-                .map_or(String::new(), |t| t.to_string())
-        };
+        let name_at = |y: &f64| row_name(*y, &targets);
         chart
             .configure_mesh()
             .disable_y_mesh()
@@ -793,11 +787,7 @@ fn shares(m: &Matrix, workload: &str, workers: usize) -> Result<Option<Plot>, St
                 if y_label_w < 20 {
                     return String::new();
                 }
-                let i = rows as i64 - 1 - y.round() as i64;
-                usize::try_from(i)
-                    .ok()
-                    .and_then(|i| names.get(i))
-                    .map_or(String::new(), |t| t.to_string())
+                row_name(*y, &names)
             };
             chart
                 .configure_mesh()
@@ -1083,6 +1073,16 @@ fn latency_vs_load(
         workers: Some(workers),
         svg,
     }))
+}
+
+/// The name of the horizontal bar at `y` in a chart whose rows are `names`
+/// drawn top to bottom (row 0 at the top, y = rows - 1).
+fn row_name(y: f64, names: &[&str]) -> String {
+    let i = names.len() as i64 - 1 - y.round() as i64;
+    usize::try_from(i)
+        .ok()
+        .and_then(|i| names.get(i))
+        .map_or(String::new(), |t| t.to_string())
 }
 
 #[cfg(test)]
