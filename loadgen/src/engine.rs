@@ -9,6 +9,10 @@
 //!
 //! Requests due (closed loop: sent) in the warm-up are served but not
 //! measured; requests due in the measured window are, including their errors.
+//!
+//! The timeline keys every measured request by its due time (closed loop:
+//! its send time): a slice says what became of the requests that arrived in
+//! it, however late they completed or failed.
 
 use std::collections::{HashMap, VecDeque};
 use std::io::{self, Read, Write};
@@ -36,12 +40,60 @@ const TIMEOUT_TICK: Duration = Duration::from_millis(10);
 const EOF_WAIT: Duration = Duration::from_secs(1);
 
 /// Requests and connections one worker (by `X-Worker`) served.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[derive(Clone, Debug)]
 pub struct WorkerTally {
     /// Measured responses from this worker.
     pub requests: u64,
     /// Connections on which this worker sent a measured response.
     pub connections: u64,
+    /// Latency of its successful measured responses, µs.
+    pub latency: Histogram<u64>,
+}
+
+impl Default for WorkerTally {
+    fn default() -> WorkerTally {
+        WorkerTally {
+            requests: 0,
+            connections: 0,
+            latency: new_histogram(),
+        }
+    }
+}
+
+/// One slice of the timeline: the measured requests due in it (closed loop:
+/// sent in it), and what became of them.
+#[derive(Clone, Debug, Default)]
+pub struct SliceTally {
+    /// Requests due in the slice.
+    pub due: u64,
+    /// Of those, successful.
+    pub ok: u64,
+    /// Of those, failed, by kind; plus `idle_connect_errors`.
+    pub errors: ErrorCounts,
+    /// Keep-alive (re)connects without a request that failed in the slice
+    /// (counted in `errors` too, keyed by when they failed).
+    pub idle_connect_errors: u64,
+    /// Latency of the successful ones, µs; created on the first.
+    pub latency: Option<Histogram<u64>>,
+}
+
+impl SliceTally {
+    /// Records one successful request's latency.
+    fn record_ok(&mut self, latency_us: u64) {
+        self.ok += 1;
+        let h = self.latency.get_or_insert_with(small_histogram);
+        record(h, latency_us);
+    }
+}
+
+/// An empty histogram with the lab's precision that grows as values come
+/// (a slice's histogram stays a few KiB unless its latencies are large);
+/// values are clamped to the lab's bounds, and [`crate::result`] adds it into
+/// one with the lab's bounds before it is written.
+fn small_histogram() -> Histogram<u64> {
+    let mut h = Histogram::new_with_bounds(1, 2, 3).expect("valid bounds");
+    h.auto(true);
+    h
 }
 
 /// One second of the measured window.
@@ -82,6 +134,14 @@ pub struct ThreadResult {
     pub unattributed: u64,
     /// Per second of the measured window.
     pub series: Vec<SecondTally>,
+    /// The timeline: one entry per `--timeline-interval` of the measured window.
+    pub timeline: Vec<SliceTally>,
+    /// Measured requests that were due but never sent: the run ended first
+    /// (each is also an `unfinished` error).
+    pub unsent: u64,
+    /// Keep-alive (re)connects without a request that failed in the measured
+    /// window (each is also a measured error).
+    pub idle_connect_errors: u64,
     /// Largest delay between a request's due time and its send, µs.
     pub max_lag_us: u64,
     /// TCP connections opened.
@@ -101,7 +161,7 @@ pub struct ThreadResult {
 pub const GIVE_UP_AFTER: Duration = Duration::from_secs(1);
 
 impl ThreadResult {
-    fn new() -> ThreadResult {
+    fn new(slices: usize) -> ThreadResult {
         ThreadResult {
             latency: new_histogram(),
             service: new_histogram(),
@@ -115,6 +175,9 @@ impl ThreadResult {
             workers: HashMap::new(),
             unattributed: 0,
             series: Vec::new(),
+            timeline: vec![SliceTally::default(); slices],
+            unsent: 0,
+            idle_connect_errors: 0,
             max_lag_us: 0,
             connections_opened: 0,
             cpu_busy: 0.0,
@@ -262,15 +325,15 @@ impl<'a> Generator<'a> {
             free: (0..n).rev().collect(),
             queue: VecDeque::new(),
             schedule: cfg
-                .rate
-                .map(|r| Schedule::new(cfg.arrivals, r, cfg.threads, thread, cfg.seed)),
+                .rate_plan()
+                .map(|plan| Schedule::new(cfg.arrivals, plan, cfg.threads, thread, cfg.seed)),
             requests,
             rng: Rng::new(
                 cfg.seed
                     .wrapping_add(thread as u64)
                     .wrapping_mul(0x9E37_79B9_7F4A_7C15),
             ),
-            result: ThreadResult::new(),
+            result: ThreadResult::new(cfg.timeline_slices()),
             in_flight: 0,
             chunk: vec![0u8; 64 * 1024].into_boxed_slice(),
         })
@@ -300,6 +363,9 @@ impl<'a> Generator<'a> {
                 self.result.gave_up = true;
                 break;
             }
+            // Take what fell due before deciding that the run is over, so that
+            // a request due just before the end is never silently skipped.
+            self.take_due(now);
             let ended = now >= self.clock.end;
             if ended
                 && (self.in_flight == 0 && self.queue.is_empty()
@@ -307,7 +373,6 @@ impl<'a> Generator<'a> {
             {
                 break;
             }
-            self.take_due(now);
             self.dispatch(now);
             if now >= next_tick {
                 self.check_deadlines(now);
@@ -342,15 +407,21 @@ impl<'a> Generator<'a> {
         }
         // Whatever is still queued or in flight was due in the run and never
         // answered: say so instead of dropping it silently.
-        for due in self.queue.drain(..) {
-            if due >= self.clock.measure_start {
+        let queued: Vec<Instant> = self.queue.drain(..).collect();
+        for due in queued {
+            if self.in_window(due) {
                 self.result.errors.count(ErrorKind::Unfinished);
+                self.result.unsent += 1;
+                let slice = self.slice(due);
+                slice.due += 1;
+                slice.errors.count(ErrorKind::Unfinished);
             }
         }
-        for s in &self.slots {
-            if let Some(r) = s.req {
+        for i in 0..self.slots.len() {
+            if let Some(r) = self.slots[i].req {
                 if r.measured {
                     self.result.errors.count(ErrorKind::Unfinished);
+                    self.slice(r.due).errors.count(ErrorKind::Unfinished);
                 }
             }
         }
@@ -425,6 +496,22 @@ impl<'a> Generator<'a> {
         due >= self.clock.measure_start && due < self.clock.end
     }
 
+    /// The timeline slice of a measured request due at `due` (or of an event
+    /// at that time in the measured window).
+    fn slice(&mut self, due: Instant) -> &mut SliceTally {
+        let i = self
+            .cfg
+            .slice_of(due.saturating_duration_since(self.clock.measure_start));
+        &mut self.result.timeline[i]
+    }
+
+    /// A measured request due at `due` was sent (or its connect started).
+    fn count_sent(&mut self, due: Instant, now: Instant) {
+        self.result.sent += 1;
+        self.slice(due).due += 1;
+        self.note_lag(due, now);
+    }
+
     /// Opens a connection on slot `i`; with `due`, it carries that request.
     fn connect(&mut self, i: usize, due: Option<Instant>, now: Instant) {
         let slot = &mut self.slots[i];
@@ -446,8 +533,7 @@ impl<'a> Generator<'a> {
             });
             self.in_flight += 1;
             if measured {
-                self.result.sent += 1;
-                self.note_lag(due, now);
+                self.count_sent(due, now);
             }
         }
         match TcpStream::connect(self.cfg.target) {
@@ -484,8 +570,7 @@ impl<'a> Generator<'a> {
         let path = self.pick_path();
         let measured = self.in_window(due);
         if measured {
-            self.result.sent += 1;
-            self.note_lag(due, now);
+            self.count_sent(due, now);
         }
         self.slots[i].req = Some(InFlight {
             due,
@@ -714,9 +799,17 @@ impl<'a> Generator<'a> {
                 let sec = self.result.second(second);
                 sec.ok += 1;
                 record(&mut sec.latency, latency);
+                self.slice(req.due).record_ok(latency);
+                if let Some(w) = resp.worker {
+                    record(
+                        &mut self.result.workers.entry(w).or_default().latency,
+                        latency,
+                    );
+                }
             } else {
                 self.result.errors.count(ErrorKind::Non2xx);
                 self.result.second(second).errors += 1;
+                self.slice(req.due).errors.count(ErrorKind::Non2xx);
             }
             match resp.worker {
                 Some(w) => {
@@ -761,6 +854,7 @@ impl<'a> Generator<'a> {
                     .saturating_duration_since(self.clock.measure_start)
                     .as_secs() as usize;
                 self.result.second(second).errors += 1;
+                self.slice(req.due).errors.count(kind);
             } else {
                 self.result.warmup_errors += 1;
             }
@@ -768,8 +862,12 @@ impl<'a> Generator<'a> {
             // A keep-alive (re)connect failed with no request on it: count it
             // as a measured error if we are measuring, so that a server that
             // refuses everything cannot look like an idle one.
-            if now >= self.clock.measure_start && now < self.clock.end {
+            if self.in_window(now) {
                 self.result.errors.count(kind);
+                self.result.idle_connect_errors += 1;
+                let slice = self.slice(now);
+                slice.errors.count(kind);
+                slice.idle_connect_errors += 1;
             } else {
                 self.result.warmup_errors += 1;
             }

@@ -66,6 +66,25 @@ impl ErrorCounts {
         } += 1;
     }
 
+    /// Non-zero kinds under their JSON names (the field names of `errors`),
+    /// for the timeline's `errors` objects.
+    pub fn nonzero_fields(&self) -> std::collections::BTreeMap<String, u64> {
+        [
+            ("refused", self.refused),
+            ("reset", self.reset),
+            ("closed", self.closed),
+            ("timeout", self.timeout),
+            ("malformed", self.malformed),
+            ("non_2xx", self.non_2xx),
+            ("connect_other", self.connect_other),
+            ("unfinished", self.unfinished),
+        ]
+        .into_iter()
+        .filter(|(_, n)| *n > 0)
+        .map(|(k, n)| (k.to_string(), n))
+        .collect()
+    }
+
     /// Non-zero kinds as `name count` pairs, for the summary.
     pub fn nonzero(&self) -> Vec<(&'static str, u64)> {
         [
@@ -125,6 +144,26 @@ impl ErrorKind {
             io::ErrorKind::ConnectionReset => ErrorKind::Reset,
             io::ErrorKind::TimedOut => ErrorKind::Timeout,
             _ => ErrorKind::ConnectOther,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nonzero_fields_use_the_json_names() {
+        let mut e = ErrorCounts::default();
+        e.count(ErrorKind::Non2xx);
+        e.count(ErrorKind::Unfinished);
+        e.count(ErrorKind::Unfinished);
+        let m = e.nonzero_fields();
+        assert_eq!(m.len(), 2);
+        assert_eq!((m["non_2xx"], m["unfinished"]), (1, 2));
+        let json = serde_json::to_value(e).unwrap();
+        for k in m.keys() {
+            assert!(json.get(k).is_some(), "{k} is not a field of `errors`");
         }
     }
 }

@@ -5,10 +5,10 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Mode, RunConfig};
+use crate::config::{Mode, RunConfig, DEFAULT_TIMELINE_INTERVAL, MAX_TIMELINE_SLICES};
 use crate::duration::parse_duration;
 use crate::mix::{check_path, Mix};
-use crate::schedule::Arrivals;
+use crate::schedule::{Arrivals, RateStep};
 use crate::target::resolve;
 
 /// `loadgen`: HTTP/1.1 load, closed or open loop, honest about latency.
@@ -62,6 +62,11 @@ pub struct RunOpts {
     /// Open loop at R requests per second (latency from each request's due time).
     #[arg(long, value_name = "R")]
     pub rate: Option<f64>,
+    /// With --rate: from AT into the measured time (after --warmup) on, the
+    /// rate is RATE req/s, e.g. --rate-step 300ms:2000 (repeatable, AT
+    /// increasing; --rate is the rate before the first step).
+    #[arg(long = "rate-step", value_name = "AT:RATE")]
+    pub rate_steps: Vec<String>,
     /// Arrival spacing for --rate.
     #[arg(long, value_enum, default_value_t = Arrivals::Uniform)]
     pub arrivals: Arrivals,
@@ -74,6 +79,10 @@ pub struct RunOpts {
     /// A request without a whole response after this long is a timeout error.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Width of the slices of the JSON `timeline` [default: 100ms, or the
+    /// duration if shorter].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub timeline_interval: Option<Duration>,
     /// Write the result as JSON here (atomically).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
@@ -115,6 +124,42 @@ impl RunOpts {
                 ));
             }
         }
+        let mut rate_steps = Vec::with_capacity(self.rate_steps.len());
+        for s in &self.rate_steps {
+            if self.rate.is_none() {
+                return Err(format!(
+                    "--rate-step {s} needs --rate (the open-loop rate before the first step); closed loop has no rate to change"
+                ));
+            }
+            rate_steps.push(RateStep::parse(s)?);
+        }
+        RateStep::check_all(&rate_steps, self.duration)?;
+        let timeline_interval = match self.timeline_interval {
+            Some(i) if i.is_zero() => {
+                return Err(
+                    "--timeline-interval 0s: give the slices some width, e.g. 100ms".into(),
+                )
+            }
+            Some(i) if i > self.duration => {
+                return Err(format!(
+                    "--timeline-interval {:?} is longer than --duration {:?}: give at most the duration",
+                    i, self.duration
+                ))
+            }
+            Some(i) => i,
+            None if self.duration.is_zero() => DEFAULT_TIMELINE_INTERVAL,
+            None => DEFAULT_TIMELINE_INTERVAL.min(self.duration),
+        };
+        let slices = self
+            .duration
+            .as_nanos()
+            .div_ceil(timeline_interval.as_nanos());
+        if slices > MAX_TIMELINE_SLICES as u128 {
+            return Err(format!(
+                "--timeline-interval {timeline_interval:?} cuts --duration {:?} into {slices} slices, more than {MAX_TIMELINE_SLICES}: give a longer interval",
+                self.duration
+            ));
+        }
         if self.timeout.is_zero() {
             return Err("--timeout 0s: requests need some time to be answered".into());
         }
@@ -139,10 +184,12 @@ impl RunOpts {
             warmup: self.warmup,
             mode: self.mode,
             rate: self.rate,
+            rate_steps,
             arrivals: self.arrivals,
             mix,
             timeout: self.timeout,
             seed,
+            timeline_interval,
         })
     }
 }

@@ -1,5 +1,25 @@
 //! The result of a run: one type, written as JSON (`--json`) and summarised
 //! for people. Every field carries its unit in its name.
+//!
+//! Schema `prefork-lab.loadgen.v2` adds to v1 (which [`read_json`] still
+//! reads, the new fields empty): `config.rate_steps`, `unsent`,
+//! `idle_connect_errors`, `timeline_interval_s`, `timeline` and each worker's
+//! `latency`.
+//!
+//! Accounting of the measured requests (those due, closed loop: sent, in the
+//! measured window), exact:
+//!
+//! - `sum(timeline[].due) == sent + unsent`: a request is due in one slice;
+//!   it is sent, or it is still waiting for a connection when the run ends
+//!   (`unsent`, also an `unfinished` error).
+//! - `sum(timeline[].ok) == ok` and `sum(timeline[].errors) ==
+//!   errors.total()`; per slice, `ok + errors == due + idle_connect_errors`:
+//!   every due request ends as ok or as one error (`unfinished` if it was
+//!   still queued or in flight at the end), and a keep-alive (re)connect that
+//!   failed with no request on it is an error too, in the slice of when it
+//!   failed.
+//! - Each slice's latency histogram holds its `ok` requests; each worker's
+//!   its successful responses (its `requests` also count non-2xx ones).
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -8,13 +28,16 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use crate::config::{Mode, RunConfig};
-use crate::engine::{SecondTally, ThreadResult};
+use crate::engine::{SecondTally, SliceTally, ThreadResult};
 use crate::errors::ErrorCounts;
 use crate::histo::{new_histogram, HistogramJson};
 use crate::schedule::Arrivals;
+use hdrhistogram::Histogram;
 
-/// Version tag of the JSON layout.
-pub const SCHEMA: &str = "prefork-lab.loadgen.v1";
+/// Version tag of the JSON layout written.
+pub const SCHEMA: &str = "prefork-lab.loadgen.v2";
+/// The previous layout, still read (its missing fields take their defaults).
+pub const SCHEMA_V1: &str = "prefork-lab.loadgen.v1";
 
 /// A whole run (or several merged).
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -31,13 +54,24 @@ pub struct LoadResult {
     pub ok: u64,
     /// Measured requests sent.
     pub sent: u64,
+    /// Measured requests due but never sent (the run ended while they waited
+    /// for a connection); each is also an `unfinished` error. 0 in v1 files.
+    #[serde(default)]
+    pub unsent: u64,
     /// Measured errors by kind.
     pub errors: ErrorCounts,
+    /// Of `errors`: keep-alive (re)connects that failed with no request on
+    /// them (kinds `refused`, `connect_other`). 0 in v1 files.
+    #[serde(default)]
+    pub idle_connect_errors: u64,
     /// Successful requests per second over the measured window.
     pub throughput_rps: f64,
-    /// Open loop: the rate asked for; closed loop: null.
+    /// Open loop: the offered rate, requests due in the measured window per
+    /// measured second (the mean of the rate schedule over the window: with
+    /// no `--rate-step`, `--rate`); closed loop: null.
     pub target_rate_rps: Option<f64>,
-    /// Requests sent per second over the measured window.
+    /// Requests sent per second over the measured window (`sent` / measured
+    /// seconds).
     pub achieved_rate_rps: f64,
     /// Largest delay between a request's due time and its send, µs.
     pub max_schedule_lag_us: u64,
@@ -59,6 +93,14 @@ pub struct LoadResult {
     pub warmup: WarmupJson,
     /// One entry per second of the measured window.
     pub series: Vec<SecondJson>,
+    /// Width of the timeline's slices, s (null in v1 files).
+    #[serde(default)]
+    pub timeline_interval_s: Option<f64>,
+    /// The measured window in slices of `timeline_interval_s` (the last may
+    /// be shorter), every slice present; each request is in the slice of its
+    /// due time (closed loop: its send time). Empty in v1 files.
+    #[serde(default)]
+    pub timeline: Vec<SliceJson>,
     /// The generator's own threads.
     pub generator: GeneratorJson,
     /// Problems with the run, with advice.
@@ -83,8 +125,13 @@ pub struct ConfigJson {
     pub warmup_s: f64,
     /// keepalive or close.
     pub mode: Mode,
-    /// Open-loop rate, or null for closed loop.
+    /// Open-loop rate (before the first rate step, warm-up included), or
+    /// null for closed loop.
     pub rate_rps: Option<f64>,
+    /// Open loop: from `at_s` into the measured window on, the rate is
+    /// `rate_rps` (`--rate-step`). Empty without steps (and in v1 files).
+    #[serde(default)]
+    pub rate_steps: Vec<RateStepJson>,
     /// Arrival spacing (open loop).
     pub arrivals: Arrivals,
     /// Request targets and their shares.
@@ -93,6 +140,15 @@ pub struct ConfigJson {
     pub timeout_s: f64,
     /// Random seed.
     pub seed: u64,
+}
+
+/// One `--rate-step`.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct RateStepJson {
+    /// Offset from the start of the measured window, s.
+    pub at_s: f64,
+    /// Requests per second from then on.
+    pub rate_rps: f64,
 }
 
 /// One request target and its share.
@@ -105,14 +161,18 @@ pub struct MixJson {
 }
 
 /// One worker's tally.
-#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct WorkerJson {
     /// The `X-Worker` value (a pid).
     pub worker: u32,
-    /// Measured responses from it.
+    /// Measured responses from it (non-2xx included).
     pub requests: u64,
     /// Connections it answered on.
     pub connections: u64,
+    /// Latency (from the due time, like `latency`) of its successful
+    /// measured responses, µs; null in v1 files.
+    #[serde(default)]
+    pub latency: Option<HistogramJson>,
 }
 
 /// The warm-up, counted and discarded.
@@ -137,6 +197,35 @@ pub struct SecondJson {
     pub p99_us: u64,
     /// Its latency histogram (base64 HdrHistogram V2), for exact merges.
     pub hdr_v2_base64: String,
+}
+
+/// One slice of the timeline: the measured requests due in it (closed loop:
+/// sent in it) and what became of them, whenever that was.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct SliceJson {
+    /// Start of the slice, s from the start of the measured window.
+    pub start_s: f64,
+    /// Requests due in it.
+    pub due: u64,
+    /// Of those, successful.
+    pub ok: u64,
+    /// Of those, failed, by kind (the names of `errors`; only kinds with a
+    /// count); plus the `idle_connect_errors` that happened in the slice.
+    pub errors: BTreeMap<String, u64>,
+    /// Keep-alive (re)connects with no request on them that failed in the
+    /// slice (counted in `errors` too).
+    pub idle_connect_errors: u64,
+    /// 99th percentile latency of its successful requests, µs (0 if none).
+    pub p99_us: u64,
+    /// Their latency histogram (base64 HdrHistogram V2, the lab's bounds).
+    pub hdr_v2_base64: String,
+}
+
+impl SliceJson {
+    /// All its errors.
+    pub fn errors_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
 }
 
 /// The generator's threads.
@@ -259,6 +348,10 @@ pub fn assemble(cfg: &RunConfig, started_unix_ms: u64, threads: Vec<ThreadResult
     let mut errors = ErrorCounts::default();
     let mut workers: BTreeMap<u32, (u64, u64)> = BTreeMap::new();
     let mut series: Vec<SecondTally> = Vec::new();
+    let slices = cfg.timeline_slices();
+    let mut timeline: Vec<SliceTally> = vec![SliceTally::default(); slices];
+    let mut worker_latency: BTreeMap<u32, Histogram<u64>> = BTreeMap::new();
+    let (mut unsent, mut idle_connect_errors) = (0, 0);
     let (mut ok, mut sent, mut unattributed, mut opened, mut max_lag) = (0, 0, 0, 0, 0);
     let mut warmup = WarmupJson::default();
     let mut busy = Vec::new();
@@ -276,10 +369,29 @@ pub fn assemble(cfg: &RunConfig, started_unix_ms: u64, threads: Vec<ThreadResult
         warmup.ok += t.warmup_ok;
         warmup.errors += t.warmup_errors;
         busy.push((t.cpu_busy * 1000.0).round() / 10.0);
+        unsent += t.unsent;
+        idle_connect_errors += t.idle_connect_errors;
         for (w, tally) in &t.workers {
             let e = workers.entry(*w).or_default();
             e.0 += tally.requests;
             e.1 += tally.connections;
+            worker_latency
+                .entry(*w)
+                .or_insert_with(new_histogram)
+                .add(&tally.latency)
+                .expect("same bounds");
+        }
+        for (sum, s) in timeline.iter_mut().zip(&t.timeline) {
+            sum.due += s.due;
+            sum.ok += s.ok;
+            sum.errors.add(&s.errors);
+            sum.idle_connect_errors += s.idle_connect_errors;
+            if let Some(h) = &s.latency {
+                sum.latency
+                    .get_or_insert_with(new_histogram)
+                    .add(h)
+                    .expect("values within the lab's bounds");
+            }
         }
         for (i, s) in t.series.iter().enumerate() {
             while series.len() <= i {
@@ -312,6 +424,14 @@ pub fn assemble(cfg: &RunConfig, started_unix_ms: u64, threads: Vec<ThreadResult
             warmup_s: cfg.warmup.as_secs_f64(),
             mode: cfg.mode,
             rate_rps: cfg.rate,
+            rate_steps: cfg
+                .rate_steps
+                .iter()
+                .map(|s| RateStepJson {
+                    at_s: s.at.as_secs_f64(),
+                    rate_rps: s.rate,
+                })
+                .collect(),
             arrivals: cfg.arrivals,
             mix: cfg
                 .mix
@@ -326,9 +446,11 @@ pub fn assemble(cfg: &RunConfig, started_unix_ms: u64, threads: Vec<ThreadResult
         measured_s,
         ok,
         sent,
+        unsent,
         errors,
+        idle_connect_errors,
         throughput_rps: per_s(ok),
-        target_rate_rps: cfg.rate,
+        target_rate_rps: cfg.offered_rate(),
         achieved_rate_rps: per_s(sent),
         max_schedule_lag_us: max_lag,
         latency: HistogramJson::from_histogram(&latency),
@@ -341,6 +463,9 @@ pub fn assemble(cfg: &RunConfig, started_unix_ms: u64, threads: Vec<ThreadResult
                 worker,
                 requests,
                 connections,
+                latency: Some(HistogramJson::from_histogram(
+                    &worker_latency.remove(&worker).unwrap_or_else(new_histogram),
+                )),
             })
             .collect(),
         unattributed,
@@ -350,6 +475,15 @@ pub fn assemble(cfg: &RunConfig, started_unix_ms: u64, threads: Vec<ThreadResult
             .iter()
             .enumerate()
             .map(|(i, s)| second_json(i, s))
+            .collect(),
+        timeline_interval_s: Some(cfg.timeline_interval.as_secs_f64()),
+        timeline: timeline
+            .iter()
+            .enumerate()
+            .map(|(i, s)| {
+                let start = cfg.timeline_interval.saturating_mul(i as u32);
+                slice_json(start.as_secs_f64(), s)
+            })
             .collect(),
         generator: GeneratorJson {
             thread_busy_pct: busy,
@@ -368,6 +502,20 @@ pub fn second_json(i: usize, s: &SecondTally) -> SecondJson {
         second: i,
         ok: s.ok,
         errors: s.errors,
+        p99_us: h.p99_us,
+        hdr_v2_base64: h.hdr_v2_base64,
+    }
+}
+
+/// One timeline slice's JSON.
+pub fn slice_json(start_s: f64, s: &SliceTally) -> SliceJson {
+    let h = HistogramJson::from_histogram(s.latency.as_ref().unwrap_or(&new_histogram()));
+    SliceJson {
+        start_s,
+        due: s.due,
+        ok: s.ok,
+        errors: s.errors.nonzero_fields(),
+        idle_connect_errors: s.idle_connect_errors,
         p99_us: h.p99_us,
         hdr_v2_base64: h.hdr_v2_base64,
     }
@@ -429,10 +577,10 @@ pub fn read_json(path: &Path) -> Result<LoadResult, String> {
     let v: serde_json::Value =
         serde_json::from_str(&text).map_err(|e| format!("{} is not JSON: {e}", path.display()))?;
     match v.get("schema").and_then(|s| s.as_str()) {
-        Some(SCHEMA) => {}
+        Some(SCHEMA | SCHEMA_V1) => {}
         Some(other) => {
             return Err(format!(
-                "{}: schema {other:?}, expected {SCHEMA:?}",
+                "{}: schema {other:?}, expected {SCHEMA:?} (or {SCHEMA_V1:?})",
                 path.display()
             ))
         }
@@ -465,7 +613,11 @@ pub fn summary(r: &LoadResult) -> String {
     let mut s = String::new();
     let loop_kind = match c.rate_rps {
         Some(rate) => format!(
-            "open loop at {rate:.0} req/s ({})",
+            "open loop at {rate:.0} req/s{} ({})",
+            c.rate_steps
+                .iter()
+                .map(|s| format!(", {:.0} from {:.3}s", s.rate_rps, s.at_s))
+                .collect::<String>(),
             serde_json::to_value(c.arrivals)
                 .unwrap_or_default()
                 .as_str()

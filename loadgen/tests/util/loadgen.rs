@@ -201,7 +201,7 @@ pub fn read_result(path: impl AsRef<Path>) -> Value {
         .unwrap_or_else(|e| panic!("{} is not JSON ({e}): {text}", path.display()));
     assert_eq!(
         v["schema"],
-        "prefork-lab.loadgen.v1",
+        "prefork-lab.loadgen.v2",
         "{} has the wrong schema tag",
         path.display()
     );

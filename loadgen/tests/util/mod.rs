@@ -23,8 +23,8 @@ use std::time::{Duration, Instant};
 
 pub use self::loadgen::{argv, read_result, run, Finished, Loadgen};
 pub use self::result::{
-    count_above, decode_histogram, errors, histogram, summary, total_errors, uint, warning_kinds,
-    workers,
+    count_above, decode_histogram, errors, histogram, summary, timeline, timeline_adding_up,
+    total_errors, uint, warning_kinds, worker_latencies, workers, Slice,
 };
 pub use self::server::{Server, Stats};
 

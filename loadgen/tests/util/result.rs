@@ -1,4 +1,4 @@
-//! Reading loadgen's JSON result (`--json`, schema `prefork-lab.loadgen.v1`)
+//! Reading loadgen's JSON result (`--json`, schema `prefork-lab.loadgen.v2`)
 //! the way any consumer would: by field name, with the histograms decoded
 //! from their base64 HdrHistogram V2 form by the `hdrhistogram` crate itself,
 //! not by loadgen's own code.
@@ -138,4 +138,155 @@ pub fn count_above(h: &Histogram<u64>, limit_us: u64) -> u64 {
         .filter(|v| v.value_iterated_to() > limit_us)
         .map(|v| v.count_at_value())
         .sum()
+}
+
+/// One slice of `timeline`, read by field name, its histogram decoded.
+#[derive(Debug)]
+pub struct Slice {
+    /// `start_s`.
+    pub start_s: f64,
+    /// `due`.
+    pub due: u64,
+    /// `ok`.
+    pub ok: u64,
+    /// `errors`, by kind (only non-zero kinds are written).
+    pub errors: BTreeMap<String, u64>,
+    /// `idle_connect_errors`.
+    pub idle_connect_errors: u64,
+    /// `p99_us`.
+    pub p99_us: u64,
+    /// The decoded `hdr_v2_base64`.
+    pub latency: Histogram<u64>,
+}
+
+impl Slice {
+    /// All its errors.
+    pub fn errors_total(&self) -> u64 {
+        self.errors.values().sum()
+    }
+}
+
+/// `timeline`, every slice checked for what holds in any slice: its
+/// histogram holds exactly its `ok` requests, its `p99_us` is that
+/// histogram's, error kinds are known and non-zero, and
+/// `ok + errors == due + idle_connect_errors`.
+#[track_caller]
+pub fn timeline(result: &Value) -> Vec<Slice> {
+    let slices = result["timeline"]
+        .as_array()
+        .unwrap_or_else(|| panic!("loadgen result has no \"timeline\" array: {result:#}"));
+    slices
+        .iter()
+        .enumerate()
+        .map(|(i, s)| {
+            let errors: BTreeMap<String, u64> = s["errors"]
+                .as_object()
+                .unwrap_or_else(|| panic!("slice {i} has no \"errors\" object: {s}"))
+                .iter()
+                .map(|(k, v)| {
+                    assert!(
+                        ERROR_KINDS.contains(&k.as_str()),
+                        "slice {i}: unknown error kind {k:?}"
+                    );
+                    let n = v
+                        .as_u64()
+                        .unwrap_or_else(|| panic!("slice {i}: {k} is {v}"));
+                    assert!(n > 0, "slice {i}: only non-zero kinds are written: {s}");
+                    (k.clone(), n)
+                })
+                .collect();
+            let latency = decode_histogram(
+                s["hdr_v2_base64"]
+                    .as_str()
+                    .unwrap_or_else(|| panic!("slice {i} has no histogram: {s}")),
+            );
+            let slice = Slice {
+                start_s: s["start_s"]
+                    .as_f64()
+                    .unwrap_or_else(|| panic!("slice {i} has no start_s: {s}")),
+                due: uint(s, "due"),
+                ok: uint(s, "ok"),
+                errors,
+                idle_connect_errors: uint(s, "idle_connect_errors"),
+                p99_us: uint(s, "p99_us"),
+                latency,
+            };
+            assert_eq!(
+                slice.latency.len(),
+                slice.ok,
+                "slice {i}: its histogram must hold one latency per ok request"
+            );
+            let p99 = if slice.ok == 0 {
+                0
+            } else {
+                slice.latency.value_at_quantile(0.99)
+            };
+            assert_eq!(slice.p99_us, p99, "slice {i}: p99_us vs its histogram");
+            assert_eq!(
+                slice.ok + slice.errors_total(),
+                slice.due + slice.idle_connect_errors,
+                "slice {i}: every request due in it ends ok or as one error: {s}"
+            );
+            slice
+        })
+        .collect()
+}
+
+/// Checks that the timeline adds up to the totals exactly: ok, every error
+/// kind, and due == sent + unsent. Returns the timeline.
+#[track_caller]
+pub fn timeline_adding_up(result: &Value) -> Vec<Slice> {
+    let t = timeline(result);
+    let sum = |f: fn(&Slice) -> u64| t.iter().map(f).sum::<u64>();
+    assert_eq!(
+        sum(|s| s.ok),
+        uint(result, "ok"),
+        "sum of the slices' ok vs ok"
+    );
+    let mut by_kind: BTreeMap<String, u64> = BTreeMap::new();
+    for s in &t {
+        for (k, n) in &s.errors {
+            *by_kind.entry(k.clone()).or_default() += n;
+        }
+    }
+    let mut totals = errors(result);
+    totals.retain(|_, n| *n > 0);
+    assert_eq!(by_kind, totals, "the slices' errors by kind vs `errors`");
+    assert_eq!(
+        sum(|s| s.due),
+        uint(result, "sent") + uint(result, "unsent"),
+        "sum of the slices' due vs sent + unsent"
+    );
+    assert_eq!(
+        sum(|s| s.idle_connect_errors),
+        uint(result, "idle_connect_errors"),
+        "sum of the slices' idle_connect_errors vs idle_connect_errors"
+    );
+    let interval = result["timeline_interval_s"]
+        .as_f64()
+        .unwrap_or_else(|| panic!("no timeline_interval_s: {}", result["timeline_interval_s"]));
+    for (i, s) in t.iter().enumerate() {
+        assert!(
+            (s.start_s - i as f64 * interval).abs() < 1e-9,
+            "slice {i} starts at {} s, want {} s",
+            s.start_s,
+            i as f64 * interval
+        );
+    }
+    t
+}
+
+/// Each worker's `latency` histogram, decoded, by pid; panics if a worker has
+/// none or its `count` disagrees with the decoded histogram.
+#[track_caller]
+pub fn worker_latencies(result: &Value) -> BTreeMap<i32, Histogram<u64>> {
+    result["workers"]
+        .as_array()
+        .unwrap_or_else(|| panic!("loadgen result has no \"workers\" array: {result:#}"))
+        .iter()
+        .map(|w| {
+            let pid = uint(w, "worker") as i32;
+            (pid, histogram(w, "latency"))
+        })
+        .collect()
 }
