@@ -25,7 +25,7 @@ use nix::time::{clock_gettime, ClockId};
 
 use crate::config::{Mode, RunConfig};
 use crate::errors::{ErrorCounts, ErrorKind};
-use crate::histo::{new_histogram, record};
+use crate::histo::{new_histogram, record, MAX_US};
 use crate::response::ResponseReader;
 use crate::rng::Rng;
 use crate::schedule::Schedule;
@@ -82,7 +82,10 @@ impl SliceTally {
     fn record_ok(&mut self, latency_us: u64) {
         self.ok += 1;
         let h = self.latency.get_or_insert_with(small_histogram);
-        record(h, latency_us);
+        // Not `record`: a saturating record clamps to the current bounds
+        // instead of growing them.
+        h.record(latency_us.clamp(1, MAX_US))
+            .expect("an auto-resizing histogram takes any value within the lab's bounds");
     }
 }
 
@@ -90,7 +93,7 @@ impl SliceTally {
 /// (a slice's histogram stays a few KiB unless its latencies are large);
 /// values are clamped to the lab's bounds, and [`crate::result`] adds it into
 /// one with the lab's bounds before it is written.
-fn small_histogram() -> Histogram<u64> {
+pub(crate) fn small_histogram() -> Histogram<u64> {
     let mut h = Histogram::new_with_bounds(1, 2, 3).expect("valid bounds");
     h.auto(true);
     h
@@ -920,5 +923,30 @@ impl<'a> Generator<'a> {
                 State::Idle | State::Free => {}
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_slice_histogram_grows_to_hold_large_latencies_exactly() {
+        let mut s = SliceTally::default();
+        for us in [3, 900, 1_000_000, 3_000_000_000, u64::MAX] {
+            s.record_ok(us);
+        }
+        let h = s.latency.as_ref().unwrap();
+        assert_eq!((s.ok, h.len()), (5, 5));
+        assert_eq!(h.max(), h.highest_equivalent(MAX_US));
+        assert!(
+            h.value_at_quantile(0.6) >= 999_000,
+            "{}",
+            h.value_at_quantile(0.6)
+        );
+        let mut lab = new_histogram();
+        lab.add(h).unwrap();
+        assert_eq!(lab.len(), 5);
+        assert_eq!(lab.value_at_quantile(0.5), h.value_at_quantile(0.5));
     }
 }

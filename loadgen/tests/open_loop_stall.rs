@@ -2,6 +2,8 @@
 //! seconds must show up as about R·S requests with latencies up to S
 //! (latency runs from each request's due time), while the service time
 //! (from the actual send) shows only the few requests that were on the wire.
+//! In the timeline (100 ms slices, keyed by due time) the stall stands out:
+//! the slices of the requests due in it have a p99 far above the others.
 //!
 //! This is the only test in its binary so that no other load shares the
 //! machine while it runs: the bounds below are far from any timing, but a
@@ -14,8 +16,8 @@ use std::time::{Duration, Instant};
 
 use util::sys::{SIGCONT, SIGSTOP};
 use util::{
-    argv, count_above, errors, guard, histogram, read_result, summary, total_errors, uint, Loadgen,
-    Server, TempDir,
+    argv, count_above, errors, guard, histogram, read_result, summary, timeline_adding_up,
+    total_errors, uint, Loadgen, Server, TempDir,
 };
 
 /// Requests per second asked of loadgen.
@@ -39,7 +41,7 @@ fn a_stalled_server_is_charged_in_full_in_open_loop_latency_but_not_in_service_t
     let target = server.target();
     let lg = Loadgen::spawn(&argv(&format!(
         "--target {target} --rate {RATE} --connections {CONNECTIONS} --duration {}s \
-         --json {json} --quiet",
+         --timeline-interval 100ms --json {json} --quiet",
         RUN.as_secs()
     )));
     thread::sleep(Duration::from_millis(1500));
@@ -99,4 +101,39 @@ fn a_stalled_server_is_charged_in_full_in_open_loop_latency_but_not_in_service_t
         sent.abs_diff(due) <= 2,
         "sent {sent} requests, {due} were due in {RUN:?} at {RATE} req/s\n{context}"
     );
+
+    // The timeline: 40 slices of 100 ms adding up to the totals. Requests due
+    // in the first 0.8 s of the stall wait at least 0.2 s, so about 8 slices
+    // have a p99 above SLOW_US; the slice in which the stall began has
+    // requests that waited nearly all of it. Most slices (the 3 s outside the
+    // stall) are far below.
+    let t = timeline_adding_up(&r);
+    assert_eq!(t.len(), 40, "{context}");
+    let p99s: Vec<u64> = t.iter().map(|s| s.p99_us).collect();
+    let slow: Vec<usize> = (0..t.len()).filter(|&i| p99s[i] > SLOW_US).collect();
+    let context = format!("{context}\nslice p99s (µs) {p99s:?}");
+    assert!(
+        slow.len() >= 6,
+        "only slices {slow:?} have a p99 above {SLOW_US} µs; the stall must show in the timeline\n{context}"
+    );
+    let worst = *p99s.iter().max().expect("40 slices");
+    assert!(
+        worst >= want_max,
+        "worst slice p99 {worst} µs, want at least {want_max} µs\n{context}"
+    );
+    let mut sorted = p99s.clone();
+    sorted.sort_unstable();
+    let median = sorted[sorted.len() / 2];
+    assert!(
+        median < SLOW_US && worst > 4 * median,
+        "median slice p99 {median} µs vs worst {worst} µs: the stalled slices must stand out\n{context}"
+    );
+    // The schedule: 40 due per slice whatever the server did.
+    for (i, s) in t.iter().enumerate() {
+        assert!(
+            s.due.abs_diff(RATE / 10) <= 1,
+            "slice {i}: {} due\n{context}",
+            s.due
+        );
+    }
 }
