@@ -7,7 +7,10 @@ mod util;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
-use util::{argv, errors, guard, read_result, run, total_errors, uint, workers, Server, TempDir};
+use util::{
+    argv, errors, guard, read_result, run, total_errors, uint, worker_latencies, workers, Server,
+    TempDir,
+};
 
 /// Runs a keep-alive closed-loop load (8 connections, 2 s, no warm-up)
 /// against `strategy` with 3 workers and checks every worker's requests and
@@ -80,6 +83,18 @@ fn attribution_matches_server_counts(strategy: &str) {
         "{strategy}: loadgen's ok vs the server's 200 responses"
     );
     assert!(uint(&r, "ok") > 0, "{strategy}: no request succeeded");
+    // Each worker's latency histogram holds exactly its (all successful)
+    // responses, so the server's own count too.
+    let latencies = worker_latencies(&r);
+    let histogram_counts: BTreeMap<i32, u64> = stats
+        .workers
+        .keys()
+        .map(|pid| (*pid, latencies.get(pid).map_or(0, |h| h.len())))
+        .collect();
+    assert_eq!(
+        histogram_counts, server_requests,
+        "{strategy}: per-worker latency histogram counts (left) vs the server's stats (right)"
+    );
 }
 
 #[test]

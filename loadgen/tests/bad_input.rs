@@ -128,3 +128,103 @@ fn merge_refuses_a_json_file_of_another_schema() {
         "the message must say which schema it found: {line}"
     );
 }
+
+/// Runs with `args` (after `--target <dead port>`), expecting one error line
+/// that contains every one of `says`; returns it.
+#[track_caller]
+fn refused_with(args: &[&str], says: &[&str]) -> String {
+    let target = dead_target();
+    let mut all = vec!["--target", target.as_str()];
+    all.extend_from_slice(args);
+    let out = run_expecting_no_output(&all);
+    let line = out.assert_one_line_error();
+    for s in says {
+        assert!(
+            line.contains(s),
+            "loadgen {args:?}: the message must say {s:?}: {line}"
+        );
+    }
+    assert!(
+        !line.contains("refused") && !line.contains("accepted no connection"),
+        "loadgen {args:?} must be refused before any load: {line}"
+    );
+    line
+}
+
+#[test]
+fn a_rate_step_without_rate_is_refused() {
+    refused_with(
+        &["-d", "1s", "--rate-step", "300ms:2000"],
+        &["--rate-step", "--rate"],
+    );
+}
+
+#[test]
+fn a_rate_step_that_is_not_at_colon_rate_is_refused_with_an_example() {
+    refused_with(
+        &["-d", "1s", "--rate", "100", "--rate-step", "300ms"],
+        &["--rate-step", "AT:RATE", "e.g."],
+    );
+    refused_with(
+        &["-d", "1s", "--rate", "100", "--rate-step", "300:2000"],
+        &["--rate-step", "unit"],
+    );
+    refused_with(
+        &["-d", "1s", "--rate", "100", "--rate-step", "300ms:lots"],
+        &["--rate-step", "lots", "not a number"],
+    );
+    refused_with(
+        &["-d", "1s", "--rate", "100", "--rate-step", "300ms:0"],
+        &["--rate-step", "positive"],
+    );
+}
+
+#[test]
+fn rate_steps_out_of_order_or_outside_the_duration_are_refused() {
+    refused_with(
+        &[
+            "-d",
+            "1s",
+            "--rate",
+            "100",
+            "--rate-step",
+            "500ms:200",
+            "--rate-step",
+            "300ms:400",
+        ],
+        &["--rate-step", "increasing"],
+    );
+    refused_with(
+        &[
+            "-d",
+            "1s",
+            "--rate",
+            "100",
+            "--rate-step",
+            "500ms:200",
+            "--rate-step",
+            "500ms:400",
+        ],
+        &["--rate-step", "increasing"],
+    );
+    refused_with(
+        &["-d", "1s", "--rate", "100", "--rate-step", "1s:200"],
+        &["--rate-step", "inside", "--duration"],
+    );
+}
+
+#[test]
+fn a_timeline_interval_of_zero_or_longer_than_the_run_is_refused() {
+    refused_with(
+        &["-d", "1s", "--timeline-interval", "0s"],
+        &["--timeline-interval"],
+    );
+    refused_with(
+        &["-d", "1s", "--timeline-interval", "2s"],
+        &["--timeline-interval", "--duration"],
+    );
+    refused_with(
+        &["-d", "10s", "--timeline-interval", "10us"],
+        &["--timeline-interval", "slices", "longer"],
+    );
+}

@@ -11,7 +11,10 @@ use std::sync::Arc;
 use std::thread::{self, JoinHandle};
 use std::time::Duration;
 
-use util::{argv, errors, guard, read_result, run, uint, warning_kinds, Loadgen, Server, TempDir};
+use util::{
+    argv, errors, guard, read_result, run, timeline_adding_up, uint, warning_kinds, Loadgen,
+    Server, TempDir,
+};
 
 const GARBAGE: &[u8] = b"SSH-2.0-nope\r\n";
 const VALID: &[u8] =
@@ -133,6 +136,13 @@ fn garbage_responses_are_counted_as_malformed_and_the_run_goes_on() {
         malformed, answered.garbage,
         "malformed vs garbage answers; {context}"
     );
+    // Every failure is in the timeline, in the slice the request was sent in.
+    let t = timeline_adding_up(&r);
+    let in_slices: u64 = t
+        .iter()
+        .map(|s| s.errors.get("malformed").copied().unwrap_or(0))
+        .sum();
+    assert_eq!(in_slices, malformed, "malformed in the timeline; {context}");
     assert!(
         warning_kinds(&r).iter().any(|k| k == "errors"),
         "no `errors` warning in {}",
@@ -168,6 +178,10 @@ fn a_server_killed_mid_run_costs_refused_connections_and_the_run_ends_on_its_own
         uint(&r, "errors.refused") > 0,
         "connections after the kill must be counted as refused; {context}"
     );
+    // Close mode: every refused connect carried a request, so it is in the
+    // slice of that request, and the slices add up to the totals.
+    timeline_adding_up(&r);
+    assert_eq!(uint(&r, "idle_connect_errors"), 0, "{context}");
     assert!(
         warning_kinds(&r).iter().any(|k| k == "errors"),
         "no `errors` warning in {}",
