@@ -290,6 +290,8 @@ struct Generator<'a> {
     in_flight: usize,
     /// One read buffer for all connections (never zeroed per read).
     chunk: Box<[u8]>,
+    /// Width of a timeline slice, ns (> 0).
+    slice_ns: u64,
 }
 
 impl<'a> Generator<'a> {
@@ -339,6 +341,7 @@ impl<'a> Generator<'a> {
             result: ThreadResult::new(cfg.timeline_slices()),
             in_flight: 0,
             chunk: vec![0u8; 64 * 1024].into_boxed_slice(),
+            slice_ns: (cfg.timeline_interval.as_nanos() as u64).max(1),
         })
     }
 
@@ -502,10 +505,11 @@ impl<'a> Generator<'a> {
     /// The timeline slice of a measured request due at `due` (or of an event
     /// at that time in the measured window).
     fn slice(&mut self, due: Instant) -> &mut SliceTally {
-        let i = self
-            .cfg
-            .slice_of(due.saturating_duration_since(self.clock.measure_start));
-        &mut self.result.timeline[i]
+        // `RunConfig::slice_of` in u64 nanoseconds (a run is at most days).
+        let since = due.saturating_duration_since(self.clock.measure_start);
+        let i = (since.as_nanos() as u64 / self.slice_ns) as usize;
+        let last = self.result.timeline.len().saturating_sub(1);
+        &mut self.result.timeline[i.min(last)]
     }
 
     /// A measured request due at `due` was sent (or its connect started).
@@ -781,8 +785,10 @@ impl<'a> Generator<'a> {
             let second = now
                 .saturating_duration_since(self.clock.measure_start)
                 .as_secs() as usize;
+            let mut ok_latency = None;
             if ok {
                 let latency = now.saturating_duration_since(req.due).as_micros() as u64;
+                ok_latency = Some(latency);
                 record(&mut self.result.latency, latency);
                 if let Some(sent) = req.sent {
                     record(
@@ -803,12 +809,6 @@ impl<'a> Generator<'a> {
                 sec.ok += 1;
                 record(&mut sec.latency, latency);
                 self.slice(req.due).record_ok(latency);
-                if let Some(w) = resp.worker {
-                    record(
-                        &mut self.result.workers.entry(w).or_default().latency,
-                        latency,
-                    );
-                }
             } else {
                 self.result.errors.count(ErrorKind::Non2xx);
                 self.result.second(second).errors += 1;
@@ -819,6 +819,9 @@ impl<'a> Generator<'a> {
                     let slot = &mut self.slots[i];
                     let tally = self.result.workers.entry(w).or_default();
                     tally.requests += 1;
+                    if let Some(latency) = ok_latency {
+                        record(&mut tally.latency, latency);
+                    }
                     if slot.credited != Some(w) {
                         slot.credited = Some(w);
                         tally.connections += 1;
