@@ -38,6 +38,13 @@ pub enum Frame {
         /// Sequence number from `NewConn`.
         seq: u32,
     },
+    /// Worker -> master: this worker has stopped taking new connections (its
+    /// own listener, if it had one, is closed) and is finishing what it has.
+    /// Sent by workers whose intake does not use the channel itself.
+    Draining,
+    /// Worker -> master (master-pass with acks): the worker refused
+    /// connections at its `--max-conns` cap and has room again.
+    Resume,
 }
 
 impl Frame {
@@ -48,6 +55,8 @@ impl Frame {
             Frame::NewConn { seq } => (b'N', 0, seq),
             Frame::Ack { seq, accepted } => (b'A', accepted as u8, seq),
             Frame::Closed { seq } => (b'C', 0, seq),
+            Frame::Draining => (b'D', 0, 0),
+            Frame::Resume => (b'U', 0, 0),
         };
         let s = seq.to_le_bytes();
         [kind, flag, 0, 0, s[0], s[1], s[2], s[3]]
@@ -64,6 +73,8 @@ impl Frame {
                 accepted: b[1] != 0,
             },
             b'C' => Frame::Closed { seq },
+            b'D' => Frame::Draining,
+            b'U' => Frame::Resume,
             _ => return None,
         })
     }
@@ -142,6 +153,8 @@ mod tests {
                 accepted: false,
             },
             Frame::Closed { seq: 1 },
+            Frame::Draining,
+            Frame::Resume,
         ] {
             assert_eq!(Frame::decode(f.encode()), Some(f));
         }

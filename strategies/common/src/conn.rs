@@ -2,18 +2,54 @@
 //! repeat while keep-alive holds.
 //!
 //! The state machine does no polling of its own: the event loop calls
-//! [`Conn::drive`] when the socket is ready or a timer fired, and `drive`
-//! reads and writes until the socket would block (the registration is
-//! edge-triggered, so every call runs to `WouldBlock` or to a decision).
+//! [`Conn::drive`] when the socket is ready, and [`Conn::on_deadline`] when
+//! the connection's [`Conn::deadline`] has passed; `drive` reads and writes
+//! until the socket would block (the registration is edge-triggered, so every
+//! call runs to `WouldBlock` or to a decision).
+//!
+//! # Limits a slow or idle client runs into
+//!
+//! Every connection has at most one deadline at a time, kept in the worker's
+//! timer heap (no thread, no timer per connection):
+//! - fresh connection, nothing received: closed (without an answer) after
+//!   `header_timeout` from its accept;
+//! - a request under way (its first byte arrived; the head or a body being
+//!   skipped is not complete): answered `408 Request Timeout` and closed
+//!   `header_timeout` after its first byte, however steadily bytes trickle
+//!   in (slowloris: a byte a second never resets it);
+//! - idle between requests on a keep-alive connection: closed after
+//!   `keepalive_timeout` from the end of the last response;
+//! - a head larger than [`MAX_HEAD_BYTES`](crate::http::MAX_HEAD_BYTES):
+//!   `400` and close, decided as soon as that many bytes are buffered;
+//! - `sleep_us`: the request's own timer; lingering after an error: [`LINGER`].
+//!
+//! A response being written has no deadline (a client that stops reading
+//! holds its connection until it closes; see the worker's `--max-conns`).
+//!
+//! # When the worker stops
+//!
+//! [`Conn::set_closing`]: a response not yet started says
+//! `Connection: close` and the connection closes after it (lingering, so a
+//! request the client pipelined behind it does not turn into an RST that
+//! destroys the response); a response already under way finishes as it was,
+//! and the connection then counts as idle. An idle connection is closed once
+//! it has been idle for [`STOP_IDLE_GRACE`] (at once if it already has), after
+//! a last read: a request that arrived meanwhile is served, not dropped. The
+//! grace is what keeps a busy keep-alive client from losing a request: it
+//! gets `Connection: close` on its next response instead of a close racing
+//! its next request. A request the client sends at the very instant an idle
+//! connection is closed is lost all the same (HTTP/1.1 has no way around that
+//! race; clients retry idempotent requests).
 
 use std::io::{self, Read, Write};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
 use crate::http::{self, Parse, MAX_HEAD_BYTES};
 use crate::stats::WorkerCounters;
 use crate::work::{burn_cpu, TargetError, Work};
+use crate::worker::WorkerEnv;
 
 /// Bytes of body kept in memory at once; larger bodies stream from a filler.
 const INLINE_BODY: u64 = 16 * 1024;
@@ -36,16 +72,39 @@ pub enum State {
     Lingering,
 }
 
-/// How long a connection lingers after an error response.
+/// How long a connection lingers after an error response or a close the
+/// server decided on.
 pub const LINGER: Duration = Duration::from_millis(500);
+
+/// How long a stopping worker leaves an idle keep-alive connection open for
+/// its client's next request (answered with `Connection: close`) before it
+/// closes it.
+pub const STOP_IDLE_GRACE: Duration = Duration::from_millis(200);
+
+/// Time limits of a connection (see the module documentation).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Timeouts {
+    /// A request's head must be complete this long after its first byte (a
+    /// fresh connection's first request: after the accept).
+    pub header: Duration,
+    /// An idle keep-alive connection is closed after this long.
+    pub keepalive: Duration,
+}
+
+impl Default for Timeouts {
+    fn default() -> Self {
+        Timeouts {
+            header: Duration::from_secs(10),
+            keepalive: Duration::from_secs(5),
+        }
+    }
+}
 
 /// What the event loop should do after [`Conn::drive`].
 #[derive(Debug, PartialEq, Eq)]
 pub enum Next {
-    /// Wait for the socket to become ready again.
+    /// Wait for the socket to become ready or the deadline to pass.
     Wait,
-    /// Start a timer and call [`Conn::wake`] when it fires.
-    Sleep(Duration),
     /// Close the connection.
     Close,
 }
@@ -56,8 +115,10 @@ pub struct Conn {
     pub stream: TcpStream,
     /// For master-pass: the master's sequence number, echoed when it closes.
     pub tag: Option<u32>,
-    /// Incremented on every timer so that a stale timer is ignored.
-    pub timer_generation: u64,
+    /// The deadline of this connection's live entry in the timer heap.
+    pub armed: Option<Instant>,
+    /// Identifies that entry (stale entries carry another id).
+    pub timer_id: u64,
     state: State,
     rbuf: Vec<u8>,
     skip_body: u64,
@@ -66,7 +127,18 @@ pub struct Conn {
     body_left: u64,
     keep_alive: bool,
     response_is_ok: bool,
+    /// The server, not the client, ends the connection after this response.
+    server_closes: bool,
+    /// When the current phase began: the accept, the end of the last
+    /// response, or the first byte of the request under way.
+    since: Instant,
+    /// Requests answered on this connection.
+    answered: u64,
+    /// End of a `sleep_us` wait or of the lingering time.
+    wake_at: Option<Instant>,
     linger_expired: bool,
+    /// The worker is stopping.
+    closing: bool,
 }
 
 impl Conn {
@@ -75,7 +147,8 @@ impl Conn {
         Conn {
             stream,
             tag,
-            timer_generation: 0,
+            armed: None,
+            timer_id: 0,
             state: State::Idle,
             rbuf: Vec::new(),
             skip_body: 0,
@@ -84,7 +157,12 @@ impl Conn {
             body_left: 0,
             keep_alive: true,
             response_is_ok: false,
+            server_closes: false,
+            since: Instant::now(),
+            answered: 0,
+            wake_at: None,
             linger_expired: false,
+            closing: false,
         }
     }
 
@@ -96,26 +174,94 @@ impl Conn {
     /// Whether the connection is between requests with nothing buffered, so a
     /// shutting-down worker may close it without cutting a request off.
     pub fn is_idle(&self) -> bool {
-        self.state == State::Idle && self.rbuf.is_empty()
+        self.state == State::Idle && !self.request_under_way()
     }
 
-    /// A timer fired: the `sleep_us` wait is over (the response can go out),
-    /// or the lingering time is up.
-    pub fn wake(&mut self) {
+    fn request_under_way(&self) -> bool {
+        !self.rbuf.is_empty() || self.skip_body > 0
+    }
+
+    /// The worker is stopping: end the connection after the next response,
+    /// or once idle for [`STOP_IDLE_GRACE`].
+    pub fn set_closing(&mut self) {
+        self.closing = true;
+    }
+
+    /// When this connection needs [`Conn::on_deadline`], if ever.
+    pub fn deadline(&self, limits: &Timeouts) -> Option<Instant> {
         match self.state {
-            State::Sleeping => self.state = State::Writing,
-            State::Lingering => self.linger_expired = true,
-            _ => {}
+            State::Sleeping | State::Lingering => self.wake_at,
+            State::Writing => None,
+            State::Idle if self.request_under_way() => Some(self.since + limits.header),
+            State::Idle => {
+                let limit = if self.answered == 0 {
+                    limits.header
+                } else {
+                    limits.keepalive
+                };
+                let limit = if self.closing {
+                    limit.min(STOP_IDLE_GRACE)
+                } else {
+                    limit
+                };
+                Some(self.since + limit)
+            }
         }
     }
 
+    /// The deadline has passed: end the `sleep_us` wait or the lingering, or
+    /// (after a last read) time the request or the idle connection out.
+    pub fn on_deadline(&mut self, env: &WorkerEnv) -> io::Result<Next> {
+        match self.state {
+            State::Sleeping => {
+                self.wake_at = None;
+                self.state = State::Writing;
+            }
+            State::Lingering => self.linger_expired = true,
+            State::Writing => {}
+            State::Idle => {
+                // Whatever arrived is read (and answered) first.
+                if self.drive(env)? == Next::Close {
+                    return Ok(Next::Close);
+                }
+                let due = self.deadline(&env.timeouts);
+                if self.state != State::Idle || due.is_some_and(|d| d > Instant::now()) {
+                    return Ok(Next::Wait);
+                }
+                if !self.request_under_way() {
+                    // A fresh connection on which nothing arrived has nobody
+                    // to answer; an idle keep-alive one is simply closed.
+                    if self.closing {
+                        // The stopping worker's grace, not a timeout.
+                    } else if self.answered == 0 {
+                        WorkerCounters::bump(&env.counters.header_timeouts);
+                    } else {
+                        WorkerCounters::bump(&env.counters.idle_timeouts);
+                    }
+                    return Ok(Next::Close);
+                }
+                WorkerCounters::bump(&env.counters.header_timeouts);
+                self.respond_error(
+                    env.pid,
+                    408,
+                    "Request Timeout",
+                    &format!(
+                        "the request was not complete within {:?} (--header-timeout)\n",
+                        env.timeouts.header
+                    ),
+                    false,
+                );
+                self.rbuf.clear();
+                self.skip_body = 0;
+                self.state = State::Writing;
+            }
+        }
+        self.drive(env)
+    }
+
     /// Makes as much progress as the socket allows.
-    pub fn drive(
-        &mut self,
-        pid: u32,
-        counters: &WorkerCounters,
-        injected_cpu_us: u64,
-    ) -> io::Result<Next> {
+    pub fn drive(&mut self, env: &WorkerEnv) -> io::Result<Next> {
+        let counters = env.counters;
         loop {
             match self.state {
                 State::Sleeping => return Ok(Next::Wait),
@@ -143,16 +289,21 @@ impl Conn {
                     if self.response_is_ok {
                         WorkerCounters::bump(&counters.requests);
                     }
+                    self.answered += 1;
                     if !self.keep_alive {
-                        if self.response_is_ok {
+                        if self.response_is_ok && !self.server_closes {
+                            // The client asked for the close.
                             return Ok(Next::Close);
                         }
                         self.rbuf.clear();
+                        self.skip_body = 0;
                         let _ = self.stream.shutdown(std::net::Shutdown::Write);
                         self.state = State::Lingering;
-                        return Ok(Next::Sleep(LINGER));
+                        self.wake_at = Some(Instant::now() + LINGER);
+                        continue;
                     }
                     self.state = State::Idle;
+                    self.since = Instant::now();
                 }
                 State::Idle => {
                     if self.skip_body > 0 {
@@ -167,24 +318,38 @@ impl Conn {
                             }
                         }
                     }
+                    if self.rbuf.is_empty() {
+                        // Nothing of a request yet: read before parsing, and
+                        // start the request's clock at its first byte.
+                        match self.read_more()? {
+                            Some(0) => return Ok(Next::Close),
+                            Some(_) => {
+                                self.since = Instant::now();
+                                continue;
+                            }
+                            None => return Ok(Next::Wait),
+                        }
+                    }
                     match http::parse_request(&self.rbuf) {
                         Parse::Complete(req) => {
                             self.rbuf.drain(..req.head_len);
                             self.skip_body = req.body_len;
-                            self.keep_alive = req.keep_alive;
+                            self.keep_alive = req.keep_alive && !self.closing;
+                            self.server_closes = req.keep_alive && self.closing;
                             match Work::from_target(&req.target) {
                                 Ok(work) => {
-                                    burn_cpu(work.cpu_us + injected_cpu_us);
-                                    self.respond_ok(pid, &work);
+                                    burn_cpu(work.cpu_us + env.injected_cpu_us);
+                                    self.respond_ok(env.pid, &work);
                                     if let Some(d) = work.sleep() {
                                         self.state = State::Sleeping;
-                                        return Ok(Next::Sleep(d));
+                                        self.wake_at = Some(Instant::now() + d);
+                                        return Ok(Next::Wait);
                                     }
                                 }
                                 Err(TargetError::NotFound) => {
                                     WorkerCounters::bump(&counters.bad_requests);
                                     self.respond_error(
-                                        pid,
+                                        env.pid,
                                         404,
                                         "Not Found",
                                         "not found: the lab serves /\n",
@@ -194,7 +359,7 @@ impl Conn {
                                 Err(TargetError::BadQuery(reason)) => {
                                     WorkerCounters::bump(&counters.bad_requests);
                                     self.respond_error(
-                                        pid,
+                                        env.pid,
                                         400,
                                         "Bad Request",
                                         &format!("{reason}\n"),
@@ -207,7 +372,7 @@ impl Conn {
                         Parse::Invalid(reason) => {
                             WorkerCounters::bump(&counters.bad_requests);
                             self.respond_error(
-                                pid,
+                                env.pid,
                                 400,
                                 "Bad Request",
                                 &format!("{reason}\n"),
@@ -217,8 +382,7 @@ impl Conn {
                             self.state = State::Writing;
                         }
                         Parse::Partial => match self.read_more()? {
-                            // EOF: a clean close between requests, or a request
-                            // cut off mid-way; either way there is nobody to answer.
+                            // EOF: a request cut off mid-way; nobody to answer.
                             Some(0) => return Ok(Next::Close),
                             Some(_) => {}
                             None => return Ok(Next::Wait),

@@ -38,6 +38,13 @@ pub struct WorkerCounters {
     pub open_connections: AtomicU64,
     /// Messages from the master whose descriptors were cut off (`MSG_CTRUNC`).
     pub fd_truncations: AtomicU64,
+    /// Requests timed out by `--header-timeout` (answered 408), and fresh
+    /// connections closed by it because nothing arrived.
+    pub header_timeouts: AtomicU64,
+    /// Idle keep-alive connections closed by `--keepalive-timeout`.
+    pub idle_timeouts: AtomicU64,
+    /// Times the worker reached `--max-conns` and stopped taking connections.
+    pub max_conns_pauses: AtomicU64,
 }
 
 // SAFETY: all fields are atomics, and all-zero is a valid value of each.
@@ -84,6 +91,12 @@ pub struct CounterSnapshot {
     pub accept_eagain: u64,
     /// See [`WorkerCounters::fd_truncations`].
     pub fd_truncations: u64,
+    /// See [`WorkerCounters::header_timeouts`].
+    pub header_timeouts: u64,
+    /// See [`WorkerCounters::idle_timeouts`].
+    pub idle_timeouts: u64,
+    /// See [`WorkerCounters::max_conns_pauses`].
+    pub max_conns_pauses: u64,
 }
 
 impl WorkerCounters {
@@ -96,6 +109,9 @@ impl WorkerCounters {
             listener_wakeups: self.listener_wakeups.load(Relaxed),
             accept_eagain: self.accept_eagain.load(Relaxed),
             fd_truncations: self.fd_truncations.load(Relaxed),
+            header_timeouts: self.header_timeouts.load(Relaxed),
+            idle_timeouts: self.idle_timeouts.load(Relaxed),
+            max_conns_pauses: self.max_conns_pauses.load(Relaxed),
         }
     }
 
@@ -109,6 +125,9 @@ impl WorkerCounters {
             &self.accept_eagain,
             &self.open_connections,
             &self.fd_truncations,
+            &self.header_timeouts,
+            &self.idle_timeouts,
+            &self.max_conns_pauses,
         ] {
             c.store(0, Relaxed);
         }
@@ -138,8 +157,14 @@ pub struct WorkerRecord {
     pub usage: UsageRecord,
     /// How the process ended, e.g. "exited with code 0", "was killed by SIGKILL".
     pub exit: String,
-    /// Whether the master replaced it (it died while the server was running).
+    /// Whether the master replaced it because it died while the server was
+    /// running (a crash or a kill): false for a worker retired by a rolling
+    /// restart, although that one is replaced too.
     pub replaced: bool,
+    /// Whether it was retired by a rolling restart (SIGHUP to the master):
+    /// asked to stop gracefully and replaced once it exited. Its `exit` says
+    /// "was killed by SIGKILL" if it overran the drain time.
+    pub retired: bool,
 }
 
 /// [`Usage`] with serde field names that carry their unit.
@@ -175,7 +200,7 @@ impl WorkerRecord {
         counters: CounterSnapshot,
         usage: Usage,
         exit: Exit,
-        replaced: bool,
+        end: WorkerEnd,
     ) -> Self {
         WorkerRecord {
             slot,
@@ -184,9 +209,21 @@ impl WorkerRecord {
             counters,
             usage: usage.into(),
             exit: exit.to_string(),
-            replaced,
+            replaced: end == WorkerEnd::Replaced,
+            retired: end == WorkerEnd::Retired,
         }
     }
+}
+
+/// Why a worker's life ended, as the master saw it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum WorkerEnd {
+    /// It died while the server ran (crash, kill) and was replaced.
+    Replaced,
+    /// A rolling restart retired it gracefully (and replaced it).
+    Retired,
+    /// The server stopped (or gave up) with it.
+    Stopped,
 }
 
 /// The stats file (`--stats-out`).
@@ -202,8 +239,14 @@ pub struct StatsReport {
     pub master_pid: i32,
     /// Workers configured (`--workers`).
     pub workers_configured: usize,
-    /// Worker processes the master had to replace.
+    /// Worker processes the master had to replace because they died (crash
+    /// replacements; retirements by a rolling restart are not counted here).
     pub replacements: u64,
+    /// Workers retired gracefully by rolling restarts (SIGHUP), each replaced
+    /// by a new process in its slot.
+    pub retirements: u64,
+    /// Rolling restarts that went through every slot.
+    pub rolling_restarts: u64,
     /// The master's own figures.
     pub master: MasterRecord,
     /// Every worker process that ran, in the order they were reaped.

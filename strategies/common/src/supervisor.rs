@@ -11,7 +11,42 @@
 //! - reaps workers with `wait4` (exit status, CPU time, context switches) and
 //!   re-forks one that died while the server runs, saying so on stderr;
 //! - on SIGTERM/SIGINT forwards SIGTERM to every worker, SIGKILLs any that is
-//!   still there after [`KILL_AFTER`], and exits once all are reaped.
+//!   still there after [`KILL_AFTER`], and exits once all are reaped;
+//! - on SIGHUP runs a rolling restart (below).
+//!
+//! # Rolling restart (SIGHUP to the master)
+//!
+//! Every worker that was running and ready when the SIGHUP arrived is
+//! replaced in turn, slot 0, 1, ...: the master stops routing to it
+//! ([`Strategy::on_retire`]), marks it retiring (it leaves
+//! [`Master::ready_slots`]), sends it SIGTERM (the worker stops taking new
+//! connections, finishes what it has and exits: see [`crate::worker`]), reaps
+//! it, forks the replacement into the same slot (generation + 1), and goes on
+//! to the next slot only once the replacement has said `Ready`. On stderr:
+//!
+//! ```text
+//! lab-server: rolling restart: begins (N workers)
+//! lab-server: rolling restart: slot 0 pid 123 -> pid 456
+//! ...
+//! lab-server: rolling restart: done (N workers replaced)
+//! ```
+//!
+//! - A retiring worker still there [`KILL_AFTER`] after its SIGTERM is sent
+//!   SIGKILL (`lab-server: rolling restart: slot S pid P did not exit within
+//!   1.5s; sending SIGKILL`); it still counts as retired.
+//! - A retired worker's exit is not a crash: it is not an early death, not
+//!   in `replacements`, and its stats record says `"retired": true,
+//!   "replaced": false`; `retirements` and `rolling_restarts` count them.
+//! - A SIGHUP while a restart runs is ignored with a stderr line (`SIGHUP
+//!   ignored: a rolling restart is in progress (slot S of N)`): the
+//!   replacements are forked from the same master, so a second pass would
+//!   bring nothing new. A SIGHUP before the ready line or while stopping is
+//!   ignored too, with a line.
+//! - A worker that dies (crash, kill) during a restart is replaced as usual;
+//!   a slot whose worker was replaced that way after the SIGHUP is skipped
+//!   (its worker is new already), with a line.
+//! - SIGTERM/SIGINT during a restart abandons it (a line) and stops
+//!   everything as usual.
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
@@ -28,8 +63,9 @@ use nix::unistd::Pid;
 use serde::Serialize;
 
 use crate::channel::{Frame, FrameReader};
+use crate::conn::Timeouts;
 use crate::signals::{block, SignalStream};
-use crate::stats::{MasterRecord, Shared, StatsReport, StatsSink, WorkerRecord};
+use crate::stats::{MasterRecord, Shared, StatsReport, StatsSink, WorkerEnd, WorkerRecord};
 use crate::sys::fdpass::send_with_fd;
 use crate::sys::fds::close_all_except;
 use crate::sys::process::{die_with_parent, exit_now, fork, own_usage, reap_one, Forked};
@@ -64,6 +100,10 @@ pub struct ServerConfig {
     pub stats: Option<StatsSink>,
     /// Extra CPU per request, µs (test-only slowdown; 0 normally).
     pub injected_cpu_us: u64,
+    /// `--header-timeout` and `--keepalive-timeout`.
+    pub timeouts: Timeouts,
+    /// `--max-conns`: connections open at once per worker.
+    pub max_conns: usize,
 }
 
 /// A strategy: how connections reach the workers.
@@ -98,6 +138,13 @@ pub trait Strategy {
 
     /// An event for one of the master's own sources.
     fn master_event(&mut self, _event: &Event, _m: &mut Master<'_>) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// A rolling restart is about to retire worker `slot` (it is already
+    /// marked retiring, so [`Master::ready_slots`] leaves it out): stop
+    /// routing connections to it. Called before the worker gets its SIGTERM.
+    fn on_retire(&mut self, _slot: usize, _m: &mut Master<'_>) -> io::Result<()> {
         Ok(())
     }
 
@@ -140,6 +187,8 @@ pub struct WorkerHandle {
     pub generation: u64,
     /// Whether it has said `Ready`.
     pub ready: bool,
+    /// Whether a rolling restart is retiring it.
+    pub retiring: bool,
     channel: Option<mio::net::UnixStream>,
     frames: FrameReader,
 }
@@ -153,13 +202,22 @@ pub struct Master<'a> {
 }
 
 impl Master<'_> {
-    /// Slots whose worker is alive and ready, in slot order.
+    /// Slots whose worker is alive, ready and not retiring, in slot order.
     pub fn ready_slots(&self) -> impl Iterator<Item = usize> + '_ {
         self.workers
             .iter()
             .enumerate()
-            .filter(|(_, w)| w.as_ref().is_some_and(|w| w.ready))
+            .filter(|(_, w)| w.as_ref().is_some_and(|w| w.ready && !w.retiring))
             .map(|(i, _)| i)
+    }
+
+    /// Whether slot's worker is alive, ready and not retiring: it may be
+    /// given connections.
+    pub fn can_take(&self, slot: usize) -> bool {
+        self.workers
+            .get(slot)
+            .and_then(Option::as_ref)
+            .is_some_and(|w| w.ready && !w.retiring)
     }
 
     /// The pid of slot's live worker.
@@ -202,8 +260,14 @@ struct ReadyLine<'a> {
 /// it could not start or a worker slot could not be kept running.
 pub fn serve(config: ServerConfig, mut strategy: Box<dyn Strategy>) -> io::Result<()> {
     // Block before forking so that no signal is lost in a starting worker.
-    block(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD])?;
-    let mut signals = SignalStream::open(&[Signal::SIGTERM, Signal::SIGINT, Signal::SIGCHLD])?;
+    let handled = [
+        Signal::SIGTERM,
+        Signal::SIGINT,
+        Signal::SIGCHLD,
+        Signal::SIGHUP,
+    ];
+    block(&handled)?;
+    let mut signals = SignalStream::open(&handled)?;
     let shared = Shared::map(config.workers)?;
     let addr = strategy.prepare(&config, shared)?;
 
@@ -228,6 +292,9 @@ pub fn serve(config: ServerConfig, mut strategy: Box<dyn Strategy>) -> io::Resul
         announced: false,
         stopping_since: None,
         replacements: 0,
+        retirements: 0,
+        rolling_restarts: 0,
+        rolling: None,
     };
     sup.workers = (0..sup.config.workers).map(|_| None).collect();
     sup.generations = vec![0; sup.config.workers];
@@ -245,6 +312,8 @@ pub fn serve(config: ServerConfig, mut strategy: Box<dyn Strategy>) -> io::Resul
         master_pid: sup.master_pid.as_raw(),
         workers_configured: sup.config.workers,
         replacements: sup.replacements,
+        retirements: sup.retirements,
+        rolling_restarts: sup.rolling_restarts,
         master: MasterRecord {
             usage: own_usage().into(),
             ..strategy.master_record()
@@ -271,6 +340,31 @@ struct Supervisor {
     announced: bool,
     stopping_since: Option<Instant>,
     replacements: u64,
+    retirements: u64,
+    rolling_restarts: u64,
+    rolling: Option<Rolling>,
+}
+
+/// A rolling restart in progress.
+struct Rolling {
+    /// Each slot's worker when the SIGHUP came (`None`: none was ready; its
+    /// slot's next worker is new anyway).
+    targets: Vec<Option<Pid>>,
+    /// The slot being replaced.
+    slot: usize,
+    phase: Phase,
+    replaced: usize,
+}
+
+enum Phase {
+    /// SIGTERM sent to `old` at `since`; waiting for it to exit.
+    Retiring {
+        old: Pid,
+        since: Instant,
+        killed: bool,
+    },
+    /// `old` is gone; waiting for its slot's replacement to be ready.
+    Starting { old: Pid },
 }
 
 impl Supervisor {
@@ -287,9 +381,11 @@ impl Supervisor {
             if self.stopping_since.is_some() && self.workers.iter().all(Option::is_none) {
                 return Ok(());
             }
-            let timeout = self
-                .stopping_since
-                .map(|since| (since + KILL_AFTER).saturating_duration_since(Instant::now()));
+            let deadline = match (self.stopping_since, self.retire_deadline()) {
+                (Some(since), _) => Some(since + KILL_AFTER),
+                (None, d) => d,
+            };
+            let timeout = deadline.map(|d| d.saturating_duration_since(Instant::now()));
             match poll.poll(&mut events, timeout) {
                 Ok(()) => {}
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
@@ -301,6 +397,7 @@ impl Supervisor {
                         for sig in signals.drain()? {
                             match sig {
                                 Signal::SIGCHLD => self.reap(poll, strategy)?,
+                                Signal::SIGHUP => self.begin_rolling(poll, strategy)?,
                                 _ => self.begin_stop(poll, strategy)?,
                             }
                         }
@@ -317,6 +414,7 @@ impl Supervisor {
                     }
                 }
             }
+            self.check_retire_deadline();
             if let Some(since) = self.stopping_since {
                 if !killed && Instant::now() >= since + KILL_AFTER {
                     killed = true;
@@ -335,6 +433,14 @@ impl Supervisor {
         }
         self.stopping_since = Some(Instant::now());
         self.to_start.clear();
+        if let Some(r) = self.rolling.take() {
+            eprintln!(
+                "lab-server: rolling restart: abandoned at slot {} ({} of {} workers replaced): the server is stopping",
+                r.slot,
+                r.replaced,
+                r.targets.len()
+            );
+        }
         strategy.stop_master(poll.registry())?;
         for w in self.workers.iter().flatten() {
             let _ = kill(w.pid, Signal::SIGTERM);
@@ -391,6 +497,7 @@ impl Supervisor {
                     pid,
                     generation: self.generations[slot],
                     ready: false,
+                    retiring: false,
                     channel: Some(channel),
                     frames: FrameReader::default(),
                 });
@@ -416,6 +523,8 @@ impl Supervisor {
             counters: &self.shared.slots[slot],
             shared: self.shared,
             injected_cpu_us: self.config.injected_cpu_us,
+            timeouts: self.config.timeouts,
+            max_conns: self.config.max_conns,
         };
         strategy.worker_main(env, control)
     }
@@ -514,7 +623,8 @@ impl Supervisor {
                 {
                     self.announce()?;
                 }
-                self.start_pending(poll, strategy)
+                self.start_pending(poll, strategy)?;
+                self.rolling_ready(slot, poll, strategy)
             }
             other => {
                 let mut m = Master {
@@ -576,6 +686,11 @@ impl Supervisor {
             );
             let counters = &self.shared.slots[slot];
             let replace = self.stopping_since.is_none();
+            let end = match (handle.retiring, replace) {
+                (true, _) => WorkerEnd::Retired,
+                (false, true) => WorkerEnd::Replaced,
+                (false, false) => WorkerEnd::Stopped,
+            };
             self.records.push(WorkerRecord::new(
                 slot,
                 handle.generation,
@@ -583,10 +698,23 @@ impl Supervisor {
                 counters.snapshot(),
                 usage,
                 exit,
-                replace,
+                end,
             ));
             counters.reset();
             if !replace {
+                continue;
+            }
+            if handle.retiring {
+                // Graceful retirement: not a crash, not an early death.
+                self.retirements += 1;
+                self.generations[slot] += 1;
+                self.to_start.push_back(slot);
+                if let Some(r) = self.rolling.as_mut() {
+                    if matches!(r.phase, Phase::Retiring { old, .. } if old == pid) {
+                        r.phase = Phase::Starting { old: pid };
+                    }
+                }
+                self.start_pending(poll, strategy)?;
                 continue;
             }
             if !handle.ready {
@@ -617,6 +745,159 @@ impl Supervisor {
             }
         }
         Ok(())
+    }
+
+    /// SIGHUP: start a rolling restart (or say why not).
+    fn begin_rolling(&mut self, poll: &Poll, strategy: &mut dyn Strategy) -> io::Result<()> {
+        if self.stopping_since.is_some() {
+            eprintln!("lab-server: SIGHUP ignored: the server is stopping");
+            return Ok(());
+        }
+        if !self.announced {
+            eprintln!("lab-server: SIGHUP ignored: the workers are not all ready yet");
+            return Ok(());
+        }
+        if let Some(r) = &self.rolling {
+            eprintln!(
+                "lab-server: SIGHUP ignored: a rolling restart is in progress (slot {} of {})",
+                r.slot,
+                r.targets.len()
+            );
+            return Ok(());
+        }
+        let targets: Vec<Option<Pid>> = self
+            .workers
+            .iter()
+            .map(|w| w.as_ref().filter(|w| w.ready && !w.retiring).map(|w| w.pid))
+            .collect();
+        eprintln!(
+            "lab-server: rolling restart: begins ({} workers)",
+            targets.len()
+        );
+        self.rolling = Some(Rolling {
+            targets,
+            slot: 0,
+            phase: Phase::Starting {
+                old: Pid::from_raw(0),
+            },
+            replaced: 0,
+        });
+        self.retire_next(0, poll, strategy)
+    }
+
+    /// Retires the first slot at or after `from` whose worker is still the
+    /// one the restart found; ends the restart after the last slot.
+    fn retire_next(
+        &mut self,
+        from: usize,
+        poll: &Poll,
+        strategy: &mut dyn Strategy,
+    ) -> io::Result<()> {
+        let Some(r) = self.rolling.as_mut() else {
+            return Ok(());
+        };
+        for slot in from..r.targets.len() {
+            let Some(old) = r.targets[slot] else {
+                continue;
+            };
+            let current = self.workers[slot].as_ref();
+            match current {
+                Some(w) if w.pid == old && w.ready && !w.retiring => {}
+                other => {
+                    eprintln!(
+                        "lab-server: rolling restart: slot {slot} skipped: pid {old} died meanwhile{}",
+                        match other {
+                            Some(w) if w.pid != old => format!(" and pid {} replaced it", w.pid),
+                            _ => String::new(),
+                        }
+                    );
+                    continue;
+                }
+            }
+            r.slot = slot;
+            r.phase = Phase::Retiring {
+                old,
+                since: Instant::now(),
+                killed: false,
+            };
+            if let Some(w) = self.workers[slot].as_mut() {
+                w.retiring = true;
+            }
+            let mut m = Master {
+                workers: &mut self.workers,
+                registry: poll.registry(),
+            };
+            // The master stops routing to it before the worker is told.
+            strategy.on_retire(slot, &mut m)?;
+            let _ = kill(old, Signal::SIGTERM);
+            return Ok(());
+        }
+        let r = self.rolling.take().expect("checked above");
+        self.rolling_restarts += 1;
+        eprintln!(
+            "lab-server: rolling restart: done ({} workers replaced)",
+            r.replaced
+        );
+        Ok(())
+    }
+
+    /// Worker `slot` said ready: if it is the replacement the restart waits
+    /// for, say so and go on to the next slot.
+    fn rolling_ready(
+        &mut self,
+        slot: usize,
+        poll: &Poll,
+        strategy: &mut dyn Strategy,
+    ) -> io::Result<()> {
+        let Some(r) = self.rolling.as_mut() else {
+            return Ok(());
+        };
+        let Phase::Starting { old } = r.phase else {
+            return Ok(());
+        };
+        if r.slot != slot {
+            return Ok(());
+        }
+        let Some(new) = self.workers[slot].as_ref().map(|w| w.pid) else {
+            return Ok(());
+        };
+        r.replaced += 1;
+        eprintln!("lab-server: rolling restart: slot {slot} pid {old} -> pid {new}");
+        self.retire_next(slot + 1, poll, strategy)
+    }
+
+    /// When the retiring worker must have exited.
+    fn retire_deadline(&self) -> Option<Instant> {
+        match self.rolling.as_ref()?.phase {
+            Phase::Retiring {
+                since,
+                killed: false,
+                ..
+            } => Some(since + KILL_AFTER),
+            _ => None,
+        }
+    }
+
+    /// SIGKILLs a retiring worker that overran its drain time.
+    fn check_retire_deadline(&mut self) {
+        let Some(r) = self.rolling.as_mut() else {
+            return;
+        };
+        if let Phase::Retiring {
+            old,
+            since,
+            ref mut killed,
+        } = r.phase
+        {
+            if !*killed && Instant::now() >= since + KILL_AFTER {
+                *killed = true;
+                eprintln!(
+                    "lab-server: rolling restart: slot {} pid {old} did not exit within {KILL_AFTER:?}; sending SIGKILL",
+                    r.slot
+                );
+                let _ = kill(old, Signal::SIGKILL);
+            }
+        }
     }
 
     /// After a fatal error: no worker may outlive the master.

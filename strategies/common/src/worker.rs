@@ -7,6 +7,23 @@
 //! Strategies differ only in their intake; everything a request costs once it
 //! has arrived is identical, so differences in the measurements come from how
 //! connections are shared, not from how they are served.
+//!
+//! # Stopping
+//!
+//! SIGTERM (or SIGINT) makes the worker stop taking new connections
+//! ([`Intake::stop`]: what that means is each strategy's business; the intake
+//! hands over any connection it still had to take), tell the master it is
+//! draining, and finish what it has: every connection is marked closing (see
+//! [`crate::conn`]: `Connection: close` on its next response, idle ones closed
+//! after a short grace). The worker exits once no connection is open and the
+//! intake says it has quiesced (nothing more can arrive), or at
+//! [`DRAIN_GRACE`], whichever comes first. The master sends the same SIGTERM
+//! to stop the server and to retire one worker in a rolling restart.
+//!
+//! # At `--max-conns`
+//!
+//! With `max_conns` connections open the worker stops taking new ones until
+//! one closes ([`Intake::set_paused`]), like nginx's `worker_connections`.
 
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
@@ -23,7 +40,7 @@ use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::channel::Frame;
-use crate::conn::{Conn, Next};
+use crate::conn::{Conn, Next, Timeouts};
 use crate::signals::TermSignals;
 use crate::stats::{Shared, WorkerCounters};
 
@@ -49,6 +66,10 @@ pub struct WorkerEnv {
     /// Extra CPU burnt per request, µs: a deliberate slowdown for testing and
     /// calibrating regression checks (`--test-only-inject-cpu-us`); 0 normally.
     pub injected_cpu_us: u64,
+    /// `--header-timeout` and `--keepalive-timeout`.
+    pub timeouts: Timeouts,
+    /// `--max-conns`: connections open at once in this worker.
+    pub max_conns: usize,
 }
 
 /// A connection handed over by the intake.
@@ -84,9 +105,24 @@ pub trait Intake {
         Ok(())
     }
 
-    /// The worker is shutting down: stop taking new connections.
-    fn stop(&mut self, _poll: &Poll) -> io::Result<()> {
+    /// The worker reached (`true`) or left (`false`) its `--max-conns` cap:
+    /// stop taking new connections until it is called with `false`. Not
+    /// called once the worker is stopping.
+    fn set_paused(&mut self, _poll: &Poll, _paused: bool) -> io::Result<()> {
         Ok(())
+    }
+
+    /// The worker is shutting down: stop taking new connections. A
+    /// connection the intake has already taken (or must still take so as not
+    /// to lose it) goes to `out` and is served.
+    fn stop(&mut self, _poll: &Poll, _out: &mut Vec<Accepted>) -> io::Result<()> {
+        Ok(())
+    }
+
+    /// After [`Intake::stop`]: whether nothing more can arrive, so that the
+    /// worker may exit once its connections are done.
+    fn quiesced(&self) -> bool {
+        true
     }
 }
 
@@ -124,16 +160,29 @@ pub fn run<I: Intake>(env: WorkerEnv, mut intake: I, control: UnixStream) -> io:
         env,
         conns: Slab::new(),
         timers: BinaryHeap::new(),
+        next_timer_id: 0,
+        stopping: false,
     };
     let mut events = Events::with_capacity(256);
     let mut accepted = Vec::new();
     let mut stopping_since: Option<Instant> = None;
+    let mut paused = false;
+    let max_conns = env.max_conns.max(1);
 
     loop {
         let now = Instant::now();
         if let Some(since) = stopping_since {
-            if lp.conns.is_empty() || now >= since + DRAIN_GRACE {
+            if (lp.conns.is_empty() && intake.quiesced()) || now >= since + DRAIN_GRACE {
                 return Ok(());
+            }
+        } else {
+            let full = lp.conns.len() >= max_conns;
+            if full != paused {
+                paused = full;
+                if full {
+                    WorkerCounters::bump(&env.counters.max_conns_pauses);
+                }
+                intake.set_paused(&poll, full)?;
             }
         }
         let mut timeout = lp
@@ -157,8 +206,12 @@ pub fn run<I: Intake>(env: WorkerEnv, mut intake: I, control: UnixStream) -> io:
                 SIGNAL => {
                     if signals.drain()? && stopping_since.is_none() {
                         stopping_since = Some(Instant::now());
-                        intake.stop(&poll)?;
-                        lp.close_idle(&poll, &mut intake)?;
+                        intake.stop(&poll, &mut accepted)?;
+                        if let Some(c) = control.as_mut() {
+                            // The master is reading; an 8-byte frame fits.
+                            write_all_nonblocking(c, &Frame::Draining.encode())?;
+                        }
+                        lp.begin_stop(&poll, &mut intake)?;
                     }
                 }
                 CONTROL => {
@@ -190,8 +243,8 @@ pub fn run<I: Intake>(env: WorkerEnv, mut intake: I, control: UnixStream) -> io:
                 lp.drive(event.token().0, &poll, &mut intake)?;
             }
         }
-        // Connections that arrive while stopping are still served (a blocked
-        // accept() cannot be called back); the drain deadline bounds them.
+        // Connections that arrive while stopping are served like the rest
+        // (closing after one response); the drain deadline bounds them.
         for a in accepted.drain(..) {
             lp.add(a, &poll, &mut intake)?;
         }
@@ -199,10 +252,17 @@ pub fn run<I: Intake>(env: WorkerEnv, mut intake: I, control: UnixStream) -> io:
     }
 }
 
+/// A timer heap entry: (deadline, connection key, timer id).
+type TimerEntry = Reverse<(Instant, usize, u64)>;
+
 struct Loop {
     env: WorkerEnv,
     conns: Slab<Conn>,
-    timers: BinaryHeap<Reverse<(Instant, usize, u64)>>,
+    /// One live entry per connection at most (stale ones are skipped): a
+    /// deadline that moves later is re-armed only when its entry fires.
+    timers: BinaryHeap<TimerEntry>,
+    next_timer_id: u64,
+    stopping: bool,
 }
 
 impl Loop {
@@ -219,7 +279,10 @@ impl Loop {
             Token(key),
             Interest::READABLE | Interest::WRITABLE,
         )?;
-        entry.insert(Conn::new(stream, a.tag));
+        let conn = entry.insert(Conn::new(stream, a.tag));
+        if self.stopping {
+            conn.set_closing();
+        }
         WorkerCounters::bump(&self.env.counters.connections);
         self.env.counters.open_connections.fetch_add(1, Relaxed);
         self.drive(key, poll, intake)
@@ -229,16 +292,43 @@ impl Loop {
         let Some(conn) = self.conns.get_mut(key) else {
             return Ok(());
         };
-        match conn.drive(self.env.pid, self.env.counters, self.env.injected_cpu_us) {
-            Ok(Next::Wait) => Ok(()),
-            Ok(Next::Sleep(d)) => {
-                conn.timer_generation += 1;
-                self.timers
-                    .push(Reverse((Instant::now() + d, key, conn.timer_generation)));
+        let next = conn.drive(&self.env);
+        self.settle(key, next, poll, intake)
+    }
+
+    /// After the connection moved: close it, or arm its deadline.
+    fn settle<I: Intake>(
+        &mut self,
+        key: usize,
+        next: io::Result<Next>,
+        poll: &Poll,
+        intake: &mut I,
+    ) -> io::Result<()> {
+        match next {
+            Ok(Next::Wait) => {
+                self.arm(key);
                 Ok(())
             }
             Ok(Next::Close) | Err(_) => self.close(key, poll, intake),
         }
+    }
+
+    /// Pushes a heap entry for the connection's deadline unless an entry at
+    /// or before it is live already.
+    fn arm(&mut self, key: usize) {
+        let Some(conn) = self.conns.get_mut(key) else {
+            return;
+        };
+        let Some(at) = conn.deadline(&self.env.timeouts) else {
+            return;
+        };
+        if conn.armed.is_some_and(|armed| armed <= at) {
+            return;
+        }
+        self.next_timer_id += 1;
+        conn.timer_id = self.next_timer_id;
+        conn.armed = Some(at);
+        self.timers.push(Reverse((at, key, self.next_timer_id)));
     }
 
     fn close<I: Intake>(&mut self, key: usize, poll: &Poll, intake: &mut I) -> io::Result<()> {
@@ -255,30 +345,41 @@ impl Loop {
         Ok(())
     }
 
-    fn close_idle<I: Intake>(&mut self, poll: &Poll, intake: &mut I) -> io::Result<()> {
-        let idle: Vec<usize> = self
-            .conns
-            .iter()
-            .filter(|(_, c)| c.is_idle())
-            .map(|(k, _)| k)
-            .collect();
-        for key in idle {
-            self.close(key, poll, intake)?;
+    /// The worker is stopping: every connection closes after its next
+    /// response, or once idle for the stop grace (its deadline may be earlier
+    /// now, so it is re-armed; one already past fires at once).
+    fn begin_stop<I: Intake>(&mut self, poll: &Poll, intake: &mut I) -> io::Result<()> {
+        self.stopping = true;
+        let keys: Vec<usize> = self.conns.iter().map(|(k, _)| k).collect();
+        for key in keys {
+            self.conns[key].set_closing();
+            self.arm(key);
         }
-        Ok(())
+        self.fire_timers(poll, intake)
     }
 
     fn fire_timers<I: Intake>(&mut self, poll: &Poll, intake: &mut I) -> io::Result<()> {
         let now = Instant::now();
-        while let Some(Reverse((at, key, generation))) = self.timers.peek().copied() {
+        while let Some(Reverse((at, key, id))) = self.timers.peek().copied() {
             if at > now {
                 break;
             }
             self.timers.pop();
-            if let Some(conn) = self.conns.get_mut(key) {
-                if conn.timer_generation == generation {
-                    conn.wake();
-                    self.drive(key, poll, intake)?;
+            let due = match self.conns.get_mut(key) {
+                // Not stale (superseded by an earlier entry, or the key's
+                // connection closed and the key reused).
+                Some(conn) if conn.timer_id == id => {
+                    conn.armed = None;
+                    conn.deadline(&self.env.timeouts)
+                }
+                _ => continue,
+            };
+            match due {
+                None => {}
+                Some(due) if due > now => self.arm(key),
+                Some(_) => {
+                    let next = self.conns[key].on_deadline(&self.env);
+                    self.settle(key, next, poll, intake)?;
                 }
             }
         }
@@ -289,7 +390,7 @@ impl Loop {
 /// Writes a small frame on a socket that may be non-blocking (the intake may
 /// have set O_NONBLOCK on the shared file description): an 8-byte frame on
 /// an empty channel never blocks, but a full one is waited out, not failed.
-fn write_all_nonblocking(mut sock: &UnixStream, mut bytes: &[u8]) -> io::Result<()> {
+fn write_all_nonblocking<W: Write>(mut sock: W, mut bytes: &[u8]) -> io::Result<()> {
     while !bytes.is_empty() {
         match sock.write(bytes) {
             Ok(0) => return Err(io::ErrorKind::WriteZero.into()),

@@ -1,4 +1,22 @@
 //! The worker side: receive descriptors from the master, ack, report closes.
+//!
+//! Stopping (the server stops, or a rolling restart retires this worker):
+//! the master has already stopped routing to the worker (a retiring one) or
+//! stopped accepting (a stopping server), so every descriptor meant for this
+//! worker is in its channel by the time the SIGTERM arrives. The stopping
+//! worker reads the channel to its end and then has quiesced:
+//! - with acks (Node RR): a descriptor it has not acked yet is refused
+//!   (`Ack { accepted: false }`); the master still holds its copy and routes
+//!   the connection to another worker;
+//! - without acks (rotate, least-conn): the master closed its copy right
+//!   after `sendmsg`, so the worker is the connection's only holder: it
+//!   serves it (`Connection: close`) rather than drop it.
+//!
+//! At `--max-conns`: with acks, a new descriptor is refused the same way and
+//! the master re-routes it; the worker stays out of the master's free list
+//! until it says `Resume` (room again). Without acks, the connection is
+//! served anyway (refusing it would lose it), so the cap is not enforced in
+//! those modes.
 
 use std::collections::VecDeque;
 use std::io;
@@ -26,6 +44,12 @@ pub struct ChannelIntake {
     fds: VecDeque<OwnedFd>,
     outbox: Outbox,
     stopping: bool,
+    /// After `stop`: the channel has been read to its end.
+    drained: bool,
+    /// At `--max-conns`.
+    paused: bool,
+    /// Refused a connection at the cap: say `Resume` when there is room.
+    refused_at_cap: bool,
 }
 
 impl ChannelIntake {
@@ -40,6 +64,9 @@ impl ChannelIntake {
             fds: VecDeque::new(),
             outbox: Outbox::default(),
             stopping: false,
+            drained: false,
+            paused: false,
+            refused_at_cap: false,
         }
     }
 
@@ -58,7 +85,10 @@ impl ChannelIntake {
         loop {
             let got = match recv_with_fds(ch.as_fd(), &mut buf) {
                 Ok(got) => got,
-                Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.drained = self.stopping;
+                    return Ok(());
+                }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
                 Err(e) => return Err(e),
             };
@@ -80,17 +110,18 @@ impl ChannelIntake {
                     // MSG_CTRUNC dropped it; nothing to serve or ack.
                     continue;
                 };
-                if self.stopping {
+                if self.ack && (self.stopping || self.paused) {
                     // Refuse: the master still holds its copy and re-routes it.
                     drop(fd);
-                    if self.ack {
-                        self.outbox.push(Frame::Ack {
-                            seq,
-                            accepted: false,
-                        });
-                    }
+                    self.refused_at_cap |= !self.stopping;
+                    self.outbox.push(Frame::Ack {
+                        seq,
+                        accepted: false,
+                    });
                     continue;
                 }
+                // Without acks the master kept no copy: serve it, stopping
+                // or at the cap, or it is lost.
                 // Ack on receipt, before serving (Node's child.js does the same).
                 if self.ack {
                     self.outbox.push(Frame::Ack {
@@ -132,8 +163,24 @@ impl Intake for ChannelIntake {
         Ok(())
     }
 
-    fn stop(&mut self, _poll: &Poll) -> io::Result<()> {
-        self.stopping = true;
+    fn set_paused(&mut self, _poll: &Poll, paused: bool) -> io::Result<()> {
+        self.paused = paused;
+        if !paused && std::mem::take(&mut self.refused_at_cap) {
+            self.outbox.push(Frame::Resume);
+            self.flush()?;
+        }
         Ok(())
+    }
+
+    fn stop(&mut self, _poll: &Poll, out: &mut Vec<Accepted>) -> io::Result<()> {
+        self.stopping = true;
+        // Everything meant for us is in the channel already: take it now
+        // (refused with acks, served without).
+        self.receive(out)?;
+        self.flush()
+    }
+
+    fn quiesced(&self) -> bool {
+        self.drained && self.outbox.is_empty()
     }
 }

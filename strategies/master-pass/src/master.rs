@@ -1,4 +1,31 @@
 //! The master side: listen, accept, pick a worker, pass the descriptor.
+//!
+//! # A worker that dies (crash, SIGKILL)
+//!
+//! Connections the dead worker had taken and was serving die with it in
+//! every mode (their clients see a reset or a close without a response).
+//! What differs is a connection on its way:
+//! - Node RR (acks): the master keeps its copy of a descriptor until the
+//!   worker acks it, so the one unacknowledged connection of a dead worker is
+//!   routed to another worker (`connections_rerouted`); so is anything still
+//!   pending in the master. An accepted connection is lost only if the
+//!   worker had acked it.
+//! - rotate, least-conn (no acks): the master closes its copy right after
+//!   `sendmsg`. Descriptors already sent but not yet read from the dead
+//!   worker's channel are closed by the kernel with the channel, and those
+//!   clients are lost; only the master's own backlog for that worker (sends
+//!   that found the channel full) is re-routed.
+//!
+//! # Rolling restart
+//!
+//! [`Strategy::on_retire`] runs before the retiring worker gets its SIGTERM:
+//! Node RR takes it out of the free list (an ack that comes back does not
+//! put it back), rotate and least-conn stop picking it (it leaves
+//! [`Master::ready_slots`]) and send its backlog to the others. Nothing more
+//! is sent to it, so what is in its channel is all it will get: it refuses
+//! (acks) or serves (no acks) that, finishes its connections and exits.
+//! While no worker can take connections (a one-worker server between the
+//! old worker's exit and the replacement's `Ready`) they wait in the master.
 
 use std::collections::VecDeque;
 use std::io;
@@ -48,6 +75,9 @@ pub struct MasterPass {
     /// NodeRr: workers whose channel was full at the last send; they return
     /// to `free` when it drains.
     blocked: Vec<bool>,
+    /// Rotate/LeastConn: connections that came while no worker could take
+    /// one, sent when one is ready.
+    waiting: VecDeque<Pending>,
     record: MasterRecord,
     stopping: bool,
 }
@@ -65,6 +95,7 @@ impl MasterPass {
             least: LeastConnections::default(),
             backlog: Vec::new(),
             blocked: Vec::new(),
+            waiting: VecDeque::new(),
             record: MasterRecord::default(),
             stopping: false,
         }
@@ -131,9 +162,9 @@ impl MasterPass {
             _ => self.least.pick(&ready),
         };
         let Some(slot) = slot else {
-            // No worker is ready (all are being replaced): drop it; the
-            // client sees a close, which the harness counts.
-            self.record.connections_dropped += 1;
+            // No worker can take it (all are being replaced): hold it until
+            // one is ready.
+            self.waiting.push_back(conn);
             return Ok(());
         };
         if self.policy == Policy::LeastConn {
@@ -141,6 +172,13 @@ impl MasterPass {
         }
         self.backlog[slot].push_back(conn);
         self.flush_backlog(slot, m)
+    }
+
+    /// NodeRr: `slot` may get a connection again, if it can take one.
+    fn make_free(&mut self, slot: usize, m: &Master<'_>) {
+        if m.can_take(slot) {
+            self.rr.free(slot);
+        }
     }
 
     fn flush_backlog(&mut self, slot: usize, m: &mut Master<'_>) -> io::Result<()> {
@@ -221,8 +259,28 @@ impl Strategy for MasterPass {
 
     fn on_ready(&mut self, slot: usize, m: &mut Master<'_>) -> io::Result<()> {
         if self.policy == Policy::NodeRr {
-            self.rr.free(slot);
+            self.make_free(slot, m);
             self.dispatch_rr(m)?;
+        } else {
+            for conn in std::mem::take(&mut self.waiting) {
+                self.dispatch_blind(conn, m)?;
+            }
+        }
+        Ok(())
+    }
+
+    fn on_retire(&mut self, slot: usize, m: &mut Master<'_>) -> io::Result<()> {
+        // Before the worker is told to stop: nothing new goes to it.
+        self.rr.remove(slot);
+        self.blocked[slot] = false;
+        let queued: Vec<Pending> = self.backlog[slot].drain(..).collect();
+        if self.policy == Policy::LeastConn {
+            for _ in &queued {
+                self.least.closed(slot);
+            }
+        }
+        for conn in queued {
+            self.dispatch_blind(conn, m)?;
         }
         Ok(())
     }
@@ -235,13 +293,18 @@ impl Strategy for MasterPass {
                 };
                 if accepted {
                     drop(conn); // the master's copy closes after the ack
-                    self.rr.free(slot);
+                    self.make_free(slot, m);
                 } else {
-                    // The worker is shutting down: Node re-distributes the
-                    // handle; so do we, and the worker stays out of `free`.
+                    // The worker is shutting down or at its --max-conns:
+                    // Node re-distributes the handle; so do we, and the
+                    // worker stays out of `free` (until `Resume`).
                     self.record.connections_rerouted += 1;
                     self.rr.push(conn);
                 }
+                self.dispatch_rr(m)
+            }
+            Frame::Resume if self.policy == Policy::NodeRr => {
+                self.make_free(slot, m);
                 self.dispatch_rr(m)
             }
             Frame::Closed { .. } if self.policy == Policy::LeastConn => {
@@ -256,7 +319,7 @@ impl Strategy for MasterPass {
         match self.policy {
             Policy::NodeRr => {
                 if std::mem::take(&mut self.blocked[slot]) {
-                    self.rr.free(slot);
+                    self.make_free(slot, m);
                 }
                 self.dispatch_rr(m)
             }
@@ -302,6 +365,7 @@ impl Strategy for MasterPass {
             let _ = registry.deregister(&mut SourceFd(&l.as_raw_fd()));
         }
         self.record.connections_dropped += self.rr.drain().count() as u64;
+        self.record.connections_dropped += std::mem::take(&mut self.waiting).len() as u64;
         Ok(())
     }
 

@@ -14,6 +14,27 @@
 //! address with `SO_REUSEPORT` but never listening: it reserves the port and
 //! receives no connections (the kernel forms the TCP reuseport group at
 //! `listen()`), and workers do not inherit it.
+//!
+//! # Stopping and rolling restarts
+//!
+//! A stopping worker accepts everything already queued on its own listener
+//! (those connections are served) and then closes it, which takes it out of
+//! the group (see [`lab_common::intake`]). A connection whose handshake
+//! completes between that last `accept4` and the close is reset by the
+//! kernel, unless `net.ipv4.tcp_migrate_req=1` (Linux 5.14), which migrates
+//! it to another listener of the group. Until the replacement listens, the
+//! kernel hashes new connections over the remaining listeners; with one
+//! worker there is none, and connections are refused meanwhile.
+//!
+//! For `cbpf-cpu` the master's mirror of the group order must follow the
+//! kernel: the listener leaves the group when the worker closes it, before
+//! the worker exits, so the worker says `Draining` on its control channel
+//! right after the close and the master removes it then (`swap_remove`, as
+//! `reuseport_detach_sock` moves the last socket into the hole, also when the
+//! socket is kept aside for `tcp_migrate_req`) and re-pins the worker that
+//! moved; a worker that dies without saying so is removed when it is gone.
+//! The replacement joins at the end of the group (serial start) and is
+//! pinned to its position's CPU when it says `Ready`.
 #![deny(missing_docs)]
 
 pub mod cbpf;
@@ -23,6 +44,7 @@ use std::net::SocketAddr;
 use std::os::fd::{OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
+use lab_common::channel::Frame;
 use lab_common::intake::ListenerIntake;
 use lab_common::listen::{bind, listen, local_addr, ListenOptions};
 use lab_common::stats::Shared;
@@ -62,10 +84,28 @@ impl ReusePort {
         }
     }
 
+    /// Pins `pid` to the CPU of group position `position`. A worker that
+    /// has just exited (`ESRCH`) is not an error.
     fn pin(&self, pid: Pid, position: usize) -> io::Result<()> {
         let mut set = CpuSet::new();
         set.set(cbpf::cpu_for_position(&self.cpus, position))?;
-        sched_setaffinity(pid, &set)?;
+        match sched_setaffinity(pid, &set) {
+            Ok(()) | Err(nix::errno::Errno::ESRCH) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Slot's listener has left the group: mirror the kernel's order.
+    fn detach(&mut self, slot: usize, m: &mut Master<'_>) -> io::Result<()> {
+        if let Some(position) = self.group.iter().position(|&s| s == slot) {
+            // reuseport_detach_sock(): socks[i] = socks[num_socks - 1].
+            self.group.swap_remove(position);
+            if let Some(&moved) = self.group.get(position) {
+                if let Some(pid) = m.pid(moved) {
+                    self.pin(pid, position)?;
+                }
+            }
+        }
         Ok(())
     }
 }
@@ -121,7 +161,7 @@ impl Strategy for ReusePort {
         // Only this worker waits on this listener: exclusivity is moot.
         worker::run(
             env,
-            ListenerIntake::new(socket.into(), ListenerWakeup::LevelAll, env),
+            ListenerIntake::new(socket.into(), ListenerWakeup::LevelAll, env, true),
             control,
         )
     }
@@ -143,19 +183,18 @@ impl Strategy for ReusePort {
         Ok(())
     }
 
+    fn on_frame(&mut self, slot: usize, frame: Frame, m: &mut Master<'_>) -> io::Result<()> {
+        if self.cpu_steering && frame == Frame::Draining {
+            // The worker has closed its listener (it says so right after).
+            self.detach(slot, m)?;
+        }
+        Ok(())
+    }
+
     fn on_worker_gone(&mut self, slot: usize, _pid: Pid, m: &mut Master<'_>) -> io::Result<()> {
         if !self.cpu_steering {
             return Ok(());
         }
-        if let Some(position) = self.group.iter().position(|&s| s == slot) {
-            // reuseport_detach_sock(): socks[i] = socks[num_socks - 1].
-            self.group.swap_remove(position);
-            if let Some(&moved) = self.group.get(position) {
-                if let Some(pid) = m.pid(moved) {
-                    self.pin(pid, position)?;
-                }
-            }
-        }
-        Ok(())
+        self.detach(slot, m)
     }
 }

@@ -13,16 +13,25 @@
 //!
 //! If a holder dies, the master clears the lock when it reaps it, as nginx's
 //! master does with `ngx_shmtx_force_unlock`.
+//!
+//! At `--max-conns` the worker does not try the lock (nginx skips
+//! `ngx_trylock_accept_mutex` while `ngx_accept_disabled > 0`), releases it
+//! if held and takes the listener out of its epoll, so the others accept;
+//! the same for [`RESOURCE_BACKOFF`] after `accept4` ran out of descriptors.
+//! Stopping takes the listener out of the epoll, releases the lock if held,
+//! and closes the worker's copy of the listener (the master keeps its copy,
+//! so the queue stays intact for the others).
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering::{AcqRel, Acquire, Relaxed};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
-use lab_common::intake::{accept_one, LISTENER};
+use lab_common::intake::{accept_one, LISTENER, RESOURCE_BACKOFF};
 use lab_common::stats::{LockWord, WorkerCounters};
 use lab_common::sys::epoll::{self, poll_fd, ListenerWakeup};
+use lab_common::sys::fds::AcceptFailure;
 use lab_common::worker::{Accepted, Intake, WorkerEnv};
 use mio::event::Event;
 use mio::Poll;
@@ -45,27 +54,45 @@ pub fn holder(word: &LockWord) -> i32 {
 
 /// The accept-mutex intake.
 pub struct AcceptMutexIntake {
-    listener: OwnedFd,
+    /// `None` once stopped (the descriptor is closed).
+    listener: Option<OwnedFd>,
     env: WorkerEnv,
     delay: Duration,
     /// `ngx_accept_mutex_held`: the listener is in this worker's epoll.
     registered: bool,
     /// The lock is held right now (between trylock and unlock).
     locked: bool,
-    stopped: bool,
+    /// At `--max-conns`.
+    paused: bool,
+    /// Out of descriptors: leave the lock alone until then.
+    backoff_until: Option<Instant>,
 }
 
 impl AcceptMutexIntake {
     /// Wraps the inherited (non-blocking) listener.
     pub fn new(listener: OwnedFd, env: WorkerEnv, delay: Duration) -> Self {
         AcceptMutexIntake {
-            listener,
+            listener: Some(listener),
             env,
             delay,
             registered: false,
             locked: false,
-            stopped: false,
+            paused: false,
+            backoff_until: None,
         }
+    }
+
+    /// Takes the listener out of the epoll and releases the lock if held.
+    fn step_back(&mut self, poll: &Poll) -> io::Result<()> {
+        if std::mem::take(&mut self.registered) {
+            if let Some(l) = self.listener.as_ref() {
+                epoll::delete(poll_fd(poll), l.as_fd())?;
+            }
+        }
+        if std::mem::take(&mut self.locked) {
+            unlock(self.env.shared.accept_mutex, self.pid());
+        }
+        Ok(())
     }
 
     fn pid(&self) -> i32 {
@@ -79,15 +106,25 @@ impl Intake for AcceptMutexIntake {
     }
 
     fn before_poll(&mut self, poll: &Poll) -> io::Result<Option<Duration>> {
-        if self.stopped {
+        let Some(listener) = self.listener.as_ref() else {
             return Ok(None);
+        };
+        if self.paused {
+            return Ok(None);
+        }
+        if let Some(until) = self.backoff_until {
+            let now = Instant::now();
+            if now < until {
+                return Ok(Some(until - now));
+            }
+            self.backoff_until = None;
         }
         if try_lock(self.env.shared.accept_mutex, self.pid()) {
             self.locked = true;
             if !self.registered {
                 epoll::add(
                     poll_fd(poll),
-                    self.listener.as_fd(),
+                    listener.as_fd(),
                     ListenerWakeup::LevelAll,
                     LISTENER,
                 )?;
@@ -96,21 +133,23 @@ impl Intake for AcceptMutexIntake {
             Ok(None)
         } else {
             if self.registered {
-                epoll::delete(poll_fd(poll), self.listener.as_fd())?;
+                epoll::delete(poll_fd(poll), listener.as_fd())?;
                 self.registered = false;
             }
             Ok(Some(self.delay))
         }
     }
 
-    fn on_event(
-        &mut self,
-        _event: &Event,
-        _poll: &Poll,
-        out: &mut Vec<Accepted>,
-    ) -> io::Result<()> {
+    fn on_event(&mut self, _event: &Event, poll: &Poll, out: &mut Vec<Accepted>) -> io::Result<()> {
+        let Some(listener) = self.listener.as_ref().filter(|_| self.registered) else {
+            return Ok(());
+        };
         WorkerCounters::bump(&self.env.counters.listener_wakeups);
-        accept_one(self.listener.as_fd(), self.env.counters, out)
+        if accept_one(listener.as_fd(), self.env.counters, out)? == Some(AcceptFailure::Resources) {
+            self.backoff_until = Some(Instant::now() + RESOURCE_BACKOFF);
+            self.step_back(poll)?;
+        }
+        Ok(())
     }
 
     fn after_events(&mut self, _poll: &Poll) -> io::Result<()> {
@@ -120,15 +159,22 @@ impl Intake for AcceptMutexIntake {
         Ok(())
     }
 
-    fn stop(&mut self, poll: &Poll) -> io::Result<()> {
-        self.stopped = true;
-        if std::mem::take(&mut self.registered) {
-            epoll::delete(poll_fd(poll), self.listener.as_fd())?;
-        }
-        if std::mem::take(&mut self.locked) {
-            unlock(self.env.shared.accept_mutex, self.pid());
+    fn set_paused(&mut self, poll: &Poll, paused: bool) -> io::Result<()> {
+        self.paused = paused;
+        if paused {
+            self.step_back(poll)?;
         }
         Ok(())
+    }
+
+    fn stop(&mut self, poll: &Poll, _out: &mut Vec<Accepted>) -> io::Result<()> {
+        self.step_back(poll)?;
+        self.listener = None;
+        Ok(())
+    }
+
+    fn quiesced(&self) -> bool {
+        self.listener.is_none()
     }
 }
 

@@ -13,6 +13,15 @@
 //! - `shared:accept-mutex`: nginx's `accept_mutex on`: only the worker holding
 //!   a cross-process lock has the listener in its epoll; the others retry
 //!   after `accept_mutex_delay`.
+//!
+//! When a worker stops (the server stops, or a rolling restart retires it),
+//! it stops taking connections without losing any: the epoll variants and
+//! the accept mutex take the listener out of the worker's epoll (the mutex
+//! is released if held) and close the worker's copy of the descriptor; the
+//! blocking variant interrupts its acceptor thread's `accept()` (see
+//! [`blocking`]). The master keeps its own copy of the listener for the whole
+//! run, so the one accept queue stays intact and the other workers (and the
+//! replacement) take what is queued: nothing is reset.
 #![deny(missing_docs)]
 
 pub mod accept_mutex;
@@ -98,12 +107,12 @@ impl Strategy for SharedListener {
             }
             Variant::Epoll => worker::run(
                 env,
-                ListenerIntake::new(listener, ListenerWakeup::LevelAll, env),
+                ListenerIntake::new(listener, ListenerWakeup::LevelAll, env, false),
                 control,
             ),
             Variant::EpollExclusive => worker::run(
                 env,
-                ListenerIntake::new(listener, ListenerWakeup::LevelExclusive, env),
+                ListenerIntake::new(listener, ListenerWakeup::LevelExclusive, env, false),
                 control,
             ),
             Variant::AcceptMutex { delay } => worker::run(

@@ -9,6 +9,7 @@ pub mod bpf;
 pub mod epoll;
 pub mod fdpass;
 pub mod fds;
+pub mod interrupt;
 pub mod process;
 pub mod shm;
 

@@ -127,3 +127,17 @@ pub fn exit_now(code: i32) -> ! {
     // SAFETY: _exit takes no pointers and never returns.
     unsafe { libc::_exit(code) }
 }
+
+/// Raises this process's soft `RLIMIT_NOFILE` to `want` descriptors, or as
+/// far as the hard limit allows (children forked afterwards inherit it).
+/// Returns the soft limit in force afterwards.
+pub fn raise_nofile_limit(want: u64) -> io::Result<u64> {
+    use nix::sys::resource::{getrlimit, setrlimit, Resource};
+    let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE)?;
+    let target = want.min(hard);
+    if target > soft {
+        setrlimit(Resource::RLIMIT_NOFILE, target, hard)?;
+        return Ok(target);
+    }
+    Ok(soft)
+}
