@@ -28,11 +28,12 @@
 //!
 //! # When the worker stops
 //!
-//! [`Conn::set_closing`]: a response not yet started says
-//! `Connection: close` and the connection closes after it (lingering, so a
-//! request the client pipelined behind it does not turn into an RST that
-//! destroys the response); a response already under way finishes as it was,
-//! and the connection then counts as idle. An idle connection is closed once
+//! [`Conn::set_closing`]: a response not yet started (including one waiting
+//! out its `sleep_us`) says `Connection: close` and the connection closes
+//! after it (lingering, so a request the client pipelined behind it does not
+//! turn into an RST that destroys the response); a response whose first bytes
+//! are already out finishes as it was, and the connection then counts as
+//! idle. An idle connection is closed once
 //! it has been idle for [`STOP_IDLE_GRACE`] (at once if it already has), after
 //! a last read: a request that arrived meanwhile is served, not dropped. The
 //! grace is what keeps a busy keep-alive client from losing a request: it
@@ -185,6 +186,19 @@ impl Conn {
     /// or once idle for [`STOP_IDLE_GRACE`].
     pub fn set_closing(&mut self) {
         self.closing = true;
+        // A response formatted but not started yet (a `sleep_us` wait, or a
+        // socket that was full from the first byte) can still say it.
+        if self.keep_alive
+            && self.wpos == 0
+            && matches!(self.state, State::Sleeping | State::Writing)
+        {
+            if let Some(end) = self.wbuf.windows(4).position(|w| w == b"\r\n\r\n") {
+                self.wbuf
+                    .splice(end + 2..end + 2, b"Connection: close\r\n".iter().copied());
+                self.keep_alive = false;
+                self.server_closes = true;
+            }
+        }
     }
 
     /// When this connection needs [`Conn::on_deadline`], if ever.

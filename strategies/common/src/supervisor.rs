@@ -578,10 +578,19 @@ impl Supervisor {
                     Err(e) if e.kind() == io::ErrorKind::WouldBlock => break,
                     Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
                     Err(e) if e.kind() == io::ErrorKind::ConnectionReset => {
+                        // The worker died with our data unread (a descriptor
+                        // it never received): end of stream, and the
+                        // strategy must hear of it, or a connection the
+                        // master still holds for it would be forgotten.
+                        let pid = w.pid;
                         if let Some(mut c) = w.channel.take() {
                             let _ = poll.registry().deregister(&mut c);
                         }
-                        return Ok(());
+                        let mut m = Master {
+                            workers: &mut self.workers,
+                            registry: poll.registry(),
+                        };
+                        return strategy.on_worker_gone(slot, pid, &mut m);
                     }
                     Err(e) => return Err(e),
                 }

@@ -137,7 +137,16 @@ impl MasterPass {
             match m.send_fd(slot, Frame::NewConn { seq: conn.seq }, conn.fd.as_fd()) {
                 Ok(true) => {
                     self.record.connections_passed += 1;
-                    self.unacked[slot] = Some(conn);
+                    if let Some(old) = self.unacked[slot].replace(conn) {
+                        // Never expected (a free worker has nothing unacked);
+                        // dropping it would reset its client: re-route it.
+                        eprintln!(
+                            "lab-server: master: slot {slot} still had connection {} unacknowledged; re-routing it",
+                            old.seq
+                        );
+                        self.record.connections_rerouted += 1;
+                        self.rr.push(old);
+                    }
                 }
                 // Full channel: the worker is not reading. Keep it out of
                 // `free` and retry this connection with the next worker.

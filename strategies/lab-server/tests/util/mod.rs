@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests: run the real binary
 //! (`server`), read the kernel's view of it (`procfs`), talk HTTP to it
-//! (`http`). All libc calls are in `sys`.
+//! (`http`), load it with the real `loadgen` (`load`). All libc calls are in
+//! `sys`.
 //!
 //! Timeouts here are hang guards only: no test asserts that anything is fast,
 //! because the suite runs on a shared 2-core machine.
@@ -9,6 +10,7 @@
 #![allow(dead_code, unused_imports)]
 
 pub mod http;
+pub mod load;
 pub mod procfs;
 pub mod server;
 pub mod sys;

@@ -74,4 +74,4 @@ pub fn own_pid() -> i32 {
     std::process::id() as i32
 }
 
-pub use libc::{SIGINT, SIGKILL, SIGTERM};
+pub use libc::{SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGSTOP, SIGTERM};
