@@ -11,6 +11,7 @@
 
 pub mod analysis;
 pub mod environment;
+pub mod guard;
 pub mod kernel;
 pub mod matrix;
 pub mod opts;
@@ -36,6 +37,11 @@ pub const EXIT_INTERRUPTED: i32 = 130;
 
 /// Runs the command; `Err((code, message))` for a one-line error.
 pub fn run(cli: Cli) -> Result<(), (i32, String)> {
+    if let Command::Guard(g) = &cli.command {
+        // Before the harness's own signal handling: the guard handles its
+        // signals itself, and exits with its program's status.
+        std::process::exit(guard::run(g.parent, &g.program));
+    }
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())
@@ -47,7 +53,7 @@ pub fn run(cli: Cli) -> Result<(), (i32, String)> {
     let cfg = match &cli.command {
         Command::Bench(o) => o.config().map_err(|e| (2, e))?,
         Command::Run(o) => o.config().map_err(|e| (2, e))?,
-        Command::Regress(_) => unreachable!("handled above"),
+        Command::Regress(_) | Command::Guard(_) => unreachable!("handled above"),
         Command::Report { dir } => {
             let session = session::read_session(dir).map_err(|e| (1, e))?;
             let runs = session::read_runs(dir).map_err(|e| (1, e))?;

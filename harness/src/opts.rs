@@ -36,6 +36,22 @@ pub enum Command {
         /// A session directory, e.g. results/latest.
         dir: PathBuf,
     },
+    /// INTERNAL: keeps a reference server (PROGRAM) so that nothing it starts
+    /// outlives the harness (see `guard.rs`).
+    #[command(hide = true)]
+    Guard(GuardOpts),
+}
+
+/// Options of the hidden `guard` subcommand.
+#[derive(Args, Debug)]
+pub struct GuardOpts {
+    /// The pid of the harness that starts the guard: if the guard's parent
+    /// is another process, the harness died already and PROGRAM is not started.
+    #[arg(long, value_name = "PID")]
+    pub parent: Option<i32>,
+    /// PROGRAM and its arguments, after `--`.
+    #[arg(last = true, required = true, value_name = "PROGRAM")]
+    pub program: Vec<std::ffi::OsString>,
 }
 
 /// Options of `bench`.

@@ -1,7 +1,9 @@
 //! The processes of a run: the server and the load generator, started from
 //! the same build as the harness, each bounded in time, and torn down so that
 //! nothing outlives the run (or the harness: children get
-//! `PR_SET_PDEATHSIG=SIGKILL` through `setpriv --pdeathsig`).
+//! `PR_SET_PDEATHSIG=SIGKILL` through `setpriv --pdeathsig`, and a reference
+//! server runs under `harness guard`, which also kills what its master
+//! forked).
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
@@ -73,6 +75,49 @@ pub fn guarded(program: &Path, cpus: &[usize]) -> Command {
     let mut cmd = Command::new(&argv[0]);
     cmd.args(&argv[1..]);
     cmd
+}
+
+/// The `harness` executable that runs `harness guard`: this process when it
+/// is the harness, else (a test executable in `target/<profile>/deps`) the
+/// one cargo built beside it.
+pub fn harness_bin() -> Result<PathBuf, String> {
+    let me =
+        std::env::current_exe().map_err(|e| format!("cannot find the harness executable: {e}"))?;
+    if me.file_name().is_some_and(|n| n == "harness") {
+        return Ok(me);
+    }
+    let mut dir = me.parent().map(Path::to_path_buf).unwrap_or_default();
+    if dir.ends_with("deps") {
+        dir.pop();
+    }
+    let p = dir.join("harness");
+    if p.is_file() {
+        Ok(p)
+    } else {
+        Err(format!(
+            "{} not found: the reference servers run under `harness guard` (build the workspace first)",
+            p.display()
+        ))
+    }
+}
+
+/// A command for a server we did not write (nginx, node): PROGRAM runs under
+/// `harness guard` (see [`crate::guard`]), which dies with the harness and
+/// then kills and reaps everything PROGRAM started, workers included; PROGRAM
+/// itself also gets `setpriv --pdeathsig KILL` (should the guard be killed)
+/// and is pinned to `cpus` (`taskset`). The spawned child is the guard;
+/// PROGRAM is its only child, the leader of a process group of its own (see
+/// [`crate::targets::external::ServerTree::guarded`]).
+pub fn guarded_external(program: &Path, cpus: &[usize]) -> Result<Command, String> {
+    let inner = guarded(program, cpus);
+    let mut cmd = Command::new(harness_bin()?);
+    cmd.arg(crate::guard::SUBCOMMAND)
+        .arg("--parent")
+        .arg(std::process::id().to_string())
+        .arg("--")
+        .arg(inner.get_program())
+        .args(inner.get_args());
+    Ok(cmd)
 }
 
 /// A started server.

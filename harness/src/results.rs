@@ -18,6 +18,11 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
 
 /// Writes `bytes` to a temporary file beside `path`, syncs it and renames it
 /// over `path`: a crash leaves the old file or the new one, never a torn one.
+///
+/// The temporary file is `.NAME.tmp-PID-N`: hidden, and never ending in
+/// `.json`, so a process killed mid-write (SIGKILL) leaves at most such a
+/// file, which readers of a session ([`crate::session::read_runs`], `harness
+/// report`) skip and which no later session uses (see [`is_temp_file`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
     // Unique per process and call, so two writers into one folder (two
     // threads, two processes) never share a temporary file.
@@ -32,7 +37,13 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
         let mut f = std::fs::File::create(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
-        std::fs::rename(&tmp, path)
+        std::fs::rename(&tmp, path)?;
+        // The rename itself survives a crash of the machine once the
+        // directory is synced too (best effort: not every file system can).
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
+        }
+        Ok(())
     })();
     res.map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
@@ -41,6 +52,15 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
             path.display()
         )
     })
+}
+
+/// Whether `path` is a temporary file of [`write_atomic`] (or of the same
+/// scheme in loadgen and lab-server: `.NAME.tmp-...`), left behind only by a
+/// writer that was killed before its rename.
+pub fn is_temp_file(path: &Path) -> bool {
+    path.file_name()
+        .and_then(|n| n.to_str())
+        .is_some_and(|n| n.starts_with('.') && n.contains(".tmp-"))
 }
 
 /// UTC timestamp like `20261126T143012Z` (no separators that trouble shells).
@@ -97,6 +117,32 @@ pub fn update_latest(root: &Path, dir: &Path) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_atomic_write_leaves_the_file_only_and_its_temp_name_is_hidden_and_not_json() {
+        let dir = std::env::temp_dir().join(format!("results-atomic-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("0001-x.json");
+        write_json(&path, &serde_json::json!({"a": 1})).unwrap();
+        write_json(&path, &serde_json::json!({"a": 2})).unwrap();
+        let names: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name())
+            .collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("0001-x.json")]);
+        let v: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(&path).unwrap()).unwrap();
+        assert_eq!(v["a"], 2);
+        // What a writer killed before its rename leaves.
+        let tmp = dir.join(format!(".0001-x.json.tmp-{}-0", std::process::id()));
+        assert!(is_temp_file(&tmp));
+        assert!(tmp.extension().is_some_and(|x| x != "json"));
+        assert!(!is_temp_file(&path));
+        assert!(is_temp_file(Path::new(".loadgen.json.tmp-77")));
+        let _ = std::fs::remove_dir_all(&dir);
+    }
 
     #[test]
     fn stamp_looks_like_utc_iso_basic() {

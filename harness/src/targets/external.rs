@@ -1,6 +1,7 @@
 //! What the reference servers (nginx, Node.js) share: their process tree —
 //! a master in its own process group and the workers it forks, none of which
-//! is ours to supervise — and finding their binaries on `PATH`.
+//! is ours to supervise, started under `harness guard` so that none outlives
+//! the harness — and finding their binaries on `PATH`.
 
 use std::path::PathBuf;
 use std::process::Child;
@@ -9,15 +10,23 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use crate::procs::children_of;
+
 use std::fmt::Write as _;
 
-/// A reference server's processes: the master, our child and the leader of
-/// its own process group, and the workers it forked. Dropping it stops them
-/// (SIGTERM, then SIGKILL), so a run that fails half-way leaks no server.
+/// A reference server's processes: the master, the leader of its own
+/// process group, and the workers it forked; the master is our child or,
+/// started with [`crate::procs::guarded_external`], the only child of our
+/// child `harness guard`. Dropping it stops them (SIGTERM, then SIGKILL), so
+/// a run that fails half-way leaks no server.
 pub struct ServerTree {
     /// For messages: `nginx`, `node`.
     name: &'static str,
+    /// The process we started: the master, or its guard.
     child: Option<Child>,
+    /// Whether `child` is a `harness guard` (which exits only once the
+    /// master has and every other process of the server is killed and reaped).
+    guarded: bool,
     /// The master (the group leader: its pid is the process group id).
     pub master_pid: i32,
     /// The workers, once known.
@@ -28,6 +37,10 @@ pub struct ServerTree {
 /// kills.
 const DROP_GRACE: Duration = Duration::from_secs(2);
 
+/// How long [`ServerTree::guarded`] waits for the guard to start the master,
+/// and the forced stop for the guard to reap what is left.
+const GUARD_WAIT: Duration = Duration::from_secs(5);
+
 impl ServerTree {
     /// Takes charge of `child`, which must have been started with
     /// `process_group(0)`.
@@ -36,12 +49,40 @@ impl ServerTree {
         ServerTree {
             name,
             child: Some(child),
+            guarded: false,
             master_pid,
             workers: Vec::new(),
         }
     }
 
-    /// Whether the master has exited (it is reaped then).
+    /// Takes charge of `child`, a `harness guard` started by
+    /// [`crate::procs::guarded_external`]: the master is the guard's only
+    /// child, found in `/proc` once the guard has started it. If the guard
+    /// exits first (the program could not start), the tree has exited.
+    pub fn guarded(name: &'static str, mut child: Child) -> ServerTree {
+        let guard = child.id() as i32;
+        let deadline = Instant::now() + GUARD_WAIT;
+        let master_pid = loop {
+            if let Some(&pid) = children_of(guard).first() {
+                break pid;
+            }
+            if !matches!(child.try_wait(), Ok(None)) || Instant::now() >= deadline {
+                // No master to signal: its pid stands for the guard's.
+                break guard;
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        };
+        ServerTree {
+            name,
+            child: Some(child),
+            guarded: true,
+            master_pid,
+            workers: Vec::new(),
+        }
+    }
+
+    /// Whether the master has exited (it is reaped then; under a guard: the
+    /// guard has exited, which it does once the master has).
     pub fn has_exited(&mut self) -> bool {
         match self.child.as_mut() {
             Some(c) => !matches!(c.try_wait(), Ok(None)),
@@ -94,12 +135,24 @@ impl ServerTree {
         }
         // The master first: a master that sees a worker die forks a new one.
         let _ = kill(master, Signal::SIGKILL);
+        if self.guarded {
+            // The guard kills and reaps the rest once the master is gone; a
+            // guard that does not is told to (SIGTERM), then killed.
+            let guard = Pid::from_raw(child.id() as i32);
+            if !wait_bounded(&mut child, GUARD_WAIT) {
+                let _ = kill(guard, Signal::SIGTERM);
+                if !wait_bounded(&mut child, GUARD_WAIT) {
+                    let _ = kill(guard, Signal::SIGKILL);
+                }
+            }
+        }
         let _ = child.wait();
         let _ = kill(Pid::from_raw(-self.master_pid), Signal::SIGKILL);
         for pid in self.alive() {
             let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
         }
-        // Killed workers are reparented and reaped by init; wait for that.
+        // Killed workers are reparented and reaped by the guard or init;
+        // wait for that.
         let until = Instant::now() + Duration::from_secs(1);
         while !self.alive().is_empty() && Instant::now() < until {
             std::thread::sleep(Duration::from_millis(10));
@@ -120,6 +173,18 @@ impl Drop for ServerTree {
     fn drop(&mut self) {
         // A run that failed half-way must not leave its server behind.
         let _ = self.shut_down(Signal::SIGTERM, DROP_GRACE);
+    }
+}
+
+/// Waits for `child` up to `limit`; whether it exited (and was reaped).
+fn wait_bounded(child: &mut Child, limit: Duration) -> bool {
+    let until = Instant::now() + limit;
+    loop {
+        match child.try_wait() {
+            Ok(None) if Instant::now() < until => std::thread::sleep(Duration::from_millis(5)),
+            Ok(None) => return false,
+            _ => return true,
+        }
     }
 }
 

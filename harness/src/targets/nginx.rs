@@ -35,7 +35,7 @@ use nix::sys::signal::Signal;
 use super::external::{find_on_path, ServerTree};
 use super::{free_port, wait_http_ok, Running, StartCtx};
 use crate::matrix::Workload;
-use crate::procs::{children_of, guarded};
+use crate::procs::{children_of, guarded_external};
 use crate::record::ServerStats;
 
 /// How nginx's workers share the listening port.
@@ -321,7 +321,7 @@ fn launch(
     let stderr_path = dir.join("stderr.log");
     let stderr = File::create(&stderr_path)
         .map_err(|e| failed(format!("cannot create {}: {e}", stderr_path.display())))?;
-    let mut cmd = guarded(nginx, ctx.cpus);
+    let mut cmd = guarded_external(nginx, ctx.cpus).map_err(failed)?;
     // `-e`: the error log from the first message on (the compiled-in one may
     // be unwritable: an older nginx says so on stderr and carries on);
     // `-p`: the prefix relative paths resolve against.
@@ -339,7 +339,7 @@ fn launch(
     let child = cmd
         .spawn()
         .map_err(|e| failed(format!("cannot start {}: {e}", nginx.display())))?;
-    let mut tree = ServerTree::new("nginx", child);
+    let mut tree = ServerTree::guarded("nginx", child);
     let addr = format!("127.0.0.1:{port}");
     let logs = || log_tail(&[&error_log, &stderr_path]);
     loop {

@@ -27,7 +27,7 @@ use nix::sys::signal::Signal;
 
 use super::external::{find_on_path, ServerTree};
 use super::{Running, StartCtx};
-use crate::procs::guarded;
+use crate::procs::guarded_external;
 use crate::record::ServerStats;
 
 /// Node.js cluster's scheduling policy.
@@ -123,7 +123,7 @@ pub fn start(policy: Policy, ctx: &StartCtx<'_>) -> Result<Box<dyn Running>, Str
     let stderr_path = ctx.work_dir.join("node-stderr.log");
     let stderr = std::fs::File::create(&stderr_path)
         .map_err(|e| format!("cannot create {}: {e}", stderr_path.display()))?;
-    let mut cmd = guarded(&node, ctx.cpus);
+    let mut cmd = guarded_external(&node, ctx.cpus)?;
     cmd.arg(&script)
         .args(["--port", "0", "--workers", &ctx.workers.to_string()])
         .env("NODE_CLUSTER_SCHED_POLICY", policy.env_value())
@@ -136,7 +136,7 @@ pub fn start(policy: Policy, ctx: &StartCtx<'_>) -> Result<Box<dyn Running>, Str
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", node.display()))?;
     let stdout = child.stdout.take().expect("piped");
-    let mut tree = ServerTree::new("node", child);
+    let mut tree = ServerTree::guarded("node", child);
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut lines = BufReader::new(stdout).lines();
