@@ -309,7 +309,8 @@ pub fn cells(
 ) -> Result<Vec<Cell>, String> {
     let mut groups: BTreeMap<(usize, usize, usize), Vec<&RunRecord>> = BTreeMap::new();
     let pos = |list: &[String], x: &str| list.iter().position(|y| y == x).unwrap_or(usize::MAX);
-    for r in runs {
+    // The fault scenarios are analysed apart (fault_analysis).
+    for r in runs.iter().filter(|r| r.fault.is_none()) {
         groups
             .entry((
                 r.workers,

@@ -16,9 +16,19 @@ pub const TCP_EXT: &[&str] = &[
     "ListenOverflows",
     "ListenDrops",
     "TCPReqQFullDrop",
+    "TCPReqQFullDoCookies",
+    "SyncookiesSent",
+    "SyncookiesRecv",
+    "SyncookiesFailed",
     "TCPMigrateReqSuccess",
     "TCPMigrateReqFailure",
+    "TCPAbortOnClose",
+    "TCPAbortOnData",
 ];
+
+/// Tcp counters recorded (`/proc/net/snmp`): resets sent, established
+/// connections reset, connection attempts that failed.
+pub const TCP: &[&str] = &["OutRsts", "EstabResets", "AttemptFails"];
 
 /// Counters from `/proc/net/netstat` (TcpExt) and `/proc/net/snmp` (Tcp OutRsts).
 pub type Counters = BTreeMap<String, u64>;
@@ -57,7 +67,7 @@ pub fn read_counters() -> Counters {
     c.extend(parse_proc_net(
         &std::fs::read_to_string("/proc/net/snmp").unwrap_or_default(),
         "Tcp",
-        &["OutRsts"],
+        TCP,
     ));
     c
 }
@@ -266,11 +276,12 @@ mod tests {
 
     #[test]
     fn netstat_pairs_are_matched_by_prefix() {
-        let text = "TcpExt: SyncookiesSent ListenOverflows ListenDrops\nTcpExt: 1 7 9\nIpExt: InNoRoutes\nIpExt: 3\n";
+        let text = "TcpExt: SyncookiesSent ListenOverflows PAWSActive ListenDrops\nTcpExt: 1 7 4 9\nIpExt: InNoRoutes\nIpExt: 3\n";
         let c = parse_proc_net(text, "TcpExt", TCP_EXT);
+        assert_eq!(c.get("SyncookiesSent"), Some(&1));
         assert_eq!(c.get("ListenOverflows"), Some(&7));
         assert_eq!(c.get("ListenDrops"), Some(&9));
-        assert_eq!(c.len(), 2);
+        assert_eq!(c.len(), 3, "only the counters asked for: {c:?}");
     }
 
     #[test]

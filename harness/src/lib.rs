@@ -11,6 +11,8 @@
 
 pub mod analysis;
 pub mod environment;
+pub mod fault_analysis;
+pub mod faults;
 pub mod guard;
 pub mod kernel;
 pub mod matrix;

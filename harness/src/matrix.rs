@@ -30,7 +30,109 @@ pub struct Workload {
     pub args: &'static [&'static str],
     /// Open loop at this share of the calibrated capacity.
     pub capacity_share: Option<f64>,
+    /// A fault scenario: what goes wrong during the run, and its own
+    /// measured time (the scenario's timing is part of its definition, so
+    /// `--duration` does not change it).
+    pub fault: Option<Fault>,
 }
+
+/// What a fault scenario does, at offsets from the start of the measured
+/// window (every injection is also recorded with its wall-clock time, so the
+/// analysis aligns it with loadgen's timeline whatever the start-up delays).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Fault {
+    /// SIGKILL one worker at `at_ms`; the master replaces it.
+    WorkerCrash {
+        /// When.
+        at_ms: u64,
+    },
+    /// A graceful rolling restart of every worker, one at a time, asked at
+    /// `at_ms` (SIGHUP to lab-server's master, nginx's reload, the Node
+    /// primary's one-by-one replacement).
+    RollingRestart {
+        /// When.
+        at_ms: u64,
+    },
+    /// One worker stopped (SIGSTOP) for `stop_ms`, every `every_ms` from
+    /// `first_ms`, `times` times, then continued (SIGCONT).
+    SlowWorker {
+        /// First stop.
+        first_ms: u64,
+        /// Period.
+        every_ms: u64,
+        /// Length of each stop.
+        stop_ms: u64,
+        /// How many stops.
+        times: u64,
+    },
+    /// The offered rate jumps to `share` of the calibrated capacity from
+    /// `from_ms` to `to_ms` (loadgen `--rate-step`), then falls back.
+    Overload {
+        /// Start of the surge.
+        from_ms: u64,
+        /// End of the surge.
+        to_ms: u64,
+        /// Offered rate during the surge, as a share of capacity.
+        share: f64,
+    },
+}
+
+impl Fault {
+    /// The measured time of a run of this scenario.
+    pub fn measured_ms(&self) -> u64 {
+        match self {
+            Fault::WorkerCrash { .. } => 1200,
+            Fault::RollingRestart { .. } => 1500,
+            Fault::SlowWorker { .. } => 2000,
+            Fault::Overload { .. } => 3000,
+        }
+    }
+
+    /// Short name of the mechanism, for records.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Fault::WorkerCrash { .. } => "worker-crash",
+            Fault::RollingRestart { .. } => "rolling-restart",
+            Fault::SlowWorker { .. } => "slow-worker",
+            Fault::Overload { .. } => "overload",
+        }
+    }
+}
+
+/// The loadgen arguments every fault scenario shares: open loop (Poisson),
+/// a new connection per request, so that every request goes through the
+/// accept path the strategies differ in; `GET /`, which nginx serves too. Up to 2048 requests at once: more
+/// than a listen backlog (511), so an overload can fill accept queues.
+const FAULT_ARGS: &[&str] = &[
+    "--mode",
+    "close",
+    "--connections",
+    "2048",
+    "--arrivals",
+    "poisson",
+    "--path",
+    "/",
+];
+
+/// The fault scenarios' steady load: a quarter of the calibrated capacity.
+const FAULT_SHARE: f64 = 0.25;
+
+/// The targets a default bench runs the fault scenarios on: one of each
+/// mechanism (the variants that only change master-pass's scheduling or
+/// reuseport's steering, and the accept mutex, which serialises the same
+/// shared queue, behave like their base under these faults), the reuseport
+/// group with `tcp_migrate_req` on, and nginx's reuseport mode beside ours.
+/// Any target named with `--strategies` runs them too. (The list is what
+/// fits the default bench in 10 minutes on 2 cores.)
+pub const FAULT_TARGETS: &[&str] = &[
+    "master-pass",
+    "shared:blocking",
+    "shared:epoll",
+    "shared:epoll-exclusive",
+    "reuseport",
+    "reuseport+migrate",
+    "nginx:reuseport",
+];
 
 /// The default workloads.
 pub const WORKLOADS: &[Workload] = &[
@@ -39,30 +141,72 @@ pub const WORKLOADS: &[Workload] = &[
         description: "closed loop, keep-alive, 64 connections, GET / (cheap requests)",
         args: &["--mode", "keepalive", "--connections", "64", "--path", "/"],
         capacity_share: None,
+        fault: None,
     },
     Workload {
         name: "close",
         description: "closed loop, a new TCP connection per request, 32 at a time, GET /",
         args: &["--mode", "close", "--connections", "32", "--path", "/"],
         capacity_share: None,
+        fault: None,
     },
     Workload {
         name: "open-50",
         description: "open loop (Poisson) at 50% of capacity, keep-alive, 64 connections, 50 us of CPU per request",
         args: &["--mode", "keepalive", "--connections", "64", "--arrivals", "poisson", "--path", CALIBRATION_PATH],
         capacity_share: Some(0.5),
+        fault: None,
     },
     Workload {
         name: "open-90",
         description: "open loop (Poisson) at 90% of capacity, keep-alive, 64 connections, 50 us of CPU per request",
         args: &["--mode", "keepalive", "--connections", "64", "--arrivals", "poisson", "--path", CALIBRATION_PATH],
         capacity_share: Some(0.9),
+        fault: None,
     },
     Workload {
         name: "heavy-tail",
         description: "open loop (Poisson) at 50% of capacity, 99% of requests 20 us of CPU, 1% 2000 us",
         args: &["--mode", "keepalive", "--connections", "64", "--arrivals", "poisson", "--mix", "99:/?cpu_us=20,1:/?cpu_us=2000"],
         capacity_share: Some(0.5),
+        fault: None,
+    },
+    Workload {
+        name: "worker-crash",
+        description: "fault: open loop (Poisson) at 25% of capacity, a new connection per request; one worker SIGKILLed 0.4 s into the measured window (1.2 s) and replaced by the master",
+        args: FAULT_ARGS,
+        capacity_share: Some(FAULT_SHARE),
+        fault: Some(Fault::WorkerCrash { at_ms: 400 }),
+    },
+    Workload {
+        name: "rolling-restart",
+        description: "fault: open loop (Poisson) at 25% of capacity, a new connection per request; every worker replaced gracefully, one at a time, from 0.4 s (of 1.5 s)",
+        args: FAULT_ARGS,
+        capacity_share: Some(FAULT_SHARE),
+        fault: Some(Fault::RollingRestart { at_ms: 400 }),
+    },
+    Workload {
+        name: "slow-worker",
+        description: "fault: open loop (Poisson) at 25% of capacity, a new connection per request; one worker stopped (SIGSTOP) for 200 ms every second, at 0.3 s and 1.3 s (of 2 s)",
+        args: FAULT_ARGS,
+        capacity_share: Some(FAULT_SHARE),
+        fault: Some(Fault::SlowWorker {
+            first_ms: 300,
+            every_ms: 1000,
+            stop_ms: 200,
+            times: 2,
+        }),
+    },
+    Workload {
+        name: "overload",
+        description: "fault: open loop (Poisson), a new connection per request, up to 2048 at once; 25% of capacity, then 150% for 1 s from 0.5 s, then 25% again while the backlog drains (3 s in all)",
+        args: FAULT_ARGS,
+        capacity_share: Some(FAULT_SHARE),
+        fault: Some(Fault::Overload {
+            from_ms: 500,
+            to_ms: 1500,
+            share: 1.5,
+        }),
     },
 ];
 
@@ -79,6 +223,8 @@ impl Workload {
             description: self.description.into(),
             loadgen_args: self.args.iter().map(|s| s.to_string()).collect(),
             capacity_share: self.capacity_share,
+            fault: self.fault.map(|f| f.kind().to_string()),
+            measured_s: self.fault.map(|f| f.measured_ms() as f64 / 1000.0),
         }
     }
 }
@@ -107,6 +253,7 @@ pub struct Planned {
 /// slow drift of the machine does not favour whoever runs first.
 pub fn plan(
     targets: &[String],
+    fault_targets: &[String],
     workloads: &[&'static Workload],
     workers: &[usize],
     rounds: usize,
@@ -116,9 +263,20 @@ pub fn plan(
     let mut rng = seed | 1;
     for round in 1..=rounds {
         let mut cells: Vec<Planned> = Vec::new();
+        let most = workers.iter().copied().max().unwrap_or(1);
         for &w in workers {
             for wl in workloads {
+                // A fault scenario runs once per session's largest worker
+                // count: with 2 workers, losing one is half the server.
+                if wl.fault.is_some() && w != most {
+                    continue;
+                }
                 for t in targets {
+                    if !crate::targets::applies(t, wl)
+                        || (wl.fault.is_some() && !fault_targets.contains(t))
+                    {
+                        continue;
+                    }
                     cells.push(Planned {
                         target: t.clone(),
                         workload: wl,
@@ -148,8 +306,12 @@ mod tests {
     fn every_cell_runs_once_per_round_in_a_different_order() {
         let targets: Vec<String> = STRATEGIES.iter().map(|s| s.to_string()).collect();
         let wl: Vec<&Workload> = WORKLOADS.iter().collect();
-        let p = plan(&targets, &wl, &[2, 4], 3, 7);
-        assert_eq!(p.len(), 9 * 5 * 2 * 3);
+        let p = plan(&targets, &targets, &wl, &[2, 4], 3, 7);
+        // 5 steady workloads at 2 and 4 workers; 4 fault scenarios at 4 only.
+        assert_eq!(p.len(), 9 * 5 * 2 * 3 + 9 * 4 * 3);
+        assert!(p
+            .iter()
+            .all(|x| x.workload.fault.is_none() || x.workers == 4));
         let round = |r: usize| {
             p.iter()
                 .filter(|x| x.round == r)
@@ -164,7 +326,42 @@ mod tests {
         s2.sort();
         assert_eq!(s1, s2, "each round has every cell exactly once");
         s1.dedup();
-        assert_eq!(s1.len(), 90);
+        assert_eq!(s1.len(), 90 + 36);
+    }
+
+    #[test]
+    fn fault_scenarios_run_on_their_targets_and_migrate_variants_only_where_a_listener_closes() {
+        let targets: Vec<String> = [
+            "master-pass",
+            "reuseport",
+            "reuseport+migrate",
+            "shared:epoll",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        let faulty: Vec<String> = targets[..3].to_vec();
+        let wl: Vec<&Workload> = WORKLOADS.iter().collect();
+        let p = plan(&targets, &faulty, &wl, &[2, 4], 1, 3);
+        let cells = |t: &str| -> Vec<&str> {
+            let mut v: Vec<&str> = p
+                .iter()
+                .filter(|x| x.target == t)
+                .map(|x| x.workload.name)
+                .collect();
+            v.sort();
+            v.dedup();
+            v
+        };
+        assert_eq!(
+            cells("reuseport+migrate"),
+            ["rolling-restart", "worker-crash"]
+        );
+        assert_eq!(cells("reuseport").len(), 9);
+        assert_eq!(
+            cells("shared:epoll"),
+            ["close", "heavy-tail", "keepalive", "open-50", "open-90"]
+        );
     }
 
     #[test]

@@ -6,9 +6,9 @@ use std::time::Duration;
 use clap::{Args, Parser, Subcommand};
 use loadgen::duration::parse_duration;
 
-use crate::matrix::{Workload, STRATEGIES, WORKLOADS};
+use crate::matrix::{Workload, FAULT_TARGETS, STRATEGIES, WORKLOADS};
 use crate::runner::BenchConfig;
-use crate::targets::{TargetSpec, REFERENCES};
+use crate::targets::{TargetSpec, MIGRATE_VARIANTS, REFERENCES};
 
 /// `harness`: run the prefork-lab comparison and report it.
 #[derive(Parser, Debug)]
@@ -64,7 +64,7 @@ pub struct BenchOpts {
     /// strategies, and nginx:* and node:* where installed].
     #[arg(long, value_delimiter = ',')]
     pub strategies: Vec<String>,
-    /// Workloads to run, comma-separated [default: all; quick: keepalive,close,heavy-tail].
+    /// Workloads to run, comma-separated [default: all; quick: keepalive,close,heavy-tail,worker-crash].
     #[arg(long, value_delimiter = ',')]
     pub workloads: Vec<String>,
     /// Worker counts, comma-separated [default: 2,4 and the CPU count if larger; quick: 2].
@@ -73,10 +73,11 @@ pub struct BenchOpts {
     /// Rounds of the whole matrix [default: 3; quick: 1].
     #[arg(long)]
     pub rounds: Option<usize>,
-    /// Measured time per run [default: 800ms; quick: 500ms].
+    /// Measured time per run of a steady workload [default: 500ms] (a fault
+    /// scenario has its own length).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Warm-up per run, discarded [default: 200ms; quick: 200ms].
+    /// Warm-up per run, discarded [default: 200ms].
     #[arg(long, value_parser = parse_duration)]
     pub warmup: Option<Duration>,
     /// Where sessions go.
@@ -123,12 +124,18 @@ fn check_targets(names: &[String]) -> Result<Vec<String>, String> {
         return Ok(STRATEGIES
             .iter()
             .chain(REFERENCES)
+            .chain(MIGRATE_VARIANTS)
             .map(|s| s.to_string())
             .collect());
     }
     for n in names {
         if TargetSpec::parse(n).is_none() {
-            let all: Vec<&str> = STRATEGIES.iter().chain(REFERENCES).copied().collect();
+            let all: Vec<&str> = STRATEGIES
+                .iter()
+                .chain(REFERENCES)
+                .chain(MIGRATE_VARIANTS)
+                .copied()
+                .collect();
             return Err(format!(
                 "unknown strategy {n:?}: choose from {}",
                 all.join(", ")
@@ -175,7 +182,7 @@ impl BenchOpts {
         let cpus = crate::environment::allowed_cpus().len();
         let all: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
         let default_workloads: &[&str] = if self.quick {
-            &["keepalive", "close", "heavy-tail"]
+            &["keepalive", "close", "heavy-tail", "worker-crash"]
         } else {
             &all
         };
@@ -193,25 +200,30 @@ impl BenchOpts {
         if rounds == 0 {
             return Err("--rounds 0: at least one round is needed".into());
         }
-        let duration = self.duration.unwrap_or(if self.quick {
-            Duration::from_millis(500)
-        } else {
-            Duration::from_millis(800)
-        });
+        let duration = self.duration.unwrap_or(Duration::from_millis(500));
         if duration.is_zero() {
             return Err("--duration 0s: a run needs some measured time".into());
         }
+        let targets = check_targets(&self.strategies)?;
+        // Named targets run every workload asked for; by default the fault
+        // scenarios run on one target per mechanism (matrix::FAULT_TARGETS).
+        let fault_targets = if self.strategies.is_empty() {
+            targets
+                .iter()
+                .filter(|t| FAULT_TARGETS.contains(&t.as_str()))
+                .cloned()
+                .collect()
+        } else {
+            targets.clone()
+        };
         Ok(BenchConfig {
-            targets: check_targets(&self.strategies)?,
+            targets,
+            fault_targets,
             workloads: check_workloads(&self.workloads, default_workloads)?,
             workers,
             rounds,
             duration,
-            warmup: self.warmup.unwrap_or(if self.quick {
-                Duration::from_millis(200)
-            } else {
-                Duration::from_millis(300)
-            }),
+            warmup: self.warmup.unwrap_or(Duration::from_millis(200)),
             quick: self.quick,
             results_root: self.results.clone(),
             seed: self.seed.unwrap_or_else(seed_from_clock),
@@ -230,6 +242,7 @@ impl RunOpts {
         }
         Ok(BenchConfig {
             targets: check_targets(std::slice::from_ref(&self.strategy))?,
+            fault_targets: vec![self.strategy.clone()],
             workloads: check_workloads(std::slice::from_ref(&self.workload), &[])?,
             workers: vec![self.workers],
             rounds: 1,

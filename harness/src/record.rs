@@ -38,6 +38,9 @@ pub struct RunRecord {
     pub server: ServerSide,
     /// What the kernel showed.
     pub kernel: KernelSide,
+    /// A fault scenario: what was done to the server, and when.
+    #[serde(default)]
+    pub fault: Option<crate::faults::FaultRecord>,
 }
 
 /// CPU placement of a run.
@@ -85,6 +88,9 @@ pub struct KernelSide {
     pub counters: Counters,
     /// Accept-queue depth per listening socket, sampled during the load.
     pub accept_queue: QueueSamples,
+    /// `net.ipv4.tcp_migrate_req` during the run (absent: no such setting).
+    #[serde(default)]
+    pub tcp_migrate_req: Option<u64>,
 }
 
 /// lab-server's stats file, as the harness reads it (`prefork-lab.server-stats.v1`).
@@ -101,6 +107,12 @@ pub struct ServerStats {
     /// Workers replaced.
     #[serde(default)]
     pub replacements: u64,
+    /// Of those, replaced gracefully by a rolling restart.
+    #[serde(default)]
+    pub retirements: u64,
+    /// Rolling restarts completed.
+    #[serde(default)]
+    pub rolling_restarts: u64,
 }
 
 /// The master's figures in the stats file.
@@ -115,13 +127,29 @@ pub struct MasterStats {
     /// master-pass: connections accepted by the master.
     #[serde(default)]
     pub connections_accepted: u64,
+    /// master-pass: connections the master handed to another worker after
+    /// the first one refused them or died before acknowledging them.
+    #[serde(default)]
+    pub connections_rerouted: Option<u64>,
 }
 
 /// One worker's figures in the stats file.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct WorkerStats {
+    /// Slot (0..workers).
+    #[serde(default)]
+    pub slot: usize,
+    /// How many workers held the slot before this one.
+    #[serde(default)]
+    pub generation: u64,
     /// Pid.
     pub pid: i32,
+    /// How it ended (`exited 0`, `killed by SIGKILL`...).
+    #[serde(default)]
+    pub exit: String,
+    /// It was retired by a rolling restart (not a crash).
+    #[serde(default)]
+    pub retired: bool,
     /// Connections accepted or received.
     #[serde(default)]
     pub connections: u64,

@@ -9,6 +9,7 @@ use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::analysis;
 use crate::environment::Environment;
+use crate::faults::{self, Injector, MigrateReq, Victims};
 use crate::kernel::{self, proc_usage, usage_delta, QueueSampler};
 use crate::matrix::{plan, Planned, Workload, CALIBRATION_PATH};
 use crate::procs::{run_loadgen, Binaries};
@@ -16,6 +17,7 @@ use crate::record::{KernelSide, Pinning, ProcRecord, RunRecord, ServerSide, RUN_
 use crate::results::{create_session_dir, update_latest, write_json};
 use crate::session::{Session, SESSION_SCHEMA};
 use crate::summary::{BenchConfigJson, Calibration, Skipped, Summary, SCHEMA};
+use crate::targets::migrate_req;
 use crate::targets::{Running, StartCtx, TargetSpec};
 use crate::warnings::Warning;
 
@@ -29,6 +31,8 @@ pub const QUEUE_SAMPLE: Duration = Duration::from_millis(50);
 pub struct BenchConfig {
     /// Targets (strategy names).
     pub targets: Vec<String>,
+    /// The targets the fault scenarios run on (a subset of `targets`).
+    pub fault_targets: Vec<String>,
     /// Workloads.
     pub workloads: Vec<&'static Workload>,
     /// Worker counts.
@@ -141,7 +145,15 @@ pub fn bench(cfg: &BenchConfig, stop: &AtomicBool) -> Result<Outcome, String> {
     let mut active: Vec<String> = Vec::new();
     for name in &cfg.targets {
         let spec = TargetSpec::parse(name).ok_or_else(|| format!("unknown target {name:?}"))?;
-        match spec.available() {
+        let available = spec.available().and_then(|()| {
+            if migrate_req(name) {
+                faults::check_migrate_req()
+                    .map_err(|e| format!("{e}: the +migrate runs are skipped"))
+            } else {
+                Ok(())
+            }
+        });
+        match available {
             Ok(()) => active.push(name.clone()),
             Err(reason) => {
                 eprintln!("harness: {name}: {reason}");
@@ -159,6 +171,9 @@ pub fn bench(cfg: &BenchConfig, stop: &AtomicBool) -> Result<Outcome, String> {
     for name in &active {
         let spec = TargetSpec::parse(name).expect("parsed above");
         for w in &cfg.workloads {
+            if !crate::targets::applies(name, w) {
+                continue;
+            }
             if let Err(reason) = spec.supports(w) {
                 session.skipped.push(Skipped {
                     target: name.clone(),
@@ -168,17 +183,36 @@ pub fn bench(cfg: &BenchConfig, stop: &AtomicBool) -> Result<Outcome, String> {
             }
         }
     }
-    let planned: Vec<Planned> = plan(&active, &cfg.workloads, &cfg.workers, cfg.rounds, cfg.seed)
-        .into_iter()
-        .filter(|p| {
-            !session
-                .skipped
-                .iter()
-                .any(|s| s.target == p.target && s.workload.as_deref() == Some(p.workload.name))
-        })
-        .collect();
+    let planned: Vec<Planned> = plan(
+        &active,
+        &cfg.fault_targets,
+        &cfg.workloads,
+        &cfg.workers,
+        cfg.rounds,
+        cfg.seed,
+    )
+    .into_iter()
+    .filter(|p| {
+        !session
+            .skipped
+            .iter()
+            .any(|s| s.target == p.target && s.workload.as_deref() == Some(p.workload.name))
+    })
+    .collect();
     session.planned_runs = planned.len();
-    let per_run = cfg.warmup + cfg.duration + Duration::from_millis(400);
+    let per_run = cfg.warmup + cfg.duration + Duration::from_millis(200);
+    let estimate: Duration = planned
+        .iter()
+        .map(|p| {
+            let measured = p
+                .workload
+                .fault
+                .map_or(cfg.duration, |f| Duration::from_millis(f.measured_ms()));
+            let warmup =
+                TargetSpec::parse(&p.target).map_or(cfg.warmup, |t| cfg.warmup.max(t.min_warmup()));
+            warmup + measured + Duration::from_millis(200)
+        })
+        .sum();
     let needs_calibration = cfg.workloads.iter().any(|w| w.capacity_share.is_some());
     let calibrations = if needs_calibration {
         cfg.workers.len()
@@ -207,7 +241,7 @@ pub fn bench(cfg: &BenchConfig, stop: &AtomicBool) -> Result<Outcome, String> {
         cfg.workloads.len(),
         cfg.workers,
         cfg.rounds,
-        (planned.len() + calibrations) as f64 * per_run.as_secs_f64(),
+        (estimate + per_run * calibrations as u32).as_secs_f64(),
         dir.display()
     );
 
@@ -276,13 +310,15 @@ pub fn bench(cfg: &BenchConfig, stop: &AtomicBool) -> Result<Outcome, String> {
                 ));
                 break;
             }
-            let rate = p.workload.capacity_share.and_then(|share| {
-                session
-                    .calibration
-                    .iter()
-                    .find(|c| c.workers == p.workers)
-                    .map(|c| (c.capacity_rps * share).max(1.0))
-            });
+            let capacity = session
+                .calibration
+                .iter()
+                .find(|c| c.workers == p.workers)
+                .map(|c| c.capacity_rps);
+            let rate = p
+                .workload
+                .capacity_share
+                .and_then(|share| capacity.map(|c| (c * share).max(1.0)));
             say(
                 &bar,
                 format!(
@@ -291,13 +327,20 @@ pub fn bench(cfg: &BenchConfig, stop: &AtomicBool) -> Result<Outcome, String> {
                 ),
             );
             let place = placement(&environment.cpus_allowed, p.workers);
-            let args: Vec<String> = p.workload.args.iter().map(|s| s.to_string()).collect();
+            let mut args: Vec<String> = p.workload.args.iter().map(|s| s.to_string()).collect();
+            if let (Some(fault), Some(rate), Some(capacity)) = (p.workload.fault, rate, capacity) {
+                args.extend(faults::loadgen_args(&fault, rate, capacity));
+            }
+            let duration = p
+                .workload
+                .fault
+                .map_or(cfg.duration, |f| Duration::from_millis(f.measured_ms()));
             match run_one(
                 &bins,
                 p,
                 &args,
                 rate,
-                cfg.duration,
+                duration,
                 cfg.warmup,
                 &place,
                 &dir,
@@ -351,13 +394,20 @@ pub fn finish(dir: &Path, session: &Session, records: &[RunRecord]) -> Result<Su
 
 /// The summary of a session's runs (pure: no I/O).
 pub fn summarize(session: &Session, records: &[RunRecord]) -> Result<Summary, String> {
-    let workload_names: Vec<String> = session
-        .config
-        .workloads
-        .iter()
-        .map(|w| w.name.clone())
-        .collect();
+    // The fault scenarios get their own analysis ("Under faults"), not the
+    // steady-load cells.
+    let named = |fault: bool| -> Vec<String> {
+        session
+            .config
+            .workloads
+            .iter()
+            .filter(|w| w.fault.is_some() == fault)
+            .map(|w| w.name.clone())
+            .collect()
+    };
+    let (scenarios, workload_names) = (named(true), named(false));
     let cells = analysis::cells(records, &session.config.targets, &workload_names)?;
+    let faults = crate::fault_analysis::fault_cells(records, &session.config.targets, &scenarios)?;
     let mut warnings = Vec::new();
     let max_workers = session.config.workers.iter().copied().max().unwrap_or(1);
     if session.environment.cpus_allowed.len() <= max_workers {
@@ -377,6 +427,8 @@ pub fn summarize(session: &Session, records: &[RunRecord]) -> Result<Summary, St
         findings: analysis::findings(&cells),
         comparisons: analysis::comparisons(&cells),
         skipped: session.skipped.clone(),
+        fault_findings: crate::fault_analysis::fault_findings(&faults),
+        faults,
         cells,
         warnings,
     })
@@ -408,6 +460,17 @@ fn run_one(
     let spec =
         TargetSpec::parse(&p.target).ok_or_else(|| format!("unknown target {:?}", p.target))?;
     let warmup = warmup.max(spec.min_warmup());
+    // tcp_migrate_req matters only where a SO_REUSEPORT group exists: the
+    // +migrate targets run with 1, the others with 0 (or what the machine
+    // has if it cannot be changed: recorded).
+    let migrate = if spec.has_reuseport_group() {
+        Some(MigrateReq::apply(u64::from(migrate_req(&p.target)))?)
+    } else {
+        None
+    };
+    let tcp_migrate_req = migrate
+        .as_ref()
+        .map_or_else(faults::read_migrate_req, |m| m.in_effect);
     let ctx = StartCtx {
         bins,
         workers: p.workers,
@@ -438,12 +501,29 @@ fn run_one(
             &args,
             &place.loadgen,
             &work_dir.join("loadgen.json"),
-            warmup + duration,
+            (warmup, duration),
+            p.workload.fault,
             stop,
         )
     });
+    drop(migrate);
     let _ = std::fs::remove_dir_all(&work_dir);
-    let (loadgen, server, kernel) = result?;
+    let (loadgen, server, mut kernel, mut fault) = result?;
+    if let (Some(rec), Some(crate::matrix::Fault::Overload { from_ms, to_ms, .. })) =
+        (fault.as_mut(), p.workload.fault)
+    {
+        rec.surge = Some(faults::Surge {
+            base_rps: rate.unwrap_or(0.0),
+            surge_rps: loadgen
+                .config
+                .rate_steps
+                .first()
+                .map_or(0.0, |s| s.rate_rps),
+            from_ms,
+            to_ms,
+        });
+    }
+    kernel.tcp_migrate_req = tcp_migrate_req;
     Ok(RunRecord {
         schema: RUN_SCHEMA.into(),
         index,
@@ -463,28 +543,46 @@ fn run_one(
         loadgen,
         server,
         kernel,
+        fault,
     })
 }
 
 /// Loads a started server and collects what the kernel and its processes
 /// show meanwhile; stops it in every case.
+#[allow(clippy::too_many_arguments)]
 fn measure(
     bins: &Binaries,
     server: Box<dyn Running>,
     args: &[String],
     loadgen_cpus: &[usize],
     lg_path: &Path,
-    load_time: Duration,
+    (warmup, duration): (Duration, Duration),
+    fault: Option<crate::matrix::Fault>,
     stop: &AtomicBool,
-) -> Result<(loadgen::result::LoadResult, ServerSide, KernelSide), String> {
+) -> Result<Measured, String> {
     let (master_pid, worker_pids) = (server.master_pid(), server.worker_pids());
     let mut pids = vec![master_pid];
     pids.extend(&worker_pids);
     let before: Vec<_> = pids.iter().map(|&pid| (pid, proc_usage(pid))).collect();
     let counters_before = kernel::read_counters();
     let sampler = QueueSampler::start(server.port(), QUEUE_SAMPLE);
-    let hang_guard = load_time + Duration::from_secs(20);
+    let hang_guard = warmup + duration + Duration::from_secs(20);
+    // loadgen's measured window starts `warmup` after it starts, which is
+    // now plus the time to exec it (the record has the real times).
+    let injector = fault.map(|f| {
+        let victims = Victims {
+            workers: worker_pids.clone(),
+            restart: server.restart_signal(),
+            cpu_before: before
+                .iter()
+                .filter(|(pid, _)| *pid != master_pid)
+                .filter_map(|(pid, u)| Some((*pid, u.as_ref()?.cpu_us)))
+                .collect(),
+        };
+        Injector::start(f, victims, Instant::now() + warmup)
+    });
     let loadgen = run_loadgen(bins, args, loadgen_cpus, lg_path, hang_guard, stop);
+    let fault = injector.map(|i| i.finish(true));
     let accept_queue = sampler.finish();
     let counters_after = kernel::read_counters();
     let processes: Vec<ProcRecord> = before
@@ -511,6 +609,16 @@ fn measure(
         KernelSide {
             counters: kernel::delta(&counters_before, &counters_after),
             accept_queue,
+            tcp_migrate_req: None,
         },
+        fault,
     ))
 }
+
+/// What [`measure`] collects.
+type Measured = (
+    loadgen::result::LoadResult,
+    ServerSide,
+    KernelSide,
+    Option<crate::faults::FaultRecord>,
+);

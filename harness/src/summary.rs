@@ -8,7 +8,7 @@ use crate::environment::Environment;
 use crate::warnings::Warning;
 
 /// Version tag of this layout.
-pub const SCHEMA: &str = "prefork-lab.harness.summary.v2";
+pub const SCHEMA: &str = "prefork-lab.harness.summary.v3";
 
 /// The whole comparison.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -33,6 +33,13 @@ pub struct Summary {
     pub comparisons: Vec<Comparison>,
     /// Targets and workloads that could not run, and why.
     pub skipped: Vec<Skipped>,
+    /// The fault scenarios ("Under faults"), one cell per target and
+    /// scenario.
+    #[serde(default)]
+    pub faults: Vec<crate::fault_analysis::FaultCell>,
+    /// One-line findings on them.
+    #[serde(default)]
+    pub fault_findings: Vec<String>,
     /// Problems with the session, with advice.
     pub warnings: Vec<Warning>,
 }
@@ -67,6 +74,13 @@ pub struct WorkloadJson {
     pub loadgen_args: Vec<String>,
     /// Open loop: share of the calibrated capacity offered.
     pub capacity_share: Option<f64>,
+    /// A fault scenario: its kind (`worker-crash`, `rolling-restart`,
+    /// `slow-worker`, `overload`).
+    #[serde(default)]
+    pub fault: Option<String>,
+    /// A fault scenario's own measured time, s (instead of `duration_s`).
+    #[serde(default)]
+    pub measured_s: Option<f64>,
 }
 
 /// Capacity for one worker count.

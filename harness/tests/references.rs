@@ -217,11 +217,11 @@ fn every_reference_stops_leaving_no_process_behind_also_when_dropped_without_a_s
             let (master, workers) = (server.master_pid(), server.worker_pids());
             assert_eq!(workers.len(), 2, "{name}: two workers, found {workers:?}");
             let me = std::process::id() as i32;
-            assert_eq!(
-                proc_info(master).map(|p| p.ppid),
-                Some(me),
-                "{name}: the master is our child"
-            );
+            // The master runs under `harness guard` (which kills the whole
+            // tree if the harness dies), and the guard is our child.
+            let guard = util::ps::guard_of(master)
+                .unwrap_or_else(|| panic!("{name}: the master {master} runs under harness guard"));
+            assert_eq!(guard.ppid, me, "{name}: the master's guard is our child");
             for w in &workers {
                 assert_eq!(
                     proc_info(*w).map(|p| p.ppid),

@@ -181,7 +181,7 @@ fn a_baseline_that_is_not_json_or_of_another_schema_is_refused() {
         "is not JSON",
     );
     let other = dir.join("other.json");
-    std::fs::write(&other, r#"{"schema":"prefork-lab.harness.summary.v2"}"#).unwrap();
+    std::fs::write(&other, r#"{"schema":"prefork-lab.harness.summary.v3"}"#).unwrap();
     assert_exit(
         &regress(&["--baseline", other.to_str().unwrap()]),
         1,

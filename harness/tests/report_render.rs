@@ -11,6 +11,7 @@ use std::fs;
 use std::path::Path;
 
 use harness::environment::Environment;
+use harness::fault_analysis::{FaultCell, FaultRun, SliceJson, WindowJson};
 use harness::report::render;
 use harness::schema::validate_summary;
 use harness::summary::*;
@@ -294,6 +295,83 @@ fn workload_json(name: &str) -> WorkloadJson {
         description: description.into(),
         loadgen_args: args.iter().map(|s| s.to_string()).collect(),
         capacity_share: share,
+        fault: None,
+        measured_s: None,
+    }
+}
+
+/// A fault cell: `errors` resets per round out of 1,000 connections, a
+/// 40 ms affected p99, recovered after 120 ms except in one round.
+fn fault_cell(target: &str, scenario: &str, errors: u64, migrate: Option<u64>) -> FaultCell {
+    let run = |round: usize, recovered: Option<f64>| FaultRun {
+        round,
+        fault_start_s: 0.4,
+        fault_end_s: 0.4,
+        due: 1000,
+        errors: if errors > 0 {
+            BTreeMap::from([("reset".to_string(), errors)])
+        } else {
+            BTreeMap::new()
+        },
+        errors_per_10k: errors as f64 * 10.0,
+        baseline_p99_us: 1_500,
+        affected: WindowJson {
+            from_s: 0.4,
+            to_s: 0.6,
+            due: 200,
+            ok: 200 - errors,
+            errors,
+            p99_us: 40_000,
+        },
+        rest: WindowJson {
+            from_s: 0.0,
+            to_s: 1.2,
+            due: 800,
+            ok: 800,
+            errors: 0,
+            p99_us: 1_600,
+        },
+        recovered_after_s: recovered,
+        counters: BTreeMap::from([("OutRsts".to_string(), errors)]),
+        tcp_migrate_req: migrate,
+        replacements: Some(1),
+        rerouted: Some(0),
+        timeline: (0..12)
+            .map(|i| SliceJson {
+                start_s: i as f64 / 10.0,
+                due: 83,
+                errors: u64::from(i == 4) * errors,
+                p99_us: if i == 4 { 40_000 } else { 1_500 },
+            })
+            .collect(),
+        ..FaultRun::default()
+    };
+    let runs = vec![run(1, Some(0.12)), run(2, Some(0.12)), run(3, None)];
+    FaultCell {
+        target: target.into(),
+        scenario: scenario.into(),
+        workers: 4,
+        reference: false,
+        tcp_migrate_req: migrate,
+        errors_per_10k: harness::analysis::spread(&[errors as f64 * 10.0; 3]),
+        errors: runs[0]
+            .errors
+            .iter()
+            .map(|(k, v)| (k.clone(), v * 3))
+            .collect(),
+        affected_p99_us: harness::analysis::spread(&[40_000.0; 3]),
+        rest_p99_us: harness::analysis::spread(&[1_600.0; 3]),
+        recover_ms: harness::analysis::spread(&[120.0, 120.0]),
+        not_recovered: 1,
+        victim_p99_us: None,
+        others_p99_us: None,
+        counters: BTreeMap::from([(
+            "OutRsts".to_string(),
+            harness::analysis::spread(&[errors as f64; 3]),
+        )]),
+        replacements: Some(harness::analysis::spread(&[1.0; 3])),
+        rerouted: Some(harness::analysis::spread(&[0.0; 3])),
+        runs,
     }
 }
 
@@ -379,6 +457,12 @@ fn synthetic_summary() -> Summary {
             "Under close, master-pass reached 38% of reuseport's throughput; its master used 31% of the server's CPU.".into(),
             "Under heavy-tail, reuseport's p99 was 9.4x shared:blocking's: a connection hashed to a busy worker waits.".into(),
         ],
+        faults: vec![
+            fault_cell("master-pass", "worker-crash", 0, None),
+            fault_cell("reuseport", "worker-crash", 7, Some(0)),
+            fault_cell("reuseport+migrate", "worker-crash", 0, Some(1)),
+        ],
+        fault_findings: vec!["worker-crash: reuseport lost the most, 70.0 errors per 10,000 connections (median of 3 rounds)".into()],
         warnings: vec![
             Warning::SharedCpus { cpus: 4, workers: 4 },
             Warning::RoundsDisagree { target: "reuseport".into(), workload: "close".into(), workers: 4, spread_pct: 14.2 },
@@ -618,6 +702,45 @@ fn rendering_is_a_pure_function_of_the_summary() {
 }
 
 #[test]
+fn the_under_faults_section_shows_each_scenario_with_losses_recovery_and_counters() {
+    let s = synthetic_summary();
+    let (dir, _) = rendered(&s);
+    let md = read(&dir.path().join("report.md"));
+    let section = md
+        .split("## Under faults")
+        .nth(1)
+        .expect("an Under faults section")
+        .split("\n## ")
+        .next()
+        .unwrap();
+    assert!(section.contains("### Fault: worker-crash"));
+    assert!(section.contains("reuseport lost the most"));
+    let row = |target: &str| {
+        section
+            .lines()
+            .find(|l| l.starts_with(&format!("| {target}")))
+            .unwrap_or_else(|| panic!("no row for {target} in {section}"))
+            .to_string()
+    };
+    let reuseport = row("reuseport (tcp\\_migrate\\_req=0)");
+    assert!(reuseport.contains("| 70 |"), "{reuseport}");
+    assert!(reuseport.contains("reset 21"), "{reuseport}");
+    assert!(reuseport.contains("40.0 ms"), "{reuseport}");
+    assert!(
+        reuseport.contains("120 ms; not within the window in 1 of 3"),
+        "{reuseport}"
+    );
+    assert!(reuseport.contains("OutRsts 7"), "{reuseport}");
+    assert!(row("reuseport+migrate (tcp\\_migrate\\_req=1)").contains("| 0 |"));
+    assert!(row("master-pass").contains("workers replaced 1"));
+    // The fault scenarios are not steady workloads: no section of their own,
+    // and the +migrate target is not a row of the steady tables.
+    assert!(!md.contains("## Workload worker-crash"));
+    let html = read(&dir.path().join("report.html"));
+    assert!(html.contains("Under faults"));
+}
+
+#[test]
 fn a_summary_without_cells_still_renders_a_report_that_says_so() {
     let mut summary = synthetic_summary();
     summary.cells.clear();
@@ -682,8 +805,8 @@ fn a_summary_missing_a_field_fails_validation() {
 #[test]
 fn a_summary_with_another_schema_tag_fails_validation() {
     let mut value = summary_json();
-    // The previous layout must be refused: its readers would misread v2.
-    value["schema"] = Value::from("prefork-lab.harness.summary.v1");
+    // The previous layout must be refused: its readers would misread v3.
+    value["schema"] = Value::from("prefork-lab.harness.summary.v2");
     rejected(&value, "/schema");
 }
 

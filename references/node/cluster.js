@@ -22,6 +22,13 @@
 //   {"event":"ready","addr":"127.0.0.1:P","strategy":"node:rr","master_pid":..,"worker_pids":[..]}
 // SIGTERM or SIGINT to the primary stops the workers and exits 0 within 2 s.
 // Workers exit when the primary dies (their IPC channel closes).
+// Once ready, a worker that dies is replaced by a new fork (what every
+// cluster application does in its 'exit' handler), with a line on stderr.
+// SIGHUP to the primary is a rolling restart, one worker at a time, the way
+// cluster applications do it: fork the replacement, wait until it listens,
+// then worker.disconnect() the old one (its server stops taking connections
+// - in rr mode the primary stops handing it any - and it exits when its
+// open connections have ended; killed after 2 s if it has not).
 //
 // Plain Node >= 18, no npm packages.
 'use strict';
@@ -107,27 +114,80 @@ function primary() {
     process.stdout.write(JSON.stringify(line) + '\n');
   });
 
+  const retiring = new Set(); // worker ids being replaced by a restart
+  let restarting = false;
+
+  function fork() {
+    const w = cluster.fork({ CLUSTER_PORT: String(port) });
+    alive.set(w.id, w);
+    return w;
+  }
+
   cluster.on('exit', (worker, code, signal) => {
     alive.delete(worker.id);
+    listening.delete(worker.id);
+    if (retiring.delete(worker.id)) {
+      if (stopping && alive.size === 0) process.exit(exitCode);
+      return;
+    }
     if (!stopping) {
-      // No re-fork: a run that lost a worker is a failed measurement, and
-      // the harness sees the worker gone.
       process.stderr.write(
         `cluster.js: worker ${worker.process.pid} died (${signal || `exit code ${code}`})` +
           `${ready ? '' : ' before every worker was listening'}\n`,
       );
-      if (!ready) shutdown(1);
+      if (!ready) {
+        shutdown(1);
+      } else {
+        const w = fork();
+        process.stderr.write(`cluster.js: replaced by pid ${w.process.pid}\n`);
+      }
     }
     if (stopping && alive.size === 0) process.exit(exitCode);
   });
 
+  // One worker at a time: the replacement listens before the old one is
+  // disconnected, so the server never has fewer than N workers taking
+  // connections.
+  function rollingRestart() {
+    if (!ready || stopping) return;
+    if (restarting) {
+      process.stderr.write('cluster.js: SIGHUP during a rolling restart: ignored\n');
+      return;
+    }
+    restarting = true;
+    const old = [...alive.values()];
+    const next = (i) => {
+      if (stopping) return;
+      if (i === old.length) {
+        restarting = false;
+        process.stderr.write('cluster.js: rolling restart done\n');
+        return;
+      }
+      const prev = old[i];
+      if (!alive.has(prev.id)) return next(i + 1);
+      const w = fork();
+      w.once('listening', () => {
+        retiring.add(prev.id);
+        process.stderr.write(
+          `cluster.js: rolling restart: pid ${prev.process.pid} -> pid ${w.process.pid}\n`,
+        );
+        const timer = setTimeout(() => prev.process.kill('SIGKILL'), 2000);
+        timer.unref();
+        prev.once('exit', () => {
+          clearTimeout(timer);
+          next(i + 1);
+        });
+        prev.disconnect();
+      });
+    };
+    next(0);
+  }
+
   process.on('SIGTERM', () => shutdown(0));
   process.on('SIGINT', () => shutdown(0));
+  process.on('SIGHUP', rollingRestart);
 
-  for (let i = 0; i < workers; i++) {
-    const w = cluster.fork({ CLUSTER_PORT: String(port) });
-    alive.set(w.id, w);
-  }
+  for (let i = 0; i < workers; i++) fork();
 }
 
 // ----------------------------------------------------------------- worker

@@ -12,6 +12,7 @@
 //! SVGs with plotters (no system font library: plotters' naive font metrics
 //! place the labels, and the SVG carries real `<text>`).
 
+mod faults;
 mod html;
 mod markdown;
 mod plots;
@@ -155,15 +156,19 @@ impl<'a> Matrix<'a> {
         let mut targets = Vec::new();
         let mut workloads = Vec::new();
         let mut workers: Vec<usize> = summary.config.workers.clone();
+        // The fault scenarios and the +migrate targets (which only run
+        // them) have their own section.
         summary
             .config
             .targets
             .iter()
+            .filter(|t| !crate::targets::migrate_req(t))
             .for_each(|t| push(&mut targets, t));
         summary
             .config
             .workloads
             .iter()
+            .filter(|w| w.fault.is_none())
             .for_each(|w| push(&mut workloads, &w.name));
         for c in &summary.cells {
             push(&mut targets, &c.target);
@@ -485,6 +490,9 @@ pub(crate) fn document(summary: &Summary, plots: &[Plot]) -> Vec<Block> {
     for w in &m.workloads {
         sections.push(link(w, &slug(&format!("Workload {w}"))));
     }
+    if !summary.faults.is_empty() {
+        sections.push(link(faults::HEADING, &slug(faults::HEADING)));
+    }
     if !m.load_groups().is_empty() {
         sections.push(link(
             "Latency against offered load",
@@ -532,6 +540,8 @@ pub(crate) fn document(summary: &Summary, plots: &[Plot]) -> Vec<Block> {
     for w in &m.workloads {
         workload_section(&mut doc, &m, w, plots);
     }
+
+    faults::section(&mut doc, summary);
 
     let groups = m.load_groups();
     if !groups.is_empty() {

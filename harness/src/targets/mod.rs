@@ -12,7 +12,7 @@ pub mod node;
 use std::path::Path;
 use std::time::Duration;
 
-use crate::matrix::{Workload, STRATEGIES};
+use crate::matrix::{Fault, Workload, STRATEGIES};
 use crate::procs::Binaries;
 use crate::record::ServerStats;
 
@@ -24,6 +24,36 @@ pub const REFERENCES: &[&str] = &[
     "node:rr",
     "node:none",
 ];
+
+/// Suffix of a target run with `net.ipv4.tcp_migrate_req=1`: when one
+/// listener of a SO_REUSEPORT group closes (its worker exits or retires),
+/// the kernel moves the connections queued on it to another listener of the
+/// group instead of resetting them (Linux 5.14+). Without the suffix a
+/// reuseport target runs with the setting at 0.
+pub const MIGRATE_SUFFIX: &str = "+migrate";
+
+/// The targets that take [`MIGRATE_SUFFIX`]: those with a SO_REUSEPORT group.
+pub const MIGRATE_VARIANTS: &[&str] = &[
+    "reuseport+migrate",
+    "reuseport:cbpf-cpu+migrate",
+    "nginx:reuseport+migrate",
+];
+
+/// Whether `target` runs with `net.ipv4.tcp_migrate_req=1`.
+pub fn migrate_req(target: &str) -> bool {
+    target.ends_with(MIGRATE_SUFFIX)
+}
+
+/// Whether the cell (`target`, `workload`) exists at all: the
+/// `+migrate` variants only differ from their base when a listener closes,
+/// so they run only the worker-crash and rolling-restart scenarios.
+pub fn applies(target: &str, workload: &Workload) -> bool {
+    !migrate_req(target)
+        || matches!(
+            workload.fault,
+            Some(Fault::WorkerCrash { .. } | Fault::RollingRestart { .. })
+        )
+}
 
 /// The lab strategy each reference shares its mechanism with (for the
 /// side-by-side comparison in the report).
@@ -49,6 +79,12 @@ pub enum TargetSpec {
 impl TargetSpec {
     /// Parses a target name; `None` for an unknown one.
     pub fn parse(name: &str) -> Option<TargetSpec> {
+        if let Some(base) = name.strip_suffix(MIGRATE_SUFFIX) {
+            return MIGRATE_VARIANTS
+                .contains(&name)
+                .then(|| TargetSpec::parse(base))
+                .flatten();
+        }
         if STRATEGIES.contains(&name) {
             return Some(TargetSpec::Lab(name.to_string()));
         }
@@ -63,6 +99,16 @@ impl TargetSpec {
             TargetSpec::Lab(s) => s.clone(),
             TargetSpec::Nginx(m) => m.name().to_string(),
             TargetSpec::Node(p) => p.name().to_string(),
+        }
+    }
+
+    /// Whether its workers listen in a SO_REUSEPORT group (where
+    /// `net.ipv4.tcp_migrate_req` changes what a closing listener does).
+    pub fn has_reuseport_group(&self) -> bool {
+        match self {
+            TargetSpec::Lab(s) => crate::matrix::family(s) == "reuseport",
+            TargetSpec::Nginx(m) => *m == nginx::Mode::ReusePort,
+            TargetSpec::Node(_) => false,
         }
     }
 
@@ -141,6 +187,14 @@ pub trait Running {
     fn master_pid(&self) -> i32;
     /// The worker processes when it became ready.
     fn worker_pids(&self) -> Vec<i32>;
+    /// The signal that asks for a graceful rolling restart, and whom it
+    /// goes to (lab-server's master: SIGHUP, each worker in turn; nginx's
+    /// master: SIGHUP, a reload: new workers start, the old ones finish
+    /// their connections and exit; the Node primary: SIGHUP, each worker in
+    /// turn is replaced, then disconnected).
+    fn restart_signal(&self) -> (i32, nix::sys::signal::Signal) {
+        (self.master_pid(), nix::sys::signal::Signal::SIGHUP)
+    }
     /// Stops it (gracefully, then by force after `timeout`), leaving no
     /// process behind; returns the server's own per-worker counts where it
     /// has them (lab-server's stats file).

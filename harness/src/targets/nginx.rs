@@ -605,7 +605,8 @@ mod tests {
             e.contains("cannot burn CPU") && e.contains("cpu_us=20"),
             "{e}"
         );
-        assert_eq!(WORKLOADS.iter().filter(|w| supports(w).is_ok()).count(), 2);
+        // keepalive, close and the four fault scenarios (GET /).
+        assert_eq!(WORKLOADS.iter().filter(|w| supports(w).is_ok()).count(), 6);
     }
 
     #[test]
@@ -615,6 +616,7 @@ mod tests {
             description: "",
             args,
             capacity_share: None,
+            fault: None,
         };
         assert!(supports(&w(&["--path", "/?sleep_us=100"]))
             .unwrap_err()

@@ -1,0 +1,378 @@
+//! The fault scenarios end to end, with the real binaries: each injection
+//! hits a real worker of the run's server, the server's own records show the
+//! consequence (a replacement, a graceful retirement per slot), the timeline
+//! accounts for every request, and the summary's fault cells add up to the
+//! run files. Counts and invariants only: never how fast anything was.
+
+mod util;
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use util::*;
+
+fn read_json(p: &Path) -> Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap()
+}
+
+/// Runs a one-round bench of `workloads` on `targets` with 2 workers and
+/// returns the session directory.
+fn bench(name: &str, targets: &str, workloads: &str) -> PathBuf {
+    let harness = ensure_siblings();
+    let root = temp_dir(name);
+    let out = Command::new(&harness)
+        .args([
+            "bench",
+            "--strategies",
+            targets,
+            "--workloads",
+            workloads,
+            "--workers",
+            "2",
+            "--rounds",
+            "1",
+            "--warmup",
+            "100ms",
+            "--seed",
+            "11",
+            "--results",
+        ])
+        .arg(&root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "harness bench failed: {stderr}");
+    let dir = std::fs::canonicalize(root.join("latest")).unwrap();
+    let summary = read_json(&dir.join("summary.json"));
+    if let Err(errors) = harness::schema::validate_summary(&summary) {
+        panic!("summary.json does not validate: {errors:?}");
+    }
+    dir
+}
+
+fn runs(dir: &Path) -> Vec<Value> {
+    let mut v: Vec<Value> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .map(|e| read_json(&e.path()))
+        .collect();
+    v.sort_by_key(|r| r["index"].as_u64());
+    v
+}
+
+fn run<'a>(runs: &'a [Value], target: &str, workload: &str) -> &'a Value {
+    runs.iter()
+        .find(|r| r["target"] == target && r["workload"] == workload)
+        .unwrap_or_else(|| panic!("no run of {target} / {workload}"))
+}
+
+fn u(v: &Value) -> u64 {
+    v.as_u64()
+        .unwrap_or_else(|| panic!("{v} is not a whole number"))
+}
+
+/// Every request due in the measured window is in exactly one slice, and
+/// ends as ok or as an error.
+fn timeline_accounts_for_everything(r: &Value) {
+    let lg = &r["loadgen"];
+    let tl = lg["timeline"].as_array().expect("a timeline");
+    assert!(!tl.is_empty());
+    let due: u64 = tl.iter().map(|s| u(&s["due"])).sum();
+    let ok: u64 = tl.iter().map(|s| u(&s["ok"])).sum();
+    let errors: u64 = tl
+        .iter()
+        .flat_map(|s| s["errors"].as_object().unwrap().values().map(u))
+        .sum();
+    let lg_errors: u64 = lg["errors"].as_object().unwrap().values().map(u).sum();
+    assert_eq!(ok, u(&lg["ok"]), "{}: timeline ok", r["target"]);
+    assert_eq!(errors, lg_errors, "{}: timeline errors", r["target"]);
+    assert_eq!(
+        due,
+        u(&lg["sent"]) + u(&lg["unsent"]),
+        "{}: timeline due",
+        r["target"]
+    );
+    assert!(due > 0);
+}
+
+fn fault_cell<'a>(summary: &'a Value, target: &str, scenario: &str) -> &'a Value {
+    summary["faults"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["target"] == target && c["scenario"] == scenario)
+        .unwrap_or_else(|| panic!("no fault cell {target} / {scenario}"))
+}
+
+fn worker_records(r: &Value) -> Vec<Value> {
+    r["server"]["stats"]["workers"]
+        .as_array()
+        .expect("lab-server's stats file has its workers")
+        .clone()
+}
+
+#[test]
+fn a_crashed_worker_is_a_real_worker_of_the_run_replaced_by_the_master_and_master_pass_loses_nothing(
+) {
+    let dir = bench(
+        "fault-crash",
+        "master-pass,shared:epoll,reuseport",
+        "worker-crash",
+    );
+    let runs = runs(&dir);
+    let summary = read_json(&dir.join("summary.json"));
+    assert_eq!(runs.len(), 3);
+    for target in ["master-pass", "shared:epoll", "reuseport"] {
+        let r = run(&runs, target, "worker-crash");
+        timeline_accounts_for_everything(r);
+        let fault = &r["fault"];
+        assert_eq!(fault["kind"], "worker-crash");
+        let inj = fault["injections"].as_array().unwrap();
+        assert_eq!(inj.len(), 1, "{target}: one SIGKILL");
+        assert_eq!(inj[0]["action"], "SIGKILL");
+        assert!(inj[0]["error"].is_null(), "{target}: {}", inj[0]["error"]);
+        let victim = inj[0]["pid"].as_i64().unwrap();
+        assert_eq!(fault["victim_pid"].as_i64(), Some(victim));
+        let workers: Vec<i64> = r["server"]["worker_pids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_i64().unwrap())
+            .collect();
+        assert!(
+            workers.contains(&victim),
+            "{target}: the victim was one of the run's workers"
+        );
+        assert!(victim != r["server"]["master_pid"].as_i64().unwrap());
+        // The server's own account: that pid died of SIGKILL and its slot
+        // got a second generation.
+        let recs = worker_records(r);
+        let dead = recs
+            .iter()
+            .find(|w| w["pid"].as_i64() == Some(victim))
+            .expect("the stats file has the killed worker");
+        assert!(
+            dead["exit"].as_str().unwrap().contains("SIGKILL"),
+            "{target}: the killed worker's exit: {dead}"
+        );
+        assert_eq!(dead["retired"], false);
+        assert_eq!(
+            r["server"]["stats"]["replacements"].as_u64(),
+            Some(1),
+            "{target}"
+        );
+        let cell = fault_cell(&summary, target, "worker-crash");
+        let lg_errors: u64 = r["loadgen"]["errors"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(u)
+            .sum();
+        let cell_errors: u64 = cell["errors"].as_object().unwrap().values().map(u).sum();
+        assert_eq!(cell_errors, lg_errors, "{target}: the cell adds up its run");
+        let due: u64 = cell["runs"][0]["due"].as_u64().unwrap();
+        let per10k = cell["errors_per_10k"]["median"].as_f64().unwrap();
+        assert!((per10k - lg_errors as f64 * 1e4 / due as f64).abs() < 1e-6);
+        if target == "master-pass" {
+            assert_eq!(
+                lg_errors, 0,
+                "master-pass re-routes what a dead worker had not acknowledged: no client may see an error"
+            );
+        }
+    }
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(report.contains("## Under faults"));
+    assert!(report.contains("### Fault: worker-crash"));
+}
+
+#[test]
+fn a_rolling_restart_replaces_every_slot_once_gracefully_and_loses_no_connection_on_a_shared_queue()
+{
+    let dir = bench(
+        "fault-restart",
+        "master-pass,shared:epoll",
+        "rolling-restart",
+    );
+    let runs = runs(&dir);
+    for target in ["master-pass", "shared:epoll"] {
+        let r = run(&runs, target, "rolling-restart");
+        timeline_accounts_for_everything(r);
+        let inj = r["fault"]["injections"].as_array().unwrap();
+        assert_eq!(inj.len(), 1);
+        assert_eq!(inj[0]["action"], "SIGHUP");
+        assert_eq!(
+            inj[0]["pid"].as_i64(),
+            r["server"]["master_pid"].as_i64(),
+            "the restart is asked of the master"
+        );
+        let first: BTreeSet<i64> = r["server"]["worker_pids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_i64().unwrap())
+            .collect();
+        let recs = worker_records(r);
+        // Every original worker retired, and a second generation took each slot.
+        for pid in &first {
+            let rec = recs
+                .iter()
+                .find(|w| w["pid"].as_i64() == Some(*pid))
+                .unwrap_or_else(|| panic!("{target}: worker {pid} is recorded: {recs:?}"));
+            assert_eq!(rec["retired"], true, "{target}: {rec}");
+            assert_eq!(
+                rec["exit"], "exited with code 0",
+                "{target}: it finished by itself"
+            );
+        }
+        assert_eq!(r["server"]["stats"]["retirements"].as_u64(), Some(2));
+        assert_eq!(
+            r["server"]["stats"]["replacements"].as_u64(),
+            Some(0),
+            "no crash"
+        );
+        let slots: BTreeSet<u64> = recs
+            .iter()
+            .filter(|w| w["generation"].as_u64() == Some(1))
+            .map(|w| u(&w["slot"]))
+            .collect();
+        assert_eq!(
+            slots.len(),
+            2,
+            "{target}: each slot has a replacement: {recs:?}"
+        );
+        let errors: u64 = r["loadgen"]["errors"]
+            .as_object()
+            .unwrap()
+            .values()
+            .map(u)
+            .sum();
+        assert_eq!(
+            errors, 0,
+            "{target}: a graceful restart loses no connection"
+        );
+    }
+}
+
+#[test]
+fn a_slow_worker_is_stopped_and_always_continued_and_its_requests_are_told_apart() {
+    let dir = bench("fault-slow", "shared:blocking,reuseport", "slow-worker");
+    let runs = runs(&dir);
+    let summary = read_json(&dir.join("summary.json"));
+    for target in ["shared:blocking", "reuseport"] {
+        let r = run(&runs, target, "slow-worker");
+        timeline_accounts_for_everything(r);
+        let inj = r["fault"]["injections"].as_array().unwrap();
+        let actions: Vec<&str> = inj.iter().map(|i| i["action"].as_str().unwrap()).collect();
+        assert_eq!(
+            actions,
+            ["SIGSTOP", "SIGCONT", "SIGSTOP", "SIGCONT"],
+            "{target}"
+        );
+        let victim = r["fault"]["victim_pid"].as_i64().unwrap();
+        assert!(inj.iter().all(|i| i["pid"].as_i64() == Some(victim)));
+        let times: Vec<u64> = inj.iter().map(|i| u(&i["at_unix_ms"])).collect();
+        assert!(times.windows(2).all(|w| w[0] <= w[1]), "in order");
+        // The per-worker histograms add up to the per-worker requests that
+        // succeeded, and the victim's share is in the cell.
+        let cell = fault_cell(&summary, target, "slow-worker");
+        assert!(cell["victim_p99_us"].is_object(), "{target}: {cell}");
+        assert!(cell["others_p99_us"].is_object());
+        let share = cell["runs"][0]["victim_share"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&share));
+    }
+}
+
+#[test]
+fn an_overload_steps_the_offered_rate_up_and_back_and_records_the_kernel_counters() {
+    let dir = bench("fault-overload", "reuseport", "overload");
+    let runs = runs(&dir);
+    let r = run(&runs, "reuseport", "overload");
+    timeline_accounts_for_everything(r);
+    let steps = r["loadgen"]["config"]["rate_steps"].as_array().unwrap();
+    assert_eq!(steps.len(), 2);
+    let base = r["offered_rps"].as_f64().unwrap();
+    let surge = steps[0]["rate_rps"].as_f64().unwrap();
+    assert!((steps[1]["rate_rps"].as_f64().unwrap() - base).abs() < 0.2);
+    assert!(
+        surge > 5.0 * base,
+        "150% of capacity vs 25%: {surge} vs {base}"
+    );
+    let rec = &r["fault"]["surge"];
+    assert_eq!(u(&rec["from_ms"]), 500);
+    assert_eq!(u(&rec["to_ms"]), 1500);
+    // Requests due during the surge: ~6x as many per slice as before it.
+    let tl = r["loadgen"]["timeline"].as_array().unwrap();
+    let due = |from: f64, to: f64| -> u64 {
+        tl.iter()
+            .filter(|s| {
+                let t = s["start_s"].as_f64().unwrap();
+                t >= from - 1e-9 && t < to - 1e-9
+            })
+            .map(|s| u(&s["due"]))
+            .sum()
+    };
+    let (before, during) = (due(0.0, 0.5), due(0.5, 1.0));
+    assert!(
+        during > 3 * before,
+        "the surge's slices get its rate: {during} vs {before}"
+    );
+    for k in [
+        "ListenOverflows",
+        "ListenDrops",
+        "SyncookiesSent",
+        "OutRsts",
+    ] {
+        assert!(
+            r["kernel"]["counters"].get(k).is_some(),
+            "{k} is recorded: {}",
+            r["kernel"]["counters"]
+        );
+    }
+}
+
+/// The +migrate targets run with net.ipv4.tcp_migrate_req=1, the plain ones
+/// with 0, and the machine's value is back when the session ends. CI runs
+/// as root; a machine where the setting cannot be changed gets the +migrate
+/// runs skipped with the reason in the session, which this test then checks
+/// instead.
+#[test]
+fn tcp_migrate_req_is_set_for_the_migrate_runs_only_and_restored() {
+    let sysctl = Path::new(harness::faults::MIGRATE_REQ);
+    let before = std::fs::read_to_string(sysctl).ok();
+    let dir = bench(
+        "fault-migrate",
+        "reuseport,reuseport+migrate",
+        "worker-crash",
+    );
+    let after = std::fs::read_to_string(sysctl).ok();
+    assert_eq!(before, after, "the setting is restored");
+    let runs = runs(&dir);
+    let session = read_json(&dir.join("session.json"));
+    match harness::faults::check_migrate_req() {
+        Ok(()) => {
+            let plain = run(&runs, "reuseport", "worker-crash");
+            let migrate = run(&runs, "reuseport+migrate", "worker-crash");
+            assert_eq!(plain["kernel"]["tcp_migrate_req"].as_u64(), Some(0));
+            assert_eq!(migrate["kernel"]["tcp_migrate_req"].as_u64(), Some(1));
+            assert_eq!(
+                runs.len(),
+                2,
+                "+migrate runs only the crash and restart scenarios"
+            );
+        }
+        Err(reason) => {
+            let skipped = session["skipped"].to_string();
+            assert!(
+                skipped.contains("reuseport+migrate") && skipped.contains("tcp_migrate_req"),
+                "cannot set it here ({reason}), so the session must say so: {skipped}"
+            );
+        }
+    }
+}
