@@ -130,8 +130,8 @@ pub struct Opts {
     /// Connections open at once per worker (nginx's worker_connections); at
     /// the cap a worker takes no new connection until one closes. Lowered to
     /// fit the process's descriptor limit if need be.
-    #[arg(long, value_name = "N", default_value_t = 4096)]
-    pub max_conns: usize,
+    #[arg(long, value_name = "N", default_value = "4096")]
+    pub max_conns: String,
     /// TEST ONLY, never for measurements: burn this many extra µs of CPU in
     /// every request, to prove that the regression check catches a slowdown.
     #[arg(long, value_name = "US", default_value_t = 0, hide = true)]
@@ -184,12 +184,13 @@ pub fn config(opts: &Opts) -> Result<ServerConfig, String> {
         header: timeout_option("--header-timeout", &opts.header_timeout)?,
         keepalive: timeout_option("--keepalive-timeout", &opts.keepalive_timeout)?,
     };
-    if opts.max_conns == 0 || opts.max_conns > MAX_CONNS {
-        return Err(format!(
-            "--max-conns {}: give a number of connections per worker from 1 to {MAX_CONNS}",
+    let max_conns = match opts.max_conns.trim().parse::<usize>() {
+        Ok(n) if (1..=MAX_CONNS).contains(&n) => n,
+        _ => return Err(format!(
+            "--max-conns {:?}: give a whole number of connections per worker from 1 to {MAX_CONNS}",
             opts.max_conns
-        ));
-    }
+        )),
+    };
     let stats = opts
         .stats_out
         .as_deref()
@@ -209,7 +210,7 @@ pub fn config(opts: &Opts) -> Result<ServerConfig, String> {
         stats,
         injected_cpu_us: opts.test_only_inject_cpu_us,
         timeouts,
-        max_conns: opts.max_conns,
+        max_conns,
     })
 }
 

@@ -132,3 +132,53 @@ fn an_unwritable_stats_path_is_refused_with_one_error_line() {
         ]);
     }
 }
+
+#[test]
+fn bad_limits_are_refused_with_one_error_line_that_names_the_option() {
+    for (flag, value, says) in [
+        ("--header-timeout", "0s", "must be more than 0"),
+        ("--header-timeout", "10", "no unit"),
+        ("--header-timeout", "soon", "not a duration"),
+        ("--keepalive-timeout", "5h", "unknown unit"),
+        ("--keepalive-timeout", "1500m", "at most 24h"),
+        ("--max-conns", "0", "from 1 to"),
+        ("--max-conns", "2000000", "from 1 to"),
+        ("--max-conns", "many", "whole number"),
+    ] {
+        let line = assert_refused(&[
+            "--strategy",
+            "shared:epoll",
+            "--workers",
+            "1",
+            "--listen",
+            "127.0.0.1:0",
+            flag,
+            value,
+        ]);
+        assert!(
+            line.contains(flag) && line.contains(says),
+            "{flag} {value}: the error line should name the option and say {says:?}: {line}"
+        );
+    }
+}
+
+#[test]
+fn help_describes_the_limits_and_their_defaults() {
+    let done = run_to_exit(&["--help"]);
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+    for (flag, default) in [
+        ("--header-timeout", "[default: 10s]"),
+        ("--keepalive-timeout", "[default: 5s]"),
+        ("--max-conns", "[default: 4096]"),
+    ] {
+        let section = done
+            .stdout
+            .split_once(flag)
+            .map(|(_, rest)| rest.split("\n  -").next().unwrap_or(rest))
+            .unwrap_or_else(|| panic!("--help does not mention {flag}:\n{}", done.stdout));
+        assert!(
+            section.contains(default),
+            "--help for {flag} should show {default}:\n{section}"
+        );
+    }
+}
