@@ -234,6 +234,13 @@ pub fn run<I: Intake>(env: WorkerEnv, mut intake: I, control: UnixStream) -> io:
                 Token(_) => {}
             }
         }
+        // A connection counts as this worker's the moment the intake hands it
+        // over (for master-pass: when it is acknowledged), not when it is
+        // registered below: a worker killed in between has taken it, and its
+        // `connections - requests` is what it took and never answered.
+        env.counters
+            .connections
+            .fetch_add(accepted.len() as u64, Relaxed);
         // The intake's events come first and are closed off before any
         // connection is served, as nginx handles its posted accept events and
         // releases the accept mutex before it processes the other events.
@@ -283,7 +290,6 @@ impl Loop {
         if self.stopping {
             conn.set_closing();
         }
-        WorkerCounters::bump(&self.env.counters.connections);
         self.env.counters.open_connections.fetch_add(1, Relaxed);
         self.drive(key, poll, intake)
     }
