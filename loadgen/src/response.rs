@@ -31,10 +31,22 @@ enum Chunk {
 }
 
 /// Incremental response parser for one connection.
-#[derive(Debug, Default)]
+///
+/// What it leaves buffered while it waits for more bytes is bounded: a
+/// response head, a chunk-size line or a trailer line longer than the limit
+/// ([`MAX_HEAD`] unless made with [`ResponseReader::with_max_head`]) is
+/// [`Malformed`], and body bytes are consumed as they arrive.
+#[derive(Debug)]
 pub struct ResponseReader {
     head: Option<(Response, Body)>,
     first_byte_seen: bool,
+    max_head: usize,
+}
+
+impl Default for ResponseReader {
+    fn default() -> Self {
+        ResponseReader::with_max_head(MAX_HEAD)
+    }
 }
 
 /// Why a response could not be read.
@@ -42,6 +54,20 @@ pub struct ResponseReader {
 pub struct Malformed(pub String);
 
 impl ResponseReader {
+    /// A reader whose limit on a head or a line is `max_head` bytes instead
+    /// of [`MAX_HEAD`] (fuzzing and tests reach the limit with small inputs).
+    pub fn with_max_head(max_head: usize) -> Self {
+        ResponseReader {
+            head: None,
+            first_byte_seen: false,
+            max_head,
+        }
+    }
+
+    fn too_long(&self, what: &str) -> Malformed {
+        Malformed(format!("{what} over {} bytes", self.max_head))
+    }
+
     /// Forgets any partial response (a new request on the connection).
     pub fn reset(&mut self) {
         self.head = None;
@@ -59,20 +85,35 @@ impl ResponseReader {
         if !buf.is_empty() {
             self.first_byte_seen = true;
         }
-        if self.head.is_none() {
+        // A `while`: interim 1xx responses (100 Continue, 103 Early Hints)
+        // precede the final one and are skipped (RFC 9110, 15.2).
+        while self.head.is_none() {
             let mut headers = [httparse::EMPTY_HEADER; 32];
             let mut resp = httparse::Response::new(&mut headers);
+            // The head's length is over the limit whether it is complete
+            // now or still partial with the limit reached (it is at least
+            // one byte longer than what has arrived): the same decision
+            // whatever the reads' sizes.
             let n = match resp.parse(buf) {
+                Ok(httparse::Status::Complete(n)) if n > self.max_head => {
+                    return Err(self.too_long("response head"))
+                }
                 Ok(httparse::Status::Complete(n)) => n,
-                Ok(httparse::Status::Partial) if buf.len() > MAX_HEAD => {
-                    return Err(Malformed(format!("response head over {MAX_HEAD} bytes")))
+                Ok(httparse::Status::Partial) if buf.len() >= self.max_head => {
+                    return Err(self.too_long("response head"))
                 }
                 Ok(httparse::Status::Partial) => return Ok(None),
                 Err(e) => return Err(Malformed(format!("not an HTTP response: {e}"))),
             };
             let status = resp.code.unwrap_or(0);
-            let mut close = resp.version == Some(0);
-            let mut length = None;
+            if (100..200).contains(&status) && status != 101 {
+                buf.drain(..n);
+                continue;
+            }
+            let http_1_0 = resp.version == Some(0);
+            let mut saw_close = false;
+            let mut saw_keep_alive = false;
+            let mut length: Option<u64> = None;
             let mut chunked = false;
             let mut worker = None;
             for h in resp.headers.iter() {
@@ -82,26 +123,34 @@ impl ResponseReader {
                         .ok()
                         .and_then(|v| v.trim().parse().ok());
                 } else if name.eq_ignore_ascii_case("content-length") {
-                    length = Some(
-                        std::str::from_utf8(h.value)
-                            .ok()
-                            .and_then(|v| v.trim().parse::<u64>().ok())
-                            .ok_or_else(|| Malformed("bad Content-Length".into()))?,
-                    );
+                    let n = content_length(h.value)
+                        .ok_or_else(|| Malformed("bad Content-Length".into()))?;
+                    if length.is_some_and(|l| l != n) {
+                        return Err(Malformed("conflicting Content-Length headers".into()));
+                    }
+                    length = Some(n);
                 } else if name.eq_ignore_ascii_case("transfer-encoding") {
-                    chunked = String::from_utf8_lossy(h.value)
-                        .to_ascii_lowercase()
-                        .contains("chunked");
+                    // Chunked only when it is the final coding.
+                    chunked = h
+                        .value
+                        .split(|&b| b == b',')
+                        .next_back()
+                        .is_some_and(|t| t.trim_ascii().eq_ignore_ascii_case(b"chunked"));
                 } else if name.eq_ignore_ascii_case("connection") {
-                    let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
-                    if v.contains("close") {
-                        close = true;
-                    } else if v.contains("keep-alive") {
-                        close = false;
+                    for t in h.value.split(|&b| b == b',') {
+                        let t = t.trim_ascii();
+                        saw_close |= t.eq_ignore_ascii_case(b"close");
+                        saw_keep_alive |= t.eq_ignore_ascii_case(b"keep-alive");
                     }
                 }
             }
-            let body = if status == 204 || status == 304 || (100..200).contains(&status) {
+            // `close` wins over `keep-alive`, wherever each appears.
+            let mut close = saw_close || (http_1_0 && !saw_keep_alive);
+            let body = if status == 101 {
+                // Switching Protocols: what follows is not HTTP any more.
+                close = true;
+                Body::Length(0)
+            } else if status == 204 || status == 304 {
                 Body::Length(0)
             } else if chunked {
                 Body::Chunked(Chunk::Size)
@@ -121,6 +170,7 @@ impl ResponseReader {
                 body,
             ));
         }
+        let max_head = self.max_head;
         let (resp, body) = self.head.as_mut().expect("set above");
         match body {
             Body::Length(left) => {
@@ -140,7 +190,19 @@ impl ResponseReader {
             }
             Body::Chunked(state) => loop {
                 match *state {
+                    // chunk-size = 1*HEXDIG: httparse also takes an empty
+                    // or blank size line, as 0 (the last chunk).
+                    Chunk::Size if buf.first().is_some_and(|b| !b.is_ascii_hexdigit()) => {
+                        return Err(Malformed("bad chunk size".into()))
+                    }
+                    // A size line over the limit, complete or not (see the head).
                     Chunk::Size => match httparse::parse_chunk_size(buf) {
+                        Ok(httparse::Status::Complete((n, _))) if n > max_head => {
+                            return Err(Malformed(format!("chunk-size line over {max_head} bytes")))
+                        }
+                        Ok(httparse::Status::Partial) if buf.len() >= max_head => {
+                            return Err(Malformed(format!("chunk-size line over {max_head} bytes")))
+                        }
                         Ok(httparse::Status::Complete((n, size))) => {
                             buf.drain(..n);
                             *state = if size == 0 {
@@ -172,10 +234,19 @@ impl ResponseReader {
                         *state = Chunk::Size;
                     }
                     Chunk::Trailers => {
-                        // Trailer fields, then an empty line.
+                        // Trailer fields, then an empty line; each line
+                        // within the limit (as a chunk-size line).
                         let Some(end) = buf.windows(2).position(|w| w == b"\r\n") else {
+                            if buf.len() >= max_head {
+                                return Err(Malformed(format!(
+                                    "trailer line over {max_head} bytes"
+                                )));
+                            }
                             return Ok(None);
                         };
+                        if end + 2 > max_head {
+                            return Err(Malformed(format!("trailer line over {max_head} bytes")));
+                        }
                         buf.drain(..end + 2);
                         if end == 0 {
                             let r = *resp;
@@ -202,6 +273,15 @@ impl ResponseReader {
             None => Ok(None),
         }
     }
+}
+
+/// `Content-Length = 1*DIGIT` (no sign, no blanks inside), within `u64`.
+fn content_length(value: &[u8]) -> Option<u64> {
+    let v = value.trim_ascii();
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 #[cfg(test)]

@@ -57,24 +57,23 @@ pub fn parse_request(buf: &[u8]) -> Parse {
         return Parse::Invalid(format!("request head larger than {MAX_HEAD_BYTES} bytes"));
     }
     let version = req.version.unwrap_or(1);
-    let mut keep_alive = version >= 1;
-    let mut body_len = 0u64;
+    let mut saw_close = false;
+    let mut saw_keep_alive = false;
+    let mut body_len: Option<u64> = None;
     for h in req.headers.iter() {
         if h.name.eq_ignore_ascii_case("connection") {
-            let v = String::from_utf8_lossy(h.value);
-            for token in v.split(',').map(str::trim) {
-                if token.eq_ignore_ascii_case("close") {
-                    keep_alive = false;
-                } else if token.eq_ignore_ascii_case("keep-alive") {
-                    keep_alive = true;
-                }
+            for token in h.value.split(|&b| b == b',').map(<[u8]>::trim_ascii) {
+                saw_close |= token.eq_ignore_ascii_case(b"close");
+                saw_keep_alive |= token.eq_ignore_ascii_case(b"keep-alive");
             }
         } else if h.name.eq_ignore_ascii_case("content-length") {
-            match std::str::from_utf8(h.value)
-                .ok()
-                .and_then(|s| s.trim().parse::<u64>().ok())
-            {
-                Some(n) if n <= MAX_BODY_BYTES => body_len = n,
+            match content_length(h.value) {
+                // Two different lengths: which one frames the body is
+                // ambiguous (request smuggling), so neither is taken.
+                Some(n) if body_len.is_some_and(|l| l != n) => {
+                    return Parse::Invalid("conflicting Content-Length headers".into())
+                }
+                Some(n) if n <= MAX_BODY_BYTES => body_len = Some(n),
                 Some(_) => {
                     return Parse::Invalid(format!(
                         "request body larger than {MAX_BODY_BYTES} bytes"
@@ -88,12 +87,25 @@ pub fn parse_request(buf: &[u8]) -> Parse {
             );
         }
     }
+    // `close` wins over `keep-alive`, in whatever order they come; HTTP/1.0
+    // closes unless it asked for keep-alive.
+    let keep_alive = !saw_close && (version >= 1 || saw_keep_alive);
     Parse::Complete(Request {
         target: req.path.unwrap_or("/").to_string(),
         keep_alive,
         head_len,
-        body_len,
+        body_len: body_len.unwrap_or(0),
     })
+}
+
+/// `Content-Length = 1*DIGIT` (RFC 9110, 8.6): no sign and no blanks inside
+/// (`str::parse::<u64>` alone would take `+5`), within `u64`.
+fn content_length(value: &[u8]) -> Option<u64> {
+    let v = value.trim_ascii();
+    if v.is_empty() || !v.iter().all(u8::is_ascii_digit) {
+        return None;
+    }
+    std::str::from_utf8(v).ok()?.parse().ok()
 }
 
 /// Formats a response head.
