@@ -168,11 +168,16 @@ fn inject(fault: Fault, victims: Victims, start: Instant, cancel: &AtomicBool) -
     };
     let at = |ms: u64| start + Duration::from_millis(ms);
     match fault {
-        Fault::WorkerCrash { at_ms } => {
+        Fault::WorkerCrash { at_ms, hang_ms } => {
             if sleep_until(at(at_ms), cancel) {
                 rec.victim_pid = busiest(&victims);
                 if let Some(pid) = rec.victim_pid {
-                    rec.injections.push(signal(pid, Signal::SIGKILL, at_ms));
+                    rec.injections.push(signal(pid, Signal::SIGSTOP, at_ms));
+                    // Killed even when cancelled: a SIGKILL ends a stopped
+                    // process as well, and none may be left stopped.
+                    let _ = sleep_until(at(at_ms + hang_ms), cancel);
+                    rec.injections
+                        .push(signal(pid, Signal::SIGKILL, at_ms + hang_ms));
                 }
             }
         }

@@ -200,6 +200,9 @@ pub fn bench(cfg: &BenchConfig, stop: &AtomicBool) -> Result<Outcome, String> {
     })
     .collect();
     session.planned_runs = planned.len();
+    // Written now, so that a session killed mid-way still says what it
+    // planned (its report then says it is incomplete).
+    write_json(&dir.join("session.json"), &session)?;
     let per_run = cfg.warmup + cfg.duration + Duration::from_millis(200);
     let estimate: Duration = planned
         .iter()
@@ -417,6 +420,15 @@ pub fn summarize(session: &Session, records: &[RunRecord]) -> Result<Summary, St
         });
     }
     warnings.extend(analysis::cell_warnings(&cells, records));
+    if records.len() < session.planned_runs {
+        warnings.push(Warning::Incomplete {
+            completed: records.len(),
+            planned: session.planned_runs,
+            why: session.ended_early.clone().unwrap_or_else(|| {
+                "it stopped without saying why: the harness was probably killed".into()
+            }),
+        });
+    }
     Ok(Summary {
         schema: SCHEMA.into(),
         created_unix_ms: now_ms(),

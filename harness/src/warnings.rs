@@ -49,6 +49,16 @@ pub enum Warning {
         /// Errors by kind, as loadgen named them.
         detail: String,
     },
+    /// The session ended before every planned run did (interrupted, a run
+    /// failed, or the harness was killed): the numbers cover what ran.
+    Incomplete {
+        /// Runs with a run file.
+        completed: usize,
+        /// Runs planned.
+        planned: usize,
+        /// Why, as far as the session knows.
+        why: String,
+    },
 }
 
 impl Warning {
@@ -67,6 +77,9 @@ impl Warning {
             ),
             Warning::Errors { target, workload, workers, errors, detail } => format!(
                 "{target} / {workload} / {workers} workers: {errors} requests failed ({detail}); see the run files"
+            ),
+            Warning::Incomplete { completed, planned, why } => format!(
+                "the session is incomplete: {completed} of {planned} runs ({why}); cells may have fewer rounds than configured, and some none: run the bench again for the whole matrix"
             ),
         }
     }

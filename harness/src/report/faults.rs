@@ -12,10 +12,10 @@ pub(crate) const HEADING: &str = "Under faults";
 /// What each scenario does, and what to look for.
 fn about(scenario: &str) -> &'static str {
     match scenario {
-        "worker-crash" => "One worker, the busiest at that moment, is killed with SIGKILL; the master replaces it. A SO_REUSEPORT listener that dies resets the connections queued on it (unless net.ipv4.tcp_migrate_req moves them to a sibling); a shared queue simply loses one taker; master-pass re-sends what the dead worker had not acknowledged.",
+        "worker-crash" => "The busiest worker hangs (SIGSTOP) and is killed with SIGKILL 200 ms later, as a watchdog kills a wedged worker; the master replaces it. While it hangs, what the strategy keeps giving it waits: a SO_REUSEPORT listener's queue fills with its hash share, and when the worker dies the kernel resets those connections unless net.ipv4.tcp_migrate_req moves them to a sibling listener; a shared queue simply loses one taker; master-pass re-routes the one connection the worker had not acknowledged.",
         "rolling-restart" => "Every worker in turn is replaced gracefully (lab-server: SIGHUP, one worker at a time: it stops taking connections, finishes its own, exits, a new one takes the slot; nginx: a reload, all old workers at once; Node: the replacement listens before the old worker is disconnected).",
-        "slow-worker" => "The busiest worker is stopped (SIGSTOP) for 200 ms every second. A shared queue lets the others take its share while it is stopped; a reuseport listener keeps receiving its hash share, which waits; master-pass keeps handing it connections until its acknowledgements stop.",
-        "overload" => "The offered rate jumps from 25% to 150% of the calibrated capacity for 1 s (a new connection per request, up to 2048 at once: more than a 511 backlog), then falls back. Accept queues overflow: the kernel drops the handshake's last ACK or the SYN (ListenOverflows, ListenDrops) or answers with SYN cookies, and the clients retransmit after 1 s; requests the generator could not send wait and are charged from their due time. Recovery is when the backlog has drained.",
+        "slow-worker" => "The busiest worker is stopped (SIGSTOP) for 200 ms, twice, 600 ms apart. A shared queue lets the others take its share while it is stopped; a reuseport listener keeps receiving its hash share, which waits; master-pass keeps handing it connections until its acknowledgements stop.",
+        "overload" => "The offered rate jumps from 25% to 150% of the calibrated capacity for 0.8 s (a new connection per request, up to 2048 at once: more than a 511 backlog), then falls back. Accept queues overflow: the kernel drops the handshake's last ACK or the SYN (ListenOverflows, ListenDrops) or answers with SYN cookies, and the clients retransmit after 1 s; requests the generator could not send wait and are charged from their due time. Recovery is when the backlog has drained.",
         _ => "",
     }
 }
@@ -75,7 +75,7 @@ fn counters(c: &FaultCell) -> String {
     let mut parts: Vec<String> = c
         .counters
         .iter()
-        .map(|(k, s)| format!("{k} {}", fmt_num(s.median, 0)))
+        .map(|(k, s)| format!("{k} {}", med_range(s, |x| fmt_num(x, 0))))
         .collect();
     if let Some(r) = &c.replacements {
         if r.median > 0.0 {

@@ -138,10 +138,13 @@ impl TargetSpec {
     /// The least warm-up its runs get, whatever `--warmup` says: Node.js
     /// compiles its hot paths only after some traffic (V8's JIT), and a cold
     /// process measured at once serves several times slower than a warm one.
+    /// Measured here (cluster.js, 2 workers, keep-alive, 500 ms measured,
+    /// a fresh server each time): no warm-up ~50k req/s, 300 ms 67-103k,
+    /// 500 ms 109-117k, 1 s ~120k; 700 ms is within a few percent of warm.
     /// The warm-up is still measured separately and discarded.
     pub fn min_warmup(&self) -> Duration {
         match self {
-            TargetSpec::Node(_) => Duration::from_secs(1),
+            TargetSpec::Node(_) => Duration::from_millis(700),
             _ => Duration::ZERO,
         }
     }

@@ -14,9 +14,13 @@
 //!   `accept_mutex_delay` (500 ms), the lab's `shared:accept-mutex`.
 //!
 //! The configuration is generated into the run's directory; nginx runs in
-//! the foreground (`daemon off`) as the harness's child, in a process group
-//! of its own so that stopping it reaches every worker: nginx workers have no
-//! parent-death signal and keep serving when their master is killed.
+//! the foreground (`daemon off`) under `harness guard` (the harness's child),
+//! in a process group of its own so that stopping it reaches every worker:
+//! nginx workers have no parent-death signal and keep serving when their
+//! master is killed, so if the harness dies the guard kills them (see
+//! `guard.rs`). SIGHUP to its master is nginx's reload: new workers start and
+//! the old ones finish their connections and exit (the rolling-restart
+//! scenario; nginx replaces them all at once, not one by one).
 //!
 //! nginx answers `/` with `ok` and `X-Worker: $pid` like lab-server, but it
 //! cannot burn CPU, wait or size the body per request: [`supports`] refuses
