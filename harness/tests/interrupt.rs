@@ -405,6 +405,28 @@ fn check_report_after_kill(bench: &Bench, dir: &Path, what: &str) {
         serde_json::from_str(&std::fs::read_to_string(dir.join("summary.json")).unwrap()).unwrap();
     assert!(summary["cells"].is_array(), "{what}: {summary}");
     assert!(dir.join("report.md").is_file(), "{what}");
+    // It says it is partial, and why it thinks so.
+    let incomplete = summary["warnings"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|w| w["kind"] == "incomplete")
+        .unwrap_or_else(|| panic!("{what}: no incomplete warning: {}", summary["warnings"]));
+    assert_eq!(
+        incomplete["completed"].as_u64(),
+        Some(runs as u64),
+        "{what}"
+    );
+    assert!(
+        incomplete["planned"].as_u64().unwrap() > runs as u64,
+        "{what}"
+    );
+    assert!(
+        std::fs::read_to_string(dir.join("report.md"))
+            .unwrap()
+            .contains("the session is incomplete"),
+        "{what}"
+    );
 }
 
 #[test]
