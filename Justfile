@@ -55,3 +55,9 @@ setup-references:
 regress *args="--baseline results/baseline/regress.json --strategies master-pass,shared:blocking,reuseport":
     cargo build --release --workspace
     target/release/harness regress {{args}}
+
+# Fuzz the worker's request parsing or loadgen's response parsing (nightly
+# toolchain and cargo-fuzz; see fuzz/README.md), e.g. `just fuzz response 600`.
+fuzz target="request" seconds="600":
+    command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
+    cd fuzz && cargo +nightly fuzz run {{target}} -- -max_total_time={{seconds}} -dict=dict/http.dict -print_final_stats=1
