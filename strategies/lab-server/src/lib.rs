@@ -186,10 +186,12 @@ pub fn config(opts: &Opts) -> Result<ServerConfig, String> {
     };
     let max_conns = match opts.max_conns.trim().parse::<usize>() {
         Ok(n) if (1..=MAX_CONNS).contains(&n) => n,
-        _ => return Err(format!(
+        _ => {
+            return Err(format!(
             "--max-conns {:?}: give a whole number of connections per worker from 1 to {MAX_CONNS}",
             opts.max_conns
-        )),
+        ))
+        }
     };
     let stats = opts
         .stats_out
