@@ -581,6 +581,26 @@ pub fn cell_warnings(cells: &[Cell], runs: &[RunRecord]) -> Vec<Warning> {
     }
     let mut seen = std::collections::BTreeSet::new();
     for r in runs {
+        // A generator on another host that fell behind its share.
+        for part in r
+            .remote
+            .iter()
+            .flat_map(|x| &x.parts)
+            .filter(|p| p.behind())
+        {
+            w.push(Warning::GeneratorSaturated {
+                target: r.target.clone(),
+                workload: r.workload.clone(),
+                workers: r.workers,
+                detail: format!(
+                    "round {}: the generator on {} sent {:.0} req/s of its {:.0} req/s share",
+                    r.round,
+                    part.host,
+                    part.achieved_rps,
+                    part.rate_rps.unwrap_or(0.0)
+                ),
+            });
+        }
         for lw in &r.loadgen.warnings {
             use loadgen::result::Warning as L;
             if matches!(lw, L::GeneratorSaturated { .. } | L::BehindSchedule { .. })

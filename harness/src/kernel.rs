@@ -59,17 +59,36 @@ pub fn parse_proc_net(text: &str, prefix: &str, wanted: &[&str]) -> Counters {
 
 /// Reads the TcpExt counters and Tcp OutRsts now.
 pub fn read_counters() -> Counters {
-    let mut c = parse_proc_net(
+    counters_from(
         &std::fs::read_to_string("/proc/net/netstat").unwrap_or_default(),
-        "TcpExt",
-        TCP_EXT,
-    );
-    c.extend(parse_proc_net(
         &std::fs::read_to_string("/proc/net/snmp").unwrap_or_default(),
-        "Tcp",
-        TCP,
-    ));
+    )
+}
+
+/// The counters from the text of `/proc/net/netstat` and `/proc/net/snmp`
+/// (read here, or on a remote host).
+pub fn counters_from(netstat: &str, snmp: &str) -> Counters {
+    let mut c = parse_proc_net(netstat, "TcpExt", TCP_EXT);
+    c.extend(parse_proc_net(snmp, "Tcp", TCP));
     c
+}
+
+/// A process's usage from the text of `/proc/PID/status` and the first
+/// field (run time, ns) of each of its threads' `schedstat`.
+pub fn usage_from(status: &str, thread_run_ns: &[u64]) -> ProcUsage {
+    let field = |name: &str| {
+        status
+            .lines()
+            .find(|l| l.starts_with(name))
+            .and_then(|l| l.split_whitespace().nth(1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(0)
+    };
+    ProcUsage {
+        cpu_us: thread_run_ns.iter().sum::<u64>() / 1000,
+        voluntary_ctxt_switches: field("voluntary_ctxt_switches:"),
+        involuntary_ctxt_switches: field("nonvoluntary_ctxt_switches:"),
+    }
 }
 
 /// `after - before`, per counter (counters missing on this kernel are absent).

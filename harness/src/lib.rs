@@ -20,6 +20,7 @@ pub mod opts;
 pub mod procs;
 pub mod record;
 pub mod regress;
+pub mod remote;
 pub mod report;
 pub mod results;
 pub mod runner;

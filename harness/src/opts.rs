@@ -7,7 +7,8 @@ use clap::{Args, Parser, Subcommand};
 use loadgen::duration::parse_duration;
 
 use crate::matrix::{Workload, FAULT_TARGETS, STRATEGIES, WORKLOADS};
-use crate::runner::BenchConfig;
+use crate::remote::Host;
+use crate::runner::{BenchConfig, RemoteOpts};
 use crate::targets::{TargetSpec, MIGRATE_VARIANTS, REFERENCES};
 
 /// `harness`: run the prefork-lab comparison and report it.
@@ -92,6 +93,50 @@ pub struct BenchOpts {
     /// A server not ready within this long fails the session.
     #[arg(long, default_value = "10s", value_parser = parse_duration)]
     pub ready_timeout: Duration,
+    /// Run the load generator on HOST over ssh (user@host, host:port or an
+    /// ssh config alias); repeat it to split the load over several hosts.
+    #[arg(long, value_name = "HOST")]
+    pub loadgen_host: Vec<String>,
+    /// Run lab-server on HOST over ssh (lab strategies only).
+    #[arg(long, value_name = "HOST")]
+    pub server_host: Option<String>,
+    /// ssh config file for those hosts (`ssh -F FILE`).
+    #[arg(long, value_name = "FILE")]
+    pub ssh_config: Option<PathBuf>,
+}
+
+impl BenchOpts {
+    /// The hosts, checked (`None`: everything on this machine).
+    fn remote(&self) -> Result<Option<RemoteOpts>, String> {
+        if self.loadgen_host.is_empty() && self.server_host.is_none() {
+            if self.ssh_config.is_some() {
+                return Err(
+                    "--ssh-config is for --loadgen-host / --server-host; give a host too".into(),
+                );
+            }
+            return Ok(None);
+        }
+        let parse = |h: &String, flag: &str| Host::parse(h).map_err(|e| format!("{flag}: {e}"));
+        let loadgen_hosts = self
+            .loadgen_host
+            .iter()
+            .map(|h| parse(h, "--loadgen-host"))
+            .collect::<Result<Vec<_>, _>>()?;
+        if let Some(c) = &self.ssh_config {
+            if !c.is_file() {
+                return Err(format!("--ssh-config {}: no such file", c.display()));
+            }
+        }
+        Ok(Some(RemoteOpts {
+            loadgen_hosts,
+            server_host: self
+                .server_host
+                .as_ref()
+                .map(|h| parse(h, "--server-host"))
+                .transpose()?,
+            ssh_config: self.ssh_config.clone(),
+        }))
+    }
 }
 
 /// Options of `run`.
@@ -217,6 +262,7 @@ impl BenchOpts {
             targets.clone()
         };
         Ok(BenchConfig {
+            remote: self.remote()?,
             targets,
             fault_targets,
             workloads: check_workloads(&self.workloads, default_workloads)?,
@@ -241,6 +287,7 @@ impl RunOpts {
             return Err("--duration 0s: a run needs some measured time".into());
         }
         Ok(BenchConfig {
+            remote: None,
             targets: check_targets(std::slice::from_ref(&self.strategy))?,
             fault_targets: vec![self.strategy.clone()],
             workloads: check_workloads(std::slice::from_ref(&self.workload), &[])?,

@@ -172,6 +172,31 @@ pub fn start_lab_server_with(
     ready_timeout: Duration,
     extra: &[String],
 ) -> Result<RunningServer, String> {
+    start_lab_server_on(
+        bins,
+        strategy,
+        workers,
+        cpus,
+        stats_path,
+        ready_timeout,
+        extra,
+        "127.0.0.1",
+    )
+}
+
+/// [`start_lab_server_with`] listening on `ip` (an address load generators
+/// on other hosts can reach) instead of loopback.
+#[allow(clippy::too_many_arguments)]
+pub fn start_lab_server_on(
+    bins: &Binaries,
+    strategy: &str,
+    workers: usize,
+    cpus: &[usize],
+    stats_path: &Path,
+    ready_timeout: Duration,
+    extra: &[String],
+    ip: &str,
+) -> Result<RunningServer, String> {
     let mut cmd = guarded(&bins.lab_server, cpus);
     cmd.args(extra);
     cmd.args([
@@ -180,7 +205,7 @@ pub fn start_lab_server_with(
         "--workers",
         &workers.to_string(),
         "--listen",
-        "127.0.0.1:0",
+        &format!("{ip}:0"),
         "--stats-out",
     ])
     .arg(stats_path)

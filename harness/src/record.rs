@@ -41,6 +41,19 @@ pub struct RunRecord {
     /// A fault scenario: what was done to the server, and when.
     #[serde(default)]
     pub fault: Option<crate::faults::FaultRecord>,
+    /// Load from other hosts, or a server on another host: who took part
+    /// and each generator's share (`loadgen` above is their exact merge).
+    #[serde(default)]
+    pub remote: Option<RemoteRun>,
+}
+
+/// The hosts of one run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RemoteRun {
+    /// The server's host (`None`: the harness's machine).
+    pub server_host: Option<String>,
+    /// Each generator's part (empty: one generator on the harness's machine).
+    pub parts: Vec<crate::remote::PartJson>,
 }
 
 /// CPU placement of a run.

@@ -10,10 +10,11 @@ use indicatif::{ProgressBar, ProgressStyle};
 use crate::analysis;
 use crate::environment::Environment;
 use crate::faults::{self, Injector, MigrateReq, Victims};
-use crate::kernel::{self, proc_usage, usage_delta, QueueSampler};
+use crate::kernel::{self, usage_delta, QueueSampler};
 use crate::matrix::{plan, Planned, Workload, CALIBRATION_PATH};
 use crate::procs::{run_loadgen, Binaries};
 use crate::record::{KernelSide, Pinning, ProcRecord, RunRecord, ServerSide, RUN_SCHEMA};
+use crate::remote::{Host, Remote, RemoteJson, Ssh};
 use crate::results::{create_session_dir, update_latest, write_json};
 use crate::session::{Session, SESSION_SCHEMA};
 use crate::summary::{BenchConfigJson, Calibration, Skipped, Summary, SCHEMA};
@@ -53,6 +54,64 @@ pub struct BenchConfig {
     pub server_bin: Option<PathBuf>,
     /// How long a server may take to print its ready line.
     pub ready_timeout: Duration,
+    /// Load generators and the server on other hosts, over ssh.
+    pub remote: Option<RemoteOpts>,
+}
+
+/// `--loadgen-host`, `--server-host`, `--ssh-config`.
+#[derive(Clone, Debug, Default)]
+pub struct RemoteOpts {
+    /// Where loadgen runs (empty: here).
+    pub loadgen_hosts: Vec<Host>,
+    /// Where lab-server runs.
+    pub server_host: Option<Host>,
+    /// `ssh -F`.
+    pub ssh_config: Option<PathBuf>,
+}
+
+/// A session's connected hosts.
+struct RemoteSetup {
+    remote: Remote,
+    /// The address a server here listens on so that the generators reach it.
+    listen_ip: String,
+    /// The server host's address, as the generators reach it.
+    server_ip: Option<String>,
+}
+
+impl RemoteSetup {
+    /// Connects to every host and copies the binaries each needs; the first
+    /// failure is one line that names the host.
+    fn connect(o: &RemoteOpts, bins: &Binaries) -> Result<RemoteSetup, String> {
+        let ssh = Ssh::new(o.ssh_config.clone())?;
+        let mut listen_ip = None;
+        for h in &o.loadgen_hosts {
+            let (me, _) = ssh.connect(h)?;
+            listen_ip.get_or_insert(me);
+            ssh.deploy(h, &bins.loadgen)?;
+        }
+        let mut server_ip = None;
+        if let Some(h) = &o.server_host {
+            let (me, there) = ssh.connect(h)?;
+            listen_ip.get_or_insert(me);
+            server_ip = Some(there);
+            ssh.deploy(h, &bins.lab_server)?;
+        }
+        Ok(RemoteSetup {
+            remote: Remote {
+                ssh,
+                loadgen_hosts: o.loadgen_hosts.clone(),
+                server_host: o.server_host.clone(),
+            },
+            listen_ip: listen_ip.unwrap_or_else(|| "127.0.0.1".into()),
+            server_ip,
+        })
+    }
+
+    fn hosts(&self) -> Vec<Host> {
+        let mut v = self.remote.loadgen_hosts.clone();
+        v.extend(self.remote.server_host.clone());
+        v
+    }
 }
 
 impl BenchConfig {
@@ -65,6 +124,10 @@ impl BenchConfig {
             duration_s: self.duration.as_secs_f64(),
             warmup_s: self.warmup.as_secs_f64(),
             quick: self.quick,
+            remote: self.remote.as_ref().map(|r| RemoteJson {
+                loadgen_hosts: r.loadgen_hosts.iter().map(|h| h.name.clone()).collect(),
+                server_host: r.server_host.as_ref().map(|h| h.name.clone()),
+            }),
         }
     }
 }
@@ -125,6 +188,62 @@ pub fn bench(cfg: &BenchConfig, stop: &AtomicBool) -> Result<Outcome, String> {
         }
         bins.lab_server = bin.clone();
     }
+    let remote = match &cfg.remote {
+        Some(o) => {
+            if let Some(t) = cfg
+                .targets
+                .iter()
+                .find(|t| TargetSpec::parse(t).is_some_and(|s| s.is_reference()))
+            {
+                return Err(format!(
+                    "{t}: reference servers run on this machine on loopback only; leave them out (--strategies) when load or the server is on another host"
+                ));
+            }
+            if o.server_host.is_some() {
+                if let Some(w) = cfg.workloads.iter().find(|w| w.fault.is_some()) {
+                    return Err(format!(
+                        "{}: the fault scenarios need the server on this machine (the injector signals its processes); leave them out (--workloads) with --server-host",
+                        w.name
+                    ));
+                }
+            }
+            let setup = RemoteSetup::connect(o, &bins)?;
+            eprintln!(
+                "harness: load from {}; server on {}",
+                if o.loadgen_hosts.is_empty() {
+                    "this machine".to_string()
+                } else {
+                    o.loadgen_hosts
+                        .iter()
+                        .map(|h| h.name.as_str())
+                        .collect::<Vec<_>>()
+                        .join(", ")
+                },
+                o.server_host
+                    .as_ref()
+                    .map_or("this machine".to_string(), |h| format!(
+                        "{} ({})",
+                        h.name,
+                        setup.server_ip.as_deref().unwrap_or("?")
+                    ))
+            );
+            Some(setup)
+        }
+        None => None,
+    };
+    let outcome = bench_with(cfg, &bins, remote.as_ref(), stop);
+    if let Some(r) = &remote {
+        r.remote.ssh.close(&r.hosts());
+    }
+    outcome
+}
+
+fn bench_with(
+    cfg: &BenchConfig,
+    bins: &Binaries,
+    remote: Option<&RemoteSetup>,
+    stop: &AtomicBool,
+) -> Result<Outcome, String> {
     let dir = create_session_dir(&cfg.results_root)?;
     let environment = Environment::capture();
     let mut session = Session {
@@ -276,7 +395,8 @@ pub fn bench(cfg: &BenchConfig, stop: &AtomicBool) -> Result<Outcome, String> {
                 round: 0,
             };
             match run_one(
-                &bins,
+                bins,
+                remote,
                 &probe,
                 &args,
                 None,
@@ -339,7 +459,8 @@ pub fn bench(cfg: &BenchConfig, stop: &AtomicBool) -> Result<Outcome, String> {
                 .fault
                 .map_or(cfg.duration, |f| Duration::from_millis(f.measured_ms()));
             match run_one(
-                &bins,
+                bins,
+                remote,
                 p,
                 &args,
                 rate,
@@ -450,6 +571,7 @@ pub fn summarize(session: &Session, records: &[RunRecord]) -> Result<Summary, St
 #[allow(clippy::too_many_arguments)]
 fn run_one(
     bins: &Binaries,
+    remote: Option<&RemoteSetup>,
     p: &Planned,
     workload_args: &[String],
     rate: Option<f64>,
@@ -490,7 +612,33 @@ fn run_one(
         work_dir: &work_dir,
         ready_timeout,
     };
-    let result = spec.start(&ctx).and_then(|server| {
+    let started_server = match (remote, &spec) {
+        (Some(r), TargetSpec::Lab(strategy)) => match (&r.remote.server_host, &r.server_ip) {
+            (Some(host), Some(ip)) => crate::targets::remote_lab::start(
+                &r.remote.ssh,
+                host,
+                ip,
+                strategy,
+                p.workers,
+                &format!("{}-{index}", std::process::id()),
+                ready_timeout,
+            ),
+            _ => crate::procs::start_lab_server_on(
+                bins,
+                strategy,
+                p.workers,
+                &place.server,
+                &work_dir.join("server-stats.json"),
+                ready_timeout,
+                &[],
+                &r.listen_ip,
+            )
+            .map(|s| Box::new(s) as Box<dyn Running>),
+        },
+        _ => spec.start(&ctx),
+    };
+    let mut parts = Vec::new();
+    let result = started_server.and_then(|server| {
         let mut args: Vec<String> = vec![
             "--target".into(),
             server.addr(),
@@ -507,6 +655,10 @@ fn run_one(
         if let Some(r) = rate {
             args.extend(["--rate".into(), format!("{r:.1}")]);
         }
+        if remote.is_some() {
+            // Told to: the hosts were named on the command line.
+            args.push("--allow-remote".into());
+        }
         measure(
             bins,
             server,
@@ -515,6 +667,10 @@ fn run_one(
             &work_dir.join("loadgen.json"),
             (warmup, duration),
             p.workload.fault,
+            remote
+                .map(|r| &r.remote)
+                .filter(|r| !r.loadgen_hosts.is_empty()),
+            &mut parts,
             stop,
         )
     });
@@ -556,6 +712,10 @@ fn run_one(
         server,
         kernel,
         fault,
+        remote: remote.map(|r| crate::record::RemoteRun {
+            server_host: r.remote.server_host.as_ref().map(|h| h.name.clone()),
+            parts,
+        }),
     })
 }
 
@@ -570,14 +730,19 @@ fn measure(
     lg_path: &Path,
     (warmup, duration): (Duration, Duration),
     fault: Option<crate::matrix::Fault>,
+    generators: Option<&Remote>,
+    parts: &mut Vec<crate::remote::PartJson>,
     stop: &AtomicBool,
 ) -> Result<Measured, String> {
     let (master_pid, worker_pids) = (server.master_pid(), server.worker_pids());
     let mut pids = vec![master_pid];
     pids.extend(&worker_pids);
-    let before: Vec<_> = pids.iter().map(|&pid| (pid, proc_usage(pid))).collect();
-    let counters_before = kernel::read_counters();
-    let sampler = QueueSampler::start(server.port(), QUEUE_SAMPLE);
+    let before: Vec<_> = pids.iter().map(|&pid| (pid, server.usage(pid))).collect();
+    let counters_before = server.kernel_counters();
+    // Accept queues are sampled from this machine's /proc/net/tcp only.
+    let sampler = server
+        .local()
+        .then(|| QueueSampler::start(server.port(), QUEUE_SAMPLE));
     let hang_guard = warmup + duration + Duration::from_secs(20);
     // loadgen's measured window starts `warmup` after it starts, which is
     // now plus the time to exec it (the record has the real times).
@@ -593,14 +758,29 @@ fn measure(
         };
         Injector::start(f, victims, Instant::now() + warmup)
     });
-    let loadgen = run_loadgen(bins, args, loadgen_cpus, lg_path, hang_guard, stop);
+    let loadgen = match generators {
+        Some(g) => crate::remote::run_loadgens(
+            g,
+            &bins.loadgen,
+            args,
+            lg_path.parent().unwrap_or(Path::new(".")),
+            lg_path,
+            hang_guard,
+            stop,
+        )
+        .map(|(merged, p)| {
+            *parts = p;
+            merged
+        }),
+        None => run_loadgen(bins, args, loadgen_cpus, lg_path, hang_guard, stop),
+    };
     let fault = injector.map(|i| i.finish(true));
-    let accept_queue = sampler.finish();
-    let counters_after = kernel::read_counters();
+    let accept_queue = sampler.map(QueueSampler::finish).unwrap_or_default();
+    let counters_after = server.kernel_counters();
     let processes: Vec<ProcRecord> = before
         .iter()
         .filter_map(|&(pid, b)| {
-            let (b, a) = (b?, proc_usage(pid)?);
+            let (b, a) = (b?, server.usage(pid)?);
             Some(ProcRecord {
                 pid,
                 master: pid == master_pid,

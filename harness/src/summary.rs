@@ -61,6 +61,9 @@ pub struct BenchConfigJson {
     pub warmup_s: f64,
     /// `--quick`.
     pub quick: bool,
+    /// Load generators or the server on other hosts (`None`: all here).
+    #[serde(default)]
+    pub remote: Option<crate::remote::RemoteJson>,
 }
 
 /// A workload as recorded.

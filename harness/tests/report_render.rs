@@ -433,6 +433,7 @@ fn synthetic_summary() -> Summary {
             duration_s: 5.0,
             warmup_s: 1.0,
             quick: false,
+            remote: None,
         },
         calibration: WORKERS
             .iter()

@@ -968,7 +968,26 @@ fn environment(doc: &mut Vec<Block>, summary: &Summary) {
 fn configuration(doc: &mut Vec<Block>, summary: &Summary) {
     let c = &summary.config;
     doc.push(heading(2, "Configuration"));
+    let hosts = match &c.remote {
+        None => text("hosts: the server and the load generator on this machine"),
+        Some(r) => text(format!(
+            "hosts (over ssh): load from {}{}; the server on {}",
+            if r.loadgen_hosts.is_empty() {
+                "this machine".to_string()
+            } else {
+                r.loadgen_hosts.join(", ")
+            },
+            match r.loadgen_hosts.len() {
+                0 | 1 => String::new(),
+                n => format!(
+                    " (each generator 1/{n} of the connections and of the offered rate, started together, results merged exactly with loadgen merge)"
+                ),
+            },
+            r.server_host.as_deref().unwrap_or("this machine"),
+        )),
+    };
     doc.push(Block::List(vec![
+        hosts,
         vec![
             Inline::Text("targets: ".into()),
             Inline::Code(c.targets.join(", ")),

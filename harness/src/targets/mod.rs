@@ -8,6 +8,7 @@ pub mod external;
 pub mod lab;
 pub mod nginx;
 pub mod node;
+pub mod remote_lab;
 
 use std::path::Path;
 use std::time::Duration;
@@ -197,6 +198,19 @@ pub trait Running {
     /// turn is replaced, then disconnected).
     fn restart_signal(&self) -> (i32, nix::sys::signal::Signal) {
         (self.master_pid(), nix::sys::signal::Signal::SIGHUP)
+    }
+    /// The kernel's TCP counters where it runs.
+    fn kernel_counters(&self) -> crate::kernel::Counters {
+        crate::kernel::read_counters()
+    }
+    /// CPU time and context switches of one of its processes, now.
+    fn usage(&self, pid: i32) -> Option<crate::kernel::ProcUsage> {
+        crate::kernel::proc_usage(pid)
+    }
+    /// Whether the harness can sample its accept queues (`/proc/net/tcp`
+    /// of this machine): not for a server on another host.
+    fn local(&self) -> bool {
+        true
     }
     /// Stops it (gracefully, then by force after `timeout`), leaving no
     /// process behind; returns the server's own per-worker counts where it
