@@ -442,12 +442,10 @@ pub fn run_loadgens(
     for (i, host) in hosts.iter().enumerate() {
         let json = format!("{REMOTE_DIR}/loadgen-{tag}-{i}.json");
         let mut a = parts_args[i].clone();
-        a.extend([
-            "--allow-remote".to_string(),
-            "--quiet".to_string(),
-            "--json".to_string(),
-            json.clone(),
-        ]);
+        if !a.iter().any(|x| x == "--allow-remote") {
+            a.push("--allow-remote".to_string());
+        }
+        a.extend(["--quiet".to_string(), "--json".to_string(), json.clone()]);
         match remote
             .ssh
             .spawn(host, &format!("{REMOTE_DIR}/bin/loadgen"), &a)
@@ -485,7 +483,11 @@ pub fn run_loadgens(
                             format!(
                                 "loadgen on {} failed ({status}): {}",
                                 host.name,
-                                err.trim().lines().last().unwrap_or("it said nothing")
+                                err.lines()
+                                    .find(|l| l.contains("error"))
+                                    .or_else(|| err.trim().lines().last())
+                                    .unwrap_or("it said nothing")
+                                    .trim()
                             )
                         };
                         kill_all(&mut children);
