@@ -61,3 +61,17 @@ regress *args="--baseline results/baseline/regress.json --strategies master-pass
 fuzz target="request" seconds="600":
     command -v cargo-fuzz >/dev/null || cargo install cargo-fuzz
     cd fuzz && cargo +nightly fuzz run {{target}} -- -max_total_time={{seconds}} -dict=dict/http.dict -print_final_stats=1
+
+# The SSH test rig (root): network namespaces pl-srv, pl-lg1, pl-lg2 on
+# 10.77.0.0/24, each with its own sshd; see scripts/NETNS.md. NETEM_DELAY=1ms
+# adds a delay.
+netns-up:
+    scripts/netns.sh up
+
+# Remove the SSH test rig (namespaces, bridge, sshds, whatever runs inside).
+netns-down:
+    scripts/netns.sh down
+
+# Whether the SSH test rig is up (exit 0) or not (exit 1).
+netns-status:
+    scripts/netns.sh status
