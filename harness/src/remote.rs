@@ -634,6 +634,21 @@ mod tests {
     }
 
     #[test]
+    fn a_generator_is_behind_below_95_percent_of_its_open_loop_share() {
+        let part = |rate: Option<f64>, achieved: f64| PartJson {
+            rate_rps: rate,
+            achieved_rps: achieved,
+            ..PartJson::default()
+        };
+        assert!(part(Some(1000.0), 900.0).behind());
+        assert!(!part(Some(1000.0), 960.0).behind());
+        assert!(
+            !part(None, 10.0).behind(),
+            "closed loop has no share to fall behind"
+        );
+    }
+
+    #[test]
     fn quoting_keeps_plain_words_and_quotes_the_rest() {
         assert_eq!(quote("--rate"), "--rate");
         assert_eq!(quote("/?cpu_us=50"), "'/?cpu_us=50'");

@@ -219,6 +219,102 @@ fn two_remote_generators_and_a_remote_server_merge_into_exactly_what_the_server_
 }
 
 #[test]
+fn remote_generators_load_a_server_here_on_the_address_they_reach_it_by() {
+    let _serial = serial();
+    let cfg = rig();
+    let root = temp_dir("remote-local-server");
+    let out = harness(
+        &[
+            "--strategies",
+            "shared:epoll",
+            "--workloads",
+            "open-50",
+            "--workers",
+            "2",
+            "--rounds",
+            "1",
+            "--duration",
+            "400ms",
+            "--loadgen-host",
+            "pl-lg1",
+            "--loadgen-host",
+            "pl-lg2",
+            "--ssh-config",
+            cfg.to_str().unwrap(),
+        ],
+        &root,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "{err}");
+    let dir = std::fs::canonicalize(root.join("latest")).unwrap();
+    let runs = runs(&dir);
+    assert_eq!(runs.len(), 1);
+    let r = &runs[0];
+    // This machine as the generators see it: the rig's bridge address.
+    assert!(
+        r["loadgen"]["config"]["target"]
+            .as_str()
+            .unwrap()
+            .starts_with("10.77.0.254:"),
+        "{}",
+        r["loadgen"]["config"]["target"]
+    );
+    let parts = r["remote"]["parts"].as_array().unwrap();
+    let offered = r["offered_rps"].as_f64().unwrap();
+    for p in parts {
+        // Each generator offered half of the open-loop rate.
+        let share = p["rate_rps"].as_f64().unwrap();
+        assert!(
+            (share - offered / 2.0).abs() < 0.01 * offered,
+            "{p} vs {offered}"
+        );
+    }
+    assert_eq!(
+        u(&r["loadgen"]["sent"]),
+        parts.iter().map(|p| u(&p["sent"])).sum::<u64>()
+    );
+    assert!(r["remote"]["server_host"].is_null());
+}
+
+#[test]
+fn bad_host_options_are_refused_before_anything_runs() {
+    let root = temp_dir("remote-options");
+    for (args, expect) in [
+        (vec!["--loadgen-host", ""], "is not a host"),
+        (vec!["--loadgen-host", "lg:99999"], "1-65535"),
+        (vec!["--server-host", "::1"], "IPv6"),
+        (vec!["--ssh-config", "/nonexistent"], "give a host too"),
+        (
+            vec!["--loadgen-host", "pl-lg1", "--ssh-config", "/nonexistent"],
+            "no such file",
+        ),
+    ] {
+        let out = harness(&args, &root);
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+        assert_eq!(err.lines().count(), 1, "one line: {err}");
+    }
+    // A reference server with remote load: refused, with what to do.
+    let out = harness(
+        &[
+            "--strategies",
+            "nginx:reuseport",
+            "--loadgen-host",
+            "pl-lg1",
+        ],
+        &root,
+    );
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("reference servers run on this machine"),
+        "{err}"
+    );
+    assert!(!root.join("latest").exists());
+}
+
+#[test]
 fn a_bad_host_is_one_line_naming_it_and_a_dead_generator_keeps_the_finished_runs() {
     let _serial = serial();
     let cfg = rig();
