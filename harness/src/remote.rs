@@ -2,7 +2,8 @@
 //! tool every operator already has, and no agent or daemon of our own.
 //!
 //! One OpenSSH ControlMaster connection per host (in a private directory of
-//! this harness process) carries every command of a session, so a run does
+//! this harness process; it outlives an idle session by at most 30 s, and is
+//! closed when the session ends) carries every command of a session, so a run does
 //! not pay a handshake; `BatchMode` makes ssh fail instead of asking for a
 //! password. The binaries are copied into `~/.prefork-lab/bin/` on the host
 //! when missing or different (by SHA-256). A remote process is started as
@@ -149,7 +150,7 @@ impl Ssh {
             "BatchMode=yes".to_string(),
             "ControlMaster=auto".to_string(),
             format!("ControlPath={}/%C", self.control_dir.display()),
-            "ControlPersist=120".to_string(),
+            "ControlPersist=30".to_string(),
             "ConnectTimeout=5".to_string(),
             "ServerAliveInterval=2".to_string(),
             "ServerAliveCountMax=5".to_string(),

@@ -83,6 +83,12 @@ impl RemoteSetup {
     /// failure is one line that names the host.
     fn connect(o: &RemoteOpts, bins: &Binaries) -> Result<RemoteSetup, String> {
         let ssh = Ssh::new(o.ssh_config.clone())?;
+        let mut hosts = o.loadgen_hosts.clone();
+        hosts.extend(o.server_host.clone());
+        Self::connect_with(o, bins, ssh.clone()).inspect_err(|_| ssh.close(&hosts))
+    }
+
+    fn connect_with(o: &RemoteOpts, bins: &Binaries, ssh: Ssh) -> Result<RemoteSetup, String> {
         let mut listen_ip = None;
         for h in &o.loadgen_hosts {
             let (me, _) = ssh.connect(h)?;
