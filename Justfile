@@ -5,14 +5,15 @@
 test:
     cargo test --workspace
 
-# The default comparison: every strategy x 2 and 4 workers x 5 workloads x 3
-# rounds, plus nginx and Node.js where installed (about 9 minutes on 2
-# cores); the report lands in results/latest/.
+# The default comparison: every strategy x 2 and 4 workers x 5 steady
+# workloads, then the 4 fault scenarios with 4 workers, x 3 rounds, plus nginx
+# and Node.js where installed (about 9 minutes on 2 cores); the report lands
+# in results/latest/.
 bench *args:
     cargo build --release --workspace
     target/release/harness bench {{args}}
 
-# A reduced comparison (about 40 s on 2 cores).
+# A reduced comparison (about 50 s on 2 cores).
 bench-quick *args:
     cargo build --release --workspace
     target/release/harness bench --quick {{args}}
