@@ -58,11 +58,13 @@ pub struct GuardOpts {
 /// Options of `bench`.
 #[derive(Args, Debug)]
 pub struct BenchOpts {
-    /// A reduced matrix: 2 workers, 3 workloads, 1 short round (about a minute on 2 cores).
+    /// A reduced matrix: 2 workers, 3 steady workloads and the worker crash, 1 round (about 50 s on 2 cores).
     #[arg(long)]
     pub quick: bool,
     /// Strategies and reference servers to run, comma-separated [default: all
-    /// strategies, and nginx:* and node:* where installed].
+    /// strategies, and nginx:* and node:* where installed; the fault scenarios
+    /// on one target per mechanism and reuseport+migrate]. A target named here
+    /// runs every workload asked for.
     #[arg(long, value_delimiter = ',')]
     pub strategies: Vec<String>,
     /// Workloads to run, comma-separated [default: all; quick: keepalive,close,heavy-tail,worker-crash].
