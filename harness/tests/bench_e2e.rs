@@ -56,6 +56,13 @@ fn live_children() -> Vec<(i32, String)> {
     out
 }
 
+/// One test at a time: the Ctrl-C test reaps every zombie child of this
+/// process, which would steal the other test's child's exit status.
+fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 fn reap_zombies() {
     // SAFETY: waitpid with a null status pointer and WNOHANG only reaps.
     while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
@@ -63,6 +70,7 @@ fn reap_zombies() {
 
 #[test]
 fn a_short_bench_over_every_strategy_writes_runs_a_valid_summary_and_a_report_naming_them_all() {
+    let _serial = serial();
     let harness = ensure_siblings();
     let root = temp_dir("bench");
     let out = Command::new(&harness)
@@ -165,6 +173,7 @@ fn a_short_bench_over_every_strategy_writes_runs_a_valid_summary_and_a_report_na
 
 #[test]
 fn ctrl_c_leaves_a_partial_result_and_no_process_behind() {
+    let _serial = serial();
     let harness = ensure_siblings();
     become_subreaper();
     let root = temp_dir("interrupt");

@@ -164,6 +164,9 @@ fn bad_limits_are_refused_with_one_error_line_that_names_the_option() {
 
 #[test]
 fn help_describes_the_limits_and_their_defaults() {
+    // One at a time with the others: their leftover check reaps every
+    // zombie child of this process, which would steal this one's exit.
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
     let done = run_to_exit(&["--help"]);
     assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
     for (flag, default) in [
