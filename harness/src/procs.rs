@@ -133,12 +133,57 @@ pub struct RunningServer {
     stderr: Option<std::thread::JoinHandle<String>>,
 }
 
+/// lab-server's ready line.
 #[derive(serde::Deserialize)]
-struct ReadyLine {
+pub(crate) struct ReadyLine {
     event: String,
-    addr: String,
-    master_pid: i32,
-    worker_pids: Vec<i32>,
+    /// `IP:PORT`.
+    pub addr: String,
+    /// The master's pid.
+    pub master_pid: i32,
+    /// The workers' pids.
+    pub worker_pids: Vec<i32>,
+}
+
+impl ReadyLine {
+    /// Parses the first line a lab-server printed.
+    pub(crate) fn parse(line: &str) -> Result<ReadyLine, String> {
+        let ready: ReadyLine = serde_json::from_str(line)
+            .map_err(|e| format!("lab-server's ready line {line:?}: {e}"))?;
+        if ready.event != "ready" {
+            return Err(format!(
+                "lab-server printed {line:?} instead of its ready line"
+            ));
+        }
+        Ok(ready)
+    }
+}
+
+/// A started server's output: all of its stderr, collected on a thread, and
+/// its first stdout line (the rest is drained, so it never blocks on stdout).
+pub(crate) struct ServerOutput {
+    /// Joins to all of stderr once the process (or the ssh session) ends.
+    pub stderr: std::thread::JoinHandle<String>,
+    /// The first line: `None` if stdout closed first.
+    pub first_line: mpsc::Receiver<Option<std::io::Result<String>>>,
+}
+
+/// Takes `child`'s piped stdout and stderr.
+pub(crate) fn watch_output(child: &mut Child) -> ServerOutput {
+    let stdout = child.stdout.take().expect("piped");
+    let mut stderr = child.stderr.take().expect("piped");
+    let stderr = std::thread::spawn(move || {
+        let mut s = String::new();
+        let _ = stderr.read_to_string(&mut s);
+        s
+    });
+    let (tx, first_line) = mpsc::channel();
+    std::thread::spawn(move || {
+        let mut lines = BufReader::new(stdout).lines();
+        let _ = tx.send(lines.next());
+        for _ in lines {}
+    });
+    ServerOutput { stderr, first_line }
 }
 
 /// Starts `lab-server --strategy S --workers N` and waits for its ready line.
@@ -215,28 +260,16 @@ pub fn start_lab_server_on(
     let mut child = cmd
         .spawn()
         .map_err(|e| format!("cannot start {}: {e}", bins.lab_server.display()))?;
-    let stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let stderr_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let _ = tx.send(lines.next());
-        for _ in lines {} // drain, so the server never blocks on stdout
-    });
+    let output = watch_output(&mut child);
     let mut server = RunningServer {
         child: Some(child),
         addr: String::new(),
         master_pid: 0,
         worker_pids: Vec::new(),
         stats_path: stats_path.to_path_buf(),
-        stderr: Some(stderr_thread),
+        stderr: Some(output.stderr),
     };
-    let line = match rx.recv_timeout(ready_timeout) {
+    let line = match output.first_line.recv_timeout(ready_timeout) {
         Ok(Some(Ok(line))) => line,
         Ok(_) => {
             let err = server.kill_and_collect_stderr();
@@ -257,13 +290,7 @@ pub fn start_lab_server_on(
             ));
         }
     };
-    let ready: ReadyLine = serde_json::from_str(&line)
-        .map_err(|e| format!("lab-server's ready line {line:?}: {e}"))?;
-    if ready.event != "ready" {
-        return Err(format!(
-            "lab-server printed {line:?} instead of its ready line"
-        ));
-    }
+    let ready = ReadyLine::parse(&line)?;
     server.addr = ready.addr;
     server.master_pid = ready.master_pid;
     server.worker_pids = ready.worker_pids;

@@ -4,15 +4,14 @@
 //! `/proc`, the kernel's TCP counters) read through the same connection.
 //! Accept-queue sampling (`/proc/net/tcp` every 50 ms) is not done remotely.
 
-use std::io::{BufRead, BufReader, Read};
 use std::process::Child;
-use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
 use super::Running;
 use crate::kernel::{counters_from, usage_from, Counters, ProcUsage};
+use crate::procs::{watch_output, ReadyLine};
 use crate::record::ServerStats;
 use crate::remote::{Host, Ssh, REMOTE_DIR};
 
@@ -26,14 +25,6 @@ pub struct RemoteLab {
     worker_pids: Vec<i32>,
     stats: String,
     stderr: Option<std::thread::JoinHandle<String>>,
-}
-
-#[derive(serde::Deserialize)]
-struct ReadyLine {
-    event: String,
-    addr: String,
-    master_pid: i32,
-    worker_pids: Vec<i32>,
 }
 
 /// Starts `lab-server --strategy S --workers N --listen IP:0` on `host`
@@ -62,19 +53,7 @@ pub fn start(
     .map(|s| s.to_string())
     .collect();
     let mut child = ssh.spawn(host, &format!("{REMOTE_DIR}/bin/lab-server"), &args)?;
-    let stdout = child.stdout.take().expect("piped");
-    let mut stderr = child.stderr.take().expect("piped");
-    let stderr_thread = std::thread::spawn(move || {
-        let mut s = String::new();
-        let _ = stderr.read_to_string(&mut s);
-        s
-    });
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut lines = BufReader::new(stdout).lines();
-        let _ = tx.send(lines.next());
-        for _ in lines {}
-    });
+    let output = watch_output(&mut child);
     let mut server = RemoteLab {
         ssh: ssh.clone(),
         host: host.clone(),
@@ -83,9 +62,9 @@ pub fn start(
         master_pid: 0,
         worker_pids: Vec::new(),
         stats,
-        stderr: Some(stderr_thread),
+        stderr: Some(output.stderr),
     };
-    let line = match rx.recv_timeout(ready_timeout) {
+    let line = match output.first_line.recv_timeout(ready_timeout) {
         Ok(Some(Ok(line))) => line,
         other => {
             let err = server.kill();
@@ -101,11 +80,7 @@ pub fn start(
             ));
         }
     };
-    let ready: ReadyLine = serde_json::from_str(&line)
-        .map_err(|e| format!("{}: lab-server's ready line {line:?}: {e}", host.name))?;
-    if ready.event != "ready" {
-        return Err(format!("{}: lab-server printed {line:?}", host.name));
-    }
+    let ready = ReadyLine::parse(&line).map_err(|e| format!("{}: {e}", host.name))?;
     server.addr = ready.addr;
     server.master_pid = ready.master_pid;
     server.worker_pids = ready.worker_pids;
