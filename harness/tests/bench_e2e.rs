@@ -56,13 +56,6 @@ fn live_children() -> Vec<(i32, String)> {
     out
 }
 
-/// One test at a time: the Ctrl-C test reaps every zombie child of this
-/// process, which would steal the other test's child's exit status.
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 fn reap_zombies() {
     // SAFETY: waitpid with a null status pointer and WNOHANG only reaps.
     while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}

@@ -30,7 +30,7 @@ use util::{become_subreaper, ensure_siblings, temp_dir};
 use std::os::unix::process::ExitStatusExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use harness::targets::{nginx, node};
@@ -46,8 +46,7 @@ const EXIT: Duration = Duration::from_secs(30);
 const GONE: Duration = Duration::from_secs(5);
 
 fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let guard = util::serial();
     // Orphans of the harness become our children, where they are seen.
     become_subreaper();
     guard

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
 use harness::procs::Binaries;
@@ -32,8 +32,7 @@ const STOP_TIMEOUT: Duration = Duration::from_secs(5);
 /// it started, which a neighbour's servers would confuse (and two cores
 /// are few for two benches).
 fn serial() -> MutexGuard<'static, ()> {
-    static SERIAL: Mutex<()> = Mutex::new(());
-    let guard = SERIAL.lock().unwrap_or_else(|e| e.into_inner());
+    let guard = util::serial();
     become_subreaper();
     guard
 }

@@ -11,13 +11,8 @@ use util::*;
 use std::path::PathBuf;
 use std::process::{Command, Output, Stdio};
 
-/// The checks measure throughput: run them one at a time, so that they do
-/// not load the machine for each other.
-static SERIAL: std::sync::Mutex<()> = std::sync::Mutex::new(());
-
-fn serial() -> std::sync::MutexGuard<'static, ()> {
-    SERIAL.lock().unwrap_or_else(|e| e.into_inner())
-}
+// The checks measure throughput: they run one at a time (util::serial), so
+// that they do not load the machine for each other.
 
 fn harness() -> PathBuf {
     ensure_siblings()

@@ -10,18 +10,11 @@ mod util;
 
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
-use std::sync::{Mutex, MutexGuard};
 
 use serde_json::Value;
 use util::*;
 
 const RIG: &str = "/run/prefork-lab-netns";
-
-/// One test at a time: they share the rig and the machine's 2 cores.
-fn serial() -> MutexGuard<'static, ()> {
-    static LOCK: Mutex<()> = Mutex::new(());
-    LOCK.lock().unwrap_or_else(|e| e.into_inner())
-}
 
 fn repo() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR"))

@@ -23,6 +23,14 @@ pub fn ensure_siblings() -> PathBuf {
     harness
 }
 
+/// One test of this test binary at a time: the tests share the machine's
+/// cores, and some reap every zombie child of the process, which would steal
+/// another test's child's exit status.
+pub fn serial() -> std::sync::MutexGuard<'static, ()> {
+    static LOCK: std::sync::Mutex<()> = std::sync::Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// A fresh, empty directory under the system temp dir, unique to this test
 /// process and `name`.
 pub fn temp_dir(name: &str) -> PathBuf {
