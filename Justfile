@@ -1,9 +1,9 @@
 # prefork-lab tasks. `just` is optional: every recipe is one cargo command
 # you can run by hand (install just with `cargo install just`).
 
-# Run the whole test suite (what CI runs).
-test:
-    cargo test --workspace
+# Run the whole test suite as root, installing what it needs (what CI runs).
+test *args:
+    scripts/test {{args}}
 
 # The default comparison: every strategy x 2 and 4 workers x 5 steady
 # workloads, then the 4 fault scenarios with 4 workers, x 3 rounds, plus nginx
@@ -45,10 +45,12 @@ lint:
 loadgen-vs-peers pairs="5" seconds="5":
     scripts/loadgen-vs-peers.sh {{pairs}} {{seconds}}
 
-# Install the reference servers measured beside the lab's strategies.
-setup-references:
-    command -v nginx >/dev/null || (apt-get update -qq && apt-get install -y nginx-light)
-    command -v node >/dev/null || apt-get install -y nodejs
+# Install what the tests and the reference servers need (root; apt-get),
+# without starting any service.
+setup:
+    scripts/test --setup-only
+
+alias setup-references := setup
 
 # Performance regression check: this build against the committed baseline
 # (exit 3 on a regression); see harness/REGRESSION.md. Pass e.g.

@@ -220,8 +220,9 @@ sshd_up() {
   if [ -n "$pid" ]; then
     return 0
   fi
-  # An sshd of this rig not matching its pid file (e.g. the file was removed).
-  pkill -f "^sshd: $SSHD -f $cfg( |$)" 2>/dev/null || true
+  # An sshd of this rig not matching its pid file (e.g. the file was
+  # removed): whatever runs inside the rig's own namespace is the rig's.
+  ip netns pids "$ns" 2>/dev/null | xargs -r kill 2>/dev/null || true
   rm -f "$DIR/sshd.$ns.pid"
   sshd_config "$ns" >"$cfg"
   mkdir -p /run/sshd
@@ -280,7 +281,6 @@ cmd_down() {
   for ns in "${NSES[@]}"; do
     pid=$(sshd_pid "$ns")
     [ -z "$pid" ] || kill "$pid" 2>/dev/null || true
-    pkill -f "^sshd: $SSHD -f $DIR/sshd_config\.$ns( |$)" 2>/dev/null || true
   done
   # Whatever still runs inside the namespaces (sessions, a stray lab-server):
   # a namespace deleted with processes in it lives on, with its veth.

@@ -93,6 +93,11 @@ pub fn run(cli: Cli) -> Result<(), (i32, String)> {
 }
 
 fn regress_command(o: &opts::RegressOpts, stop: &AtomicBool) -> Result<(), (i32, String)> {
+    // A baseline file that cannot be written is refused before anything runs.
+    if let Some(path) = &o.save_baseline {
+        outfile::Output::check("--save-baseline", path, outfile::Dash::FileName)
+            .map_err(|e| (2, e.to_string()))?;
+    }
     // --save-baseline alone measures the candidate and writes the file.
     let built = match &o.baseline_rev {
         Some(rev) => Some(build_revision(rev).map_err(|e| (1, e))?),

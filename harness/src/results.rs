@@ -2,9 +2,7 @@
 //! `runs/*.json` (each written atomically when its run ends), `summary.json`,
 //! the report, and `results/latest` pointing at the newest session.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicUsize, Ordering};
 
 use serde::Serialize;
 
@@ -16,51 +14,25 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
     write_atomic(path, &bytes)
 }
 
-/// Writes `bytes` to a temporary file beside `path`, syncs it and renames it
-/// over `path`: a crash leaves the old file or the new one, never a torn one.
+/// Writes `bytes` to `path` whole or not at all: a temporary file beside it,
+/// synced, renamed over it (a crash leaves the old file or the new one, never
+/// a torn one), by the rules of the `outfile` crate (a symlink is followed,
+/// a device or FIFO written in place, never replaced).
 ///
 /// The temporary file is `.NAME.tmp-PID-N`: hidden, and never ending in
 /// `.json`, so a process killed mid-write (SIGKILL) leaves at most such a
 /// file, which readers of a session ([`crate::session::read_runs`], `harness
 /// report`) skip and which no later session uses (see [`is_temp_file`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    // Unique per process and call, so two writers into one folder (two
-    // threads, two processes) never share a temporary file.
-    static NEXT: AtomicUsize = AtomicUsize::new(0);
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let n = NEXT.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_file_name(format!(".{name}.tmp-{}-{n}", std::process::id()));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)?;
-        // The rename itself survives a crash of the machine once the
-        // directory is synced too (best effort: not every file system can).
-        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-            let _ = std::fs::File::open(dir).and_then(|d| d.sync_all());
-        }
-        Ok(())
-    })();
-    res.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!(
-            "cannot write {}: {e}; check that the results directory is writable and not full",
-            path.display()
-        )
-    })
+    outfile::write(path, bytes)
+        .map_err(|e| format!("{e}; check that the results directory is writable and not full"))
 }
 
 /// Whether `path` is a temporary file of [`write_atomic`] (or of the same
 /// scheme in loadgen and lab-server: `.NAME.tmp-...`), left behind only by a
 /// writer that was killed before its rename.
 pub fn is_temp_file(path: &Path) -> bool {
-    path.file_name()
-        .and_then(|n| n.to_str())
-        .is_some_and(|n| n.starts_with('.') && n.contains(".tmp-"))
+    outfile::is_temp_file(path)
 }
 
 /// UTC timestamp like `20261126T143012Z` (no separators that trouble shells).
@@ -86,6 +58,7 @@ pub fn utc_stamp() -> String {
 
 /// Creates `<root>/<stamp>/runs/`, refusing an unwritable root with advice.
 pub fn create_session_dir(root: &Path) -> Result<PathBuf, String> {
+    check_latest(root)?;
     std::fs::create_dir_all(root).map_err(|e| {
         format!("cannot create the results directory {}: {e}; pass --results DIR with a writable directory", root.display())
     })?;
@@ -104,7 +77,10 @@ pub fn create_session_dir(root: &Path) -> Result<PathBuf, String> {
 }
 
 /// Points `<root>/latest` at `dir` (a relative symlink, replaced atomically).
+/// Anything at `latest` that is not a symlink is somebody else's and stays:
+/// the session is then refused before it starts ([`check_latest`]).
 pub fn update_latest(root: &Path, dir: &Path) -> Result<(), String> {
+    check_latest(root)?;
     let name = dir.file_name().ok_or("session directory has no name")?;
     let tmp = root.join(format!(".latest.tmp-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
@@ -112,6 +88,19 @@ pub fn update_latest(root: &Path, dir: &Path) -> Result<(), String> {
         .map_err(|e| format!("cannot link {}: {e}", tmp.display()))?;
     std::fs::rename(&tmp, root.join("latest"))
         .map_err(|e| format!("cannot update {}/latest: {e}", root.display()))
+}
+
+/// Refuses a `<root>/latest` that is not a symbolic link (ours are), so it
+/// is never replaced.
+pub fn check_latest(root: &Path) -> Result<(), String> {
+    let latest = root.join("latest");
+    match std::fs::symlink_metadata(&latest) {
+        Ok(m) if !m.file_type().is_symlink() => Err(format!(
+            "{} exists and is not the symlink the harness keeps there: move it away or pass --results DIR",
+            latest.display()
+        )),
+        _ => Ok(()),
+    }
 }
 
 #[cfg(test)]

@@ -32,7 +32,8 @@ pub enum Command {
         /// Result files written with --json.
         #[arg(required = true)]
         inputs: Vec<PathBuf>,
-        /// Where to write the merged result.
+        /// Where to write the merged result (`-`: standard output; the
+        /// summary then goes to standard error).
         #[arg(long, value_name = "FILE")]
         json: PathBuf,
     },
@@ -83,7 +84,9 @@ pub struct RunOpts {
     /// duration if shorter].
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
     pub timeline_interval: Option<Duration>,
-    /// Write the result as JSON here (atomically).
+    /// Write the result as JSON here: a file is replaced whole (temporary
+    /// file + rename; a symlink is followed), a device or FIFO is written in
+    /// place, `-` is standard output (the summary then goes to standard error).
     #[arg(long, value_name = "FILE")]
     pub json: Option<PathBuf>,
     /// Seed for Poisson arrivals and the path mix [default: from the clock].

@@ -22,7 +22,6 @@
 //!   its successful responses (its `requests` also count non-2xx ones).
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::path::Path;
 
 use serde::{Deserialize, Serialize};
@@ -33,6 +32,8 @@ use crate::errors::ErrorCounts;
 use crate::histo::{new_histogram, HistogramJson};
 use crate::schedule::Arrivals;
 use hdrhistogram::Histogram;
+use outfile::Dash;
+pub use outfile::Output;
 
 /// Version tag of the JSON layout written.
 pub const SCHEMA: &str = "prefork-lab.loadgen.v2";
@@ -521,53 +522,19 @@ pub fn slice_json(start_s: f64, s: &SliceTally) -> SliceJson {
     }
 }
 
-/// Writes `r` to `path` atomically (temporary file, then rename).
-pub fn write_json(r: &LoadResult, path: &Path) -> Result<(), String> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    let tmp = dir.join(format!(".{name}.tmp-{}", std::process::id()));
-    let res = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        serde_json::to_writer_pretty(&mut f, r)?;
-        f.write_all(b"\n")?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    res.map_err(|e| {
-        let _ = std::fs::remove_file(&tmp);
-        format!("cannot write {}: {e}", path.display())
-    })
+/// Checks before a run that `--json PATH` can be written (`-` is standard
+/// output), without creating it; see the `outfile` crate for the rules.
+pub fn check_output(path: &Path) -> Result<Output, String> {
+    Ok(Output::check("--json", path, Dash::Stdout)?)
 }
 
-/// Checks before a run that `path` can be written, without creating it.
-pub fn check_writable(path: &Path) -> Result<(), String> {
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    if path.is_dir() {
-        return Err(format!(
-            "--json {}: is a directory; give a file name",
-            path.display()
-        ));
-    }
-    let probe = dir.join(format!(".loadgen-probe-{}", std::process::id()));
-    std::fs::File::create(&probe)
-        .map(|_| {
-            let _ = std::fs::remove_file(&probe);
-        })
-        .map_err(|e| {
-            format!(
-                "cannot write --json {}: {e}; create the directory or pick another path",
-                path.display()
-            )
-        })
+/// Writes `r` as pretty JSON to `out`: a file whole or not at all, a device,
+/// FIFO or standard output in place (one write, not one per token).
+pub fn write_json(r: &LoadResult, out: &Output) -> Result<(), String> {
+    let mut bytes =
+        serde_json::to_vec_pretty(r).map_err(|e| format!("serializing the result: {e}"))?;
+    bytes.push(b'\n');
+    Ok(out.write(&bytes)?)
 }
 
 /// Reads a result file, checking its schema.

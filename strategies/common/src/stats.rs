@@ -6,8 +6,8 @@
 //! reports for it, and at shutdown writes everything as one JSON document
 //! (`--stats-out`), replaced workers included.
 
-use std::io::{self, Write};
-use std::path::{Path, PathBuf};
+use std::io;
+use std::path::Path;
 use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
 
 use serde::Serialize;
@@ -276,70 +276,29 @@ pub struct MasterRecord {
 }
 
 /// Where the stats file goes; checked at startup so that a bad path fails
-/// before any worker is forked, and written atomically at shutdown.
+/// before any worker is forked, and written at shutdown by the rules of the
+/// `outfile` crate (a file whole or not at all, a device or FIFO in place, a
+/// symlink followed).
 #[derive(Debug, Clone)]
 pub struct StatsSink {
-    path: PathBuf,
+    out: outfile::Output,
 }
 
 impl StatsSink {
-    /// Checks that `path` can be written (by creating and removing a probe file
-    /// beside it) without creating `path` itself.
+    /// Checks that `path` can be written without creating it. `-` is
+    /// refused: the master's standard output carries only the ready line.
     pub fn check(path: &Path) -> Result<StatsSink, String> {
-        let dir = match path.parent() {
-            Some(p) if !p.as_os_str().is_empty() => p.to_path_buf(),
-            _ => PathBuf::from("."),
-        };
-        if path.file_name().is_none() || path.is_dir() {
-            return Err(format!(
-                "--stats-out {}: not a file name; give a path like results/stats.json",
-                path.display()
-            ));
+        if path == Path::new("-") {
+            return Err("--stats-out -: standard output carries only the ready line; give a file path (or /dev/stderr)".into());
         }
-        let probe = dir.join(format!(".{}.probe-{}", file_name(path), std::process::id()));
-        match std::fs::File::create(&probe) {
-            Ok(_) => {
-                let _ = std::fs::remove_file(&probe);
-                Ok(StatsSink { path: path.to_path_buf() })
-            }
-            Err(e) => Err(format!(
-                "cannot write the stats file {}: {} ({}); create the directory or pick another path",
-                path.display(),
-                e,
-                dir.display()
-            )),
-        }
+        let out = outfile::Output::check("--stats-out", path, outfile::Dash::FileName)?;
+        Ok(StatsSink { out })
     }
 
-    /// Writes the report to a temporary file beside the target and renames it
-    /// into place, so a reader never sees half a file.
+    /// Writes the report.
     pub fn write(&self, report: &StatsReport) -> io::Result<()> {
-        let dir = self
-            .path
-            .parent()
-            .filter(|p| !p.as_os_str().is_empty())
-            .unwrap_or(Path::new("."));
-        let tmp = dir.join(format!(
-            ".{}.tmp-{}",
-            file_name(&self.path),
-            std::process::id()
-        ));
-        let result = (|| {
-            let mut f = std::fs::File::create(&tmp)?;
-            serde_json::to_writer_pretty(&mut f, report)?;
-            f.write_all(b"\n")?;
-            f.sync_all()?;
-            std::fs::rename(&tmp, &self.path)
-        })();
-        if result.is_err() {
-            let _ = std::fs::remove_file(&tmp);
-        }
-        result
+        let mut bytes = serde_json::to_vec_pretty(report)?;
+        bytes.push(b'\n');
+        self.out.write(&bytes).map_err(io::Error::other)
     }
-}
-
-fn file_name(path: &Path) -> String {
-    path.file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default()
 }
