@@ -18,6 +18,11 @@ use std::time::{Duration, Instant};
 
 use util::{ensure_siblings, serial, temp_dir};
 
+/// What `path` itself is (a symlink is not followed).
+fn ftype(path: &Path) -> std::fs::FileType {
+    std::fs::symlink_metadata(path).unwrap().file_type()
+}
+
 fn root() {
     assert!(
         std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0,
@@ -242,7 +247,7 @@ fn a_fifo_with_a_reader_gets_the_json_and_stays_a_fifo() {
         "lab-server's --stats-out",
     );
     for p in [&json, &stats] {
-        assert!(std::fs::symlink_metadata(p).unwrap().file_type().is_fifo());
+        assert!(ftype(p).is_fifo());
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
@@ -266,10 +271,7 @@ fn a_fifo_nobody_reads_fails_loadgen_at_once_with_one_line() {
     let lines: Vec<_> = err.lines().collect();
     assert_eq!(lines.len(), 1, "one line: {err}");
     assert!(lines[0].contains("nobody is reading this FIFO"), "{err}");
-    assert!(std::fs::symlink_metadata(&fifo)
-        .unwrap()
-        .file_type()
-        .is_fifo());
+    assert!(ftype(&fifo).is_fifo());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
@@ -375,10 +377,7 @@ fn directories_and_block_devices_are_refused_before_any_work() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains("--save-baseline"), "{err}");
     }
-    assert!(std::fs::symlink_metadata(&blk)
-        .unwrap()
-        .file_type()
-        .is_block_device());
+    assert!(ftype(&blk).is_block_device());
     std::fs::remove_dir_all(&dir).unwrap();
 }
 

@@ -16,13 +16,6 @@ use util::*;
 
 const RIG: &str = "/run/prefork-lab-netns";
 
-fn repo() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
 /// Brings the rig up (idempotent) and returns its ssh config.
 fn rig() -> PathBuf {
     let out = Command::new("bash")

@@ -13,14 +13,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use util::{ps, serial, temp_dir};
-
-fn repo() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
+use util::{ps, repo, serial, temp_dir};
 
 fn nginx_bin() -> PathBuf {
     ["/usr/sbin/nginx", "/usr/bin/nginx"]

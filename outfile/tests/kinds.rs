@@ -10,6 +10,11 @@ use std::time::{Duration, Instant};
 use nix::sys::stat::{mknod, Mode, SFlag};
 use outfile::{Dash, Kind, Output};
 
+/// What `path` itself is (a symlink is not followed).
+fn ftype(path: &Path) -> std::fs::FileType {
+    std::fs::symlink_metadata(path).unwrap().file_type()
+}
+
 fn root() {
     assert!(
         std::os::unix::fs::MetadataExt::uid(&std::fs::metadata("/proc/self").unwrap()) == 0,
@@ -87,23 +92,14 @@ fn a_symlink_is_followed_and_stays_a_link() {
     std::os::unix::fs::symlink(&link, &link2).unwrap();
     let out = Output::check("--json", &link2, Dash::Stdout).unwrap();
     out.write(b"new\n").unwrap();
-    assert!(std::fs::symlink_metadata(&link)
-        .unwrap()
-        .file_type()
-        .is_symlink());
-    assert!(std::fs::symlink_metadata(&link2)
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert!(ftype(&link).is_symlink());
+    assert!(ftype(&link2).is_symlink());
     assert_eq!(std::fs::read_to_string(&file).unwrap(), "new\n");
     // A dangling link: the file it names is created, the link stays.
     let dangling = d.join("dangling.json");
     std::os::unix::fs::symlink("real/later.json", &dangling).unwrap();
     outfile::write(&dangling, b"later\n").unwrap();
-    assert!(std::fs::symlink_metadata(&dangling)
-        .unwrap()
-        .file_type()
-        .is_symlink());
+    assert!(ftype(&dangling).is_symlink());
     assert_eq!(
         std::fs::read_to_string(d.join("real/later.json")).unwrap(),
         "later\n"
@@ -149,10 +145,7 @@ fn a_fifo_with_a_reader_receives_the_bytes() {
         }
     }
     assert_eq!(reader.join().unwrap().len(), payload.len());
-    assert!(std::fs::symlink_metadata(&fifo)
-        .unwrap()
-        .file_type()
-        .is_fifo());
+    assert!(ftype(&fifo).is_fifo());
     std::fs::remove_dir_all(&d).unwrap();
 }
 
@@ -168,10 +161,7 @@ fn a_fifo_nobody_reads_fails_at_once_with_one_line() {
     assert!(e.starts_with("--json "), "{e}");
     assert!(e.contains("nobody is reading this FIFO"), "{e}");
     assert!(!e.contains('\n'));
-    assert!(std::fs::symlink_metadata(&fifo)
-        .unwrap()
-        .file_type()
-        .is_fifo());
+    assert!(ftype(&fifo).is_fifo());
     std::fs::remove_dir_all(&d).unwrap();
 }
 
@@ -198,10 +188,7 @@ fn directories_block_devices_sockets_and_missing_directories_are_refused_before_
     let e = check(&blk);
     assert!(e.contains("block device"), "{e}");
     assert!(outfile::write(&blk, b"x").is_err());
-    assert!(std::fs::symlink_metadata(&blk)
-        .unwrap()
-        .file_type()
-        .is_block_device());
+    assert!(ftype(&blk).is_block_device());
     let sock = d.join("sock");
     let _l = std::os::unix::net::UnixListener::bind(&sock).unwrap();
     let e = check(&sock);

@@ -23,6 +23,14 @@ pub fn ensure_siblings() -> PathBuf {
     harness
 }
 
+/// The repository's root.
+pub fn repo() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("harness/ is in the repository")
+        .to_path_buf()
+}
+
 /// One test of this test binary at a time: the tests share the machine's
 /// cores, and some reap every zombie child of the process, which would steal
 /// another test's child's exit status.
