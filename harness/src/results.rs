@@ -24,8 +24,7 @@ pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
 /// file, which readers of a session ([`crate::session::read_runs`], `harness
 /// report`) skip and which no later session uses (see [`is_temp_file`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<(), String> {
-    outfile::write(path, bytes)
-        .map_err(|e| format!("{e}; check that the results directory is writable and not full"))
+    outfile::write(path, bytes).map_err(String::from)
 }
 
 /// Whether `path` is a temporary file of [`write_atomic`] (or of the same
