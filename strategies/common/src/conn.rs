@@ -47,10 +47,10 @@ use std::time::{Duration, Instant};
 
 use mio::net::TcpStream;
 
+use crate::config::{Timeouts, WorkerEnv};
 use crate::http::{self, Parse, MAX_HEAD_BYTES};
 use crate::stats::WorkerCounters;
 use crate::work::{burn_cpu, TargetError, Work};
-use crate::worker::WorkerEnv;
 
 /// Bytes of body kept in memory at once; larger bodies stream from a filler.
 const INLINE_BODY: u64 = 16 * 1024;
@@ -81,25 +81,6 @@ pub const LINGER: Duration = Duration::from_millis(500);
 /// its client's next request (answered with `Connection: close`) before it
 /// closes it.
 pub const STOP_IDLE_GRACE: Duration = Duration::from_millis(200);
-
-/// Time limits of a connection (see the module documentation).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct Timeouts {
-    /// A request's head must be complete this long after its first byte (a
-    /// fresh connection's first request: after the accept).
-    pub header: Duration,
-    /// An idle keep-alive connection is closed after this long.
-    pub keepalive: Duration,
-}
-
-impl Default for Timeouts {
-    fn default() -> Self {
-        Timeouts {
-            header: Duration::from_secs(10),
-            keepalive: Duration::from_secs(5),
-        }
-    }
-}
 
 /// What the event loop should do after [`Conn::drive`].
 #[derive(Debug, PartialEq, Eq)]

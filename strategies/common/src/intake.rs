@@ -35,10 +35,11 @@ use std::time::{Duration, Instant};
 use mio::event::Event;
 use mio::Poll;
 
+use crate::config::WorkerEnv;
 use crate::stats::WorkerCounters;
+use crate::strategy::{Accepted, Intake, INTAKE_TOKEN_BASE};
 use crate::sys::epoll::{self, poll_fd, ListenerWakeup};
 use crate::sys::fds::{accept4, AcceptFailure};
-use crate::worker::{Accepted, Intake, WorkerEnv, INTAKE_TOKEN_BASE};
 
 /// The listener's token in the worker's epoll.
 pub const LISTENER: usize = INTAKE_TOKEN_BASE;

@@ -2,8 +2,9 @@
 //!
 //! A worker is one mio `Poll` (one epoll instance) over: its client
 //! connections, a signalfd for SIGTERM/SIGINT, the control channel to the
-//! master, and whatever its strategy's [`Intake`] registers to obtain new
-//! connections (a listener, or the channel the master passes descriptors on).
+//! master, and whatever its strategy's [`Intake`] (see [`crate::strategy`])
+//! registers to obtain new connections (a listener, or the channel the master
+//! passes descriptors on).
 //! Strategies differ only in their intake; everything a request costs once it
 //! has arrived is identical, so differences in the measurements come from how
 //! connections are shared, not from how they are served.
@@ -28,103 +29,28 @@
 use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 use std::io::{self, Read, Write};
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::AsRawFd;
 use std::os::unix::net::UnixStream;
 use std::sync::atomic::Ordering::Relaxed;
 use std::time::{Duration, Instant};
 
-use mio::event::Event;
 use mio::net::TcpStream;
 use mio::unix::SourceFd;
 use mio::{Events, Interest, Poll, Token};
 use slab::Slab;
 
 use crate::channel::Frame;
-use crate::conn::{Conn, Next, Timeouts};
+use crate::config::WorkerEnv;
+use crate::conn::{Conn, Next};
 use crate::signals::TermSignals;
-use crate::stats::{Shared, WorkerCounters};
+use crate::stats::WorkerCounters;
+use crate::strategy::{Accepted, Intake, INTAKE_TOKEN_BASE};
 
-/// Tokens at or above this value belong to the intake; below are connections.
-pub const INTAKE_TOKEN_BASE: usize = usize::MAX / 2;
 const SIGNAL: Token = Token(usize::MAX - 1);
 const CONTROL: Token = Token(usize::MAX - 2);
 
 /// How long a stopping worker lets requests in progress finish.
 pub const DRAIN_GRACE: Duration = Duration::from_secs(1);
-
-/// What a worker knows about itself.
-#[derive(Clone, Copy)]
-pub struct WorkerEnv {
-    /// Worker index, 0..workers.
-    pub slot: usize,
-    /// This process's pid (the `X-Worker` header).
-    pub pid: u32,
-    /// This worker's counters in shared memory.
-    pub counters: &'static WorkerCounters,
-    /// Shared memory of the whole server (for the accept mutex).
-    pub shared: Shared,
-    /// Extra CPU burnt per request, µs: a deliberate slowdown for testing and
-    /// calibrating regression checks (`--test-only-inject-cpu-us`); 0 normally.
-    pub injected_cpu_us: u64,
-    /// `--header-timeout` and `--keepalive-timeout`.
-    pub timeouts: Timeouts,
-    /// `--max-conns`: connections open at once in this worker.
-    pub max_conns: usize,
-}
-
-/// A connection handed over by the intake.
-pub struct Accepted {
-    /// The connected socket, non-blocking and close-on-exec.
-    pub fd: OwnedFd,
-    /// For master-pass: the master's sequence number.
-    pub tag: Option<u32>,
-}
-
-/// How a strategy brings new connections into a worker.
-pub trait Intake {
-    /// Registers the intake's sources in `poll` with tokens at or above
-    /// [`INTAKE_TOKEN_BASE`]. Gets the control channel; returns it unless the
-    /// intake uses it itself (master-pass).
-    fn register(&mut self, poll: &Poll, control: UnixStream) -> io::Result<Option<UnixStream>>;
-
-    /// Called before each `epoll_wait`; may cap its timeout.
-    fn before_poll(&mut self, _poll: &Poll) -> io::Result<Option<Duration>> {
-        Ok(None)
-    }
-
-    /// An event for one of the intake's tokens; new connections go to `out`.
-    fn on_event(&mut self, event: &Event, poll: &Poll, out: &mut Vec<Accepted>) -> io::Result<()>;
-
-    /// All events of one wakeup have been handled.
-    fn after_events(&mut self, _poll: &Poll) -> io::Result<()> {
-        Ok(())
-    }
-
-    /// A connection that came with `tag` was closed.
-    fn on_closed(&mut self, _tag: u32, _poll: &Poll) -> io::Result<()> {
-        Ok(())
-    }
-
-    /// The worker reached (`true`) or left (`false`) its `--max-conns` cap:
-    /// stop taking new connections until it is called with `false`. Not
-    /// called once the worker is stopping.
-    fn set_paused(&mut self, _poll: &Poll, _paused: bool) -> io::Result<()> {
-        Ok(())
-    }
-
-    /// The worker is shutting down: stop taking new connections. A
-    /// connection the intake has already taken (or must still take so as not
-    /// to lose it) goes to `out` and is served.
-    fn stop(&mut self, _poll: &Poll, _out: &mut Vec<Accepted>) -> io::Result<()> {
-        Ok(())
-    }
-
-    /// After [`Intake::stop`]: whether nothing more can arrive, so that the
-    /// worker may exit once its connections are done.
-    fn quiesced(&self) -> bool {
-        true
-    }
-}
 
 /// Runs the worker until SIGTERM/SIGINT (then drains for up to
 /// [`DRAIN_GRACE`]) or until the master's end of the control channel closes.

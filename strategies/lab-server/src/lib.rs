@@ -41,9 +41,10 @@ use std::path::PathBuf;
 use std::time::Duration;
 
 use clap::Parser;
-use lab_common::conn::Timeouts;
+use lab_common::config::Timeouts;
 use lab_common::stats::{StatsSink, MAX_WORKERS};
-use lab_common::supervisor::{serve, ServerConfig, Strategy};
+use lab_common::strategy::{ServerConfig, Strategy};
+use lab_common::supervisor::serve;
 use lab_common::sys::process::raise_nofile_limit;
 use strategy_master_pass::{MasterPass, Policy};
 use strategy_reuseport::ReusePort;

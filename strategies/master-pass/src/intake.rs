@@ -25,8 +25,8 @@ use std::os::unix::net::UnixStream;
 
 use lab_common::channel::{Frame, FrameReader, Outbox};
 use lab_common::stats::WorkerCounters;
+use lab_common::strategy::{Accepted, Intake, WorkerEnv, INTAKE_TOKEN_BASE};
 use lab_common::sys::fdpass::recv_with_fds;
-use lab_common::worker::{Accepted, Intake, WorkerEnv, INTAKE_TOKEN_BASE};
 use mio::event::Event;
 use mio::{Interest, Poll, Token};
 

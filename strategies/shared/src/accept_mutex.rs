@@ -30,9 +30,9 @@ use std::time::{Duration, Instant};
 
 use lab_common::intake::{accept_one, LISTENER, RESOURCE_BACKOFF};
 use lab_common::stats::{LockWord, WorkerCounters};
+use lab_common::strategy::{Accepted, Intake, WorkerEnv};
 use lab_common::sys::epoll::{self, poll_fd, ListenerWakeup};
 use lab_common::sys::fds::AcceptFailure;
-use lab_common::worker::{Accepted, Intake, WorkerEnv};
 use mio::event::Event;
 use mio::Poll;
 

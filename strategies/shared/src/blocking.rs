@@ -35,9 +35,9 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
+use lab_common::strategy::{Accepted, Intake, WorkerEnv, INTAKE_TOKEN_BASE};
 use lab_common::sys::fds::{accept4, AcceptFailure};
 use lab_common::sys::interrupt::{install_wake_handler, ThreadHandle};
-use lab_common::worker::{Accepted, Intake, WorkerEnv, INTAKE_TOKEN_BASE};
 use mio::event::Event;
 use mio::{Poll, Token, Waker};
 

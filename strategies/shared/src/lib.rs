@@ -36,9 +36,9 @@ use std::time::Duration;
 use lab_common::intake::ListenerIntake;
 use lab_common::listen::{listen, local_addr, ListenOptions};
 use lab_common::stats::Shared;
-use lab_common::supervisor::{ServerConfig, Strategy};
+use lab_common::strategy::{ServerConfig, Strategy, WorkerEnv};
 use lab_common::sys::epoll::ListenerWakeup;
-use lab_common::worker::{self, WorkerEnv};
+use lab_common::worker;
 
 /// Which way the workers take connections from the shared listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]

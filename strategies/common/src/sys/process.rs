@@ -1,4 +1,5 @@
-//! fork, the parent-death signal, wait4 with resource usage, `_exit`.
+//! fork (single-threaded processes only), the parent-death signal, wait4 with
+//! resource usage, `_exit`.
 
 use std::io;
 use std::mem;
@@ -16,14 +17,26 @@ pub enum Forked {
     Child,
 }
 
-/// `fork()`.
+/// `fork()`, for a single-threaded process only.
 ///
-/// # Safety
-/// The calling process must be single-threaded: after fork the child may only
-/// call async-signal-safe functions if other threads could have held locks
-/// (the allocator's, stdout's). The lab's master never starts a thread.
-pub unsafe fn fork() -> io::Result<Forked> {
-    // SAFETY: upheld by the caller (single-threaded process).
+/// After a fork the child has one thread, a copy of the one that forked; if
+/// other threads held locks (the allocator's, stdout's) at that moment, the
+/// child would find them held forever and could only call async-signal-safe
+/// functions. With one thread there is no such lock, and the child may run
+/// any code: that is what makes this function safe. So it first counts the
+/// threads of this process (`/proc/self/task`) and refuses, without forking,
+/// if there is more than one. The lab's master never starts a thread.
+pub fn fork_single_threaded() -> io::Result<Forked> {
+    let threads = std::fs::read_dir("/proc/self/task")?.count();
+    if threads != 1 {
+        return Err(io::Error::other(format!(
+            "cannot fork safely: this process has {threads} threads, and the master must have one"
+        )));
+    }
+    // SAFETY: the process has exactly one thread, counted just above: only
+    // that thread (this one) could have started another since, and it did
+    // not. So no other thread can hold a lock the child would inherit, and
+    // the child may run arbitrary code.
     match unsafe { nix::unistd::fork() }? {
         nix::unistd::ForkResult::Parent { child } => Ok(Forked::Parent(child)),
         nix::unistd::ForkResult::Child => Ok(Forked::Child),
