@@ -13,49 +13,47 @@ use std::sync::atomic::{AtomicI32, AtomicU64, Ordering::Relaxed};
 use serde::Serialize;
 
 use crate::sys::process::{Exit, Usage};
-use crate::sys::shm::{map_shared_zeroed, SharedZeroed};
+use crate::sys::shm::{map_shared_zeroed, shared_struct};
 
 /// The most workers one server may run (slots in the shared mapping).
 pub const MAX_WORKERS: usize = 1024;
 
-/// One worker's live counters. Cache-line aligned so that workers on
-/// different CPUs never write the same line.
-#[repr(C, align(64))]
-#[derive(Default)]
-pub struct WorkerCounters {
-    /// Connections this worker accepted (or, for master-pass, received).
-    pub connections: AtomicU64,
-    /// 200 responses fully written.
-    pub requests: AtomicU64,
-    /// Requests answered with an error status (400, 404) instead of served.
-    pub bad_requests: AtomicU64,
-    /// Times the listener woke this worker (readiness events for the listener).
-    pub listener_wakeups: AtomicU64,
-    /// `accept()` calls that found the queue empty (`EAGAIN`): another worker
-    /// took the connection this wakeup was for.
-    pub accept_eagain: AtomicU64,
-    /// Connections open right now.
-    pub open_connections: AtomicU64,
-    /// Messages from the master whose descriptors were cut off (`MSG_CTRUNC`).
-    pub fd_truncations: AtomicU64,
-    /// Requests timed out by `--header-timeout` (answered 408), and fresh
-    /// connections closed by it because nothing arrived.
-    pub header_timeouts: AtomicU64,
-    /// Idle keep-alive connections closed by `--keepalive-timeout`.
-    pub idle_timeouts: AtomicU64,
-    /// Times the worker reached `--max-conns` and stopped taking connections.
-    pub max_conns_pauses: AtomicU64,
+shared_struct! {
+    /// One worker's live counters. Cache-line aligned so that workers on
+    /// different CPUs never write the same line.
+    #[repr(C, align(64))]
+    #[derive(Default)]
+    pub struct WorkerCounters {
+        /// Connections this worker accepted (or, for master-pass, received).
+        pub connections: AtomicU64,
+        /// 200 responses fully written.
+        pub requests: AtomicU64,
+        /// Requests answered with an error status (400, 404) instead of served.
+        pub bad_requests: AtomicU64,
+        /// Times the listener woke this worker (readiness events for the listener).
+        pub listener_wakeups: AtomicU64,
+        /// `accept()` calls that found the queue empty (`EAGAIN`): another worker
+        /// took the connection this wakeup was for.
+        pub accept_eagain: AtomicU64,
+        /// Connections open right now.
+        pub open_connections: AtomicU64,
+        /// Messages from the master whose descriptors were cut off (`MSG_CTRUNC`).
+        pub fd_truncations: AtomicU64,
+        /// Requests timed out by `--header-timeout` (answered 408), and fresh
+        /// connections closed by it because nothing arrived.
+        pub header_timeouts: AtomicU64,
+        /// Idle keep-alive connections closed by `--keepalive-timeout`.
+        pub idle_timeouts: AtomicU64,
+        /// Times the worker reached `--max-conns` and stopped taking connections.
+        pub max_conns_pauses: AtomicU64,
+    }
 }
 
-// SAFETY: all fields are atomics, and all-zero is a valid value of each.
-unsafe impl SharedZeroed for WorkerCounters {}
-
-/// The word behind the cross-process accept mutex: the pid of the holder, or 0.
-#[repr(C, align(64))]
-pub struct LockWord(pub AtomicI32);
-
-// SAFETY: a single atomic; zero (unlocked) is valid.
-unsafe impl SharedZeroed for LockWord {}
+shared_struct! {
+    /// The word behind the cross-process accept mutex: the pid of the holder, or 0.
+    #[repr(C, align(64))]
+    pub struct LockWord(pub AtomicI32);
+}
 
 /// Everything the master shares with its workers.
 #[derive(Clone, Copy)]

@@ -7,6 +7,7 @@
 
 use std::io;
 use std::num::NonZeroUsize;
+use std::sync::atomic::{AtomicI32, AtomicU64};
 
 use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 
@@ -17,6 +18,64 @@ use nix::sys::mman::{mmap_anonymous, MapFlags, ProtFlags};
 /// must be safe to change from several processes at once (atomics only), since
 /// other processes write it without Rust's knowledge.
 pub unsafe trait SharedZeroed: Sync {}
+
+// SAFETY: all-zero is the value 0, and an atomic is made to be changed from
+// several threads (processes, through the shared mapping) at once.
+unsafe impl SharedZeroed for AtomicU64 {}
+
+// SAFETY: as for `AtomicU64`.
+unsafe impl SharedZeroed for AtomicI32 {}
+
+/// Declares a struct that may live in the shared mapping, and implements
+/// [`SharedZeroed`] for it: every field's type must be [`SharedZeroed`]
+/// itself (an atomic above, or another struct declared this way), which the
+/// compiler checks. A struct with named fields or a one-field tuple struct:
+///
+/// ```ignore
+/// shared_struct! {
+///     /// One counter per worker.
+///     #[repr(C, align(64))]
+///     pub struct Counters {
+///         /// Requests served.
+///         pub requests: AtomicU64,
+///     }
+/// }
+/// ```
+macro_rules! shared_struct {
+    (
+        $(#[$attr:meta])*
+        $vis:vis struct $name:ident {
+            $( $(#[$fattr:meta])* $fvis:vis $field:ident : $fty:ty ),* $(,)?
+        }
+    ) => {
+        $(#[$attr])*
+        $vis struct $name {
+            $( $(#[$fattr])* $fvis $field : $fty ),*
+        }
+        $crate::sys::shm::shared_struct!(@impl $name; $($fty),*);
+    };
+    (
+        $(#[$attr:meta])*
+        $vis:vis struct $name:ident ( $(#[$fattr:meta])* $fvis:vis $fty:ty ) ;
+    ) => {
+        $(#[$attr])*
+        $vis struct $name ( $(#[$fattr])* $fvis $fty );
+        $crate::sys::shm::shared_struct!(@impl $name; $fty);
+    };
+    (@impl $name:ident; $($fty:ty),*) => {
+        // SAFETY: a struct is valid at all-zero bytes when each of its fields
+        // is (padding bytes may hold anything), and it is safe to change from
+        // several processes at once when each field is: both hold because
+        // every field's type is `SharedZeroed`, which the `where` clause
+        // checks (a field of any other type does not compile).
+        unsafe impl $crate::sys::shm::SharedZeroed for $name
+        where
+            $($fty: $crate::sys::shm::SharedZeroed,)*
+        {
+        }
+    };
+}
+pub(crate) use shared_struct;
 
 /// Maps `count` zeroed `T`s shared with every child forked afterwards.
 ///
