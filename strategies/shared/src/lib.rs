@@ -1,18 +1,26 @@
 //! Shared listener, inherited accept: the master creates and listens on one
 //! socket before it forks, every worker inherits it, and all workers accept
-//! from the same kernel accept queue. Variants ([`Variant`]):
-//! - `shared:blocking`: each worker blocks in `accept()` (classic pre-fork).
-//!   The kernel queues blocked acceptors as exclusive waiters and wakes them
-//!   in FIFO order, which yields round-robin.
-//! - `shared:epoll`: each worker's own epoll, listener level-triggered, no
-//!   exclusivity (Node's `SCHED_NONE`, libuv): every idle worker wakes for
-//!   every connection (thundering herd); the losers' `accept` returns `EAGAIN`.
-//! - `shared:epoll-exclusive`: the same with `EPOLLEXCLUSIVE` (Linux 4.5,
-//!   nginx's default since 1.11.3): one waiter wakes, and the kernel favours
-//!   the most recent one, so at low load one worker takes nearly everything.
-//! - `shared:accept-mutex`: nginx's `accept_mutex on`: only the worker holding
-//!   a cross-process lock has the listener in its epoll; the others retry
-//!   after `accept_mutex_delay`.
+//! from the same kernel accept queue. One file per mechanism ([`Variant`]):
+//! - [`blocking`], `shared:blocking`: each worker blocks in `accept()`
+//!   (classic pre-fork). The kernel queues blocked acceptors as exclusive
+//!   waiters and wakes them in FIFO order, which yields round-robin.
+//! - [`epoll`], `shared:epoll`: each worker's own epoll, listener
+//!   level-triggered, no exclusivity (Node's `SCHED_NONE`, libuv): every idle
+//!   worker wakes for every connection (thundering herd); the losers'
+//!   `accept` returns `EAGAIN`.
+//! - [`epoll_exclusive`], `shared:epoll-exclusive`: the same with
+//!   `EPOLLEXCLUSIVE` (Linux 4.5, nginx's default since 1.11.3): one waiter
+//!   wakes, and the kernel favours the most recent one, so at low load one
+//!   worker takes nearly everything.
+//! - [`accept_mutex`], `shared:accept-mutex`: nginx's `accept_mutex on`: only
+//!   the worker holding a cross-process lock has the listener in its epoll;
+//!   the others retry after `accept_mutex_delay`.
+//!
+//! The two epoll mechanisms are the same code but for one flag, lab-common's
+//! listener intake (`lab_common::intake`), which reuseport uses too; their
+//! files say what is particular to each. This file is the master's side,
+//! the same for all four: create the listener before fork, and hand it to
+//! the worker's intake.
 //!
 //! When a worker stops (the server stops, or a rolling restart retires it),
 //! it stops taking connections without losing any: the epoll variants and
@@ -26,6 +34,8 @@
 
 pub mod accept_mutex;
 pub mod blocking;
+pub mod epoll;
+pub mod epoll_exclusive;
 
 use std::io;
 use std::net::SocketAddr;
@@ -33,11 +43,9 @@ use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
-use lab_common::intake::ListenerIntake;
 use lab_common::listen::{listen, local_addr, ListenOptions};
 use lab_common::stats::Shared;
 use lab_common::strategy::{ServerConfig, Strategy, WorkerEnv};
-use lab_common::sys::epoll::ListenerWakeup;
 use lab_common::worker;
 
 /// Which way the workers take connections from the shared listener.
@@ -105,16 +113,10 @@ impl Strategy for SharedListener {
             Variant::Blocking => {
                 worker::run(env, blocking::BlockingIntake::new(listener, env), control)
             }
-            Variant::Epoll => worker::run(
-                env,
-                ListenerIntake::new(listener, ListenerWakeup::LevelAll, env, false),
-                control,
-            ),
-            Variant::EpollExclusive => worker::run(
-                env,
-                ListenerIntake::new(listener, ListenerWakeup::LevelExclusive, env, false),
-                control,
-            ),
+            Variant::Epoll => worker::run(env, epoll::intake(listener, env), control),
+            Variant::EpollExclusive => {
+                worker::run(env, epoll_exclusive::intake(listener, env), control)
+            }
             Variant::AcceptMutex { delay } => worker::run(
                 env,
                 accept_mutex::AcceptMutexIntake::new(listener, env, delay),
