@@ -50,45 +50,76 @@ use strategy_master_pass::{MasterPass, Policy};
 use strategy_reuseport::ReusePort;
 use strategy_shared::{SharedListener, Variant};
 
-/// Every strategy, by the name `--strategy` takes, with one line on what it is.
-pub const STRATEGIES: &[(&str, &str)] = &[
-    (
-        "master-pass",
-        "master accepts, passes fds with SCM_RIGHTS, Node cluster round-robin with acks",
-    ),
-    (
-        "master-pass:rotate",
-        "master accepts, passes fds in blind rotation, no acks",
-    ),
-    (
-        "master-pass:least-conn",
-        "master accepts, passes fds to the worker with the fewest open connections",
-    ),
-    (
-        "shared:blocking",
-        "inherited listener, every worker blocks in accept()",
-    ),
-    (
-        "shared:epoll",
-        "inherited listener, level-triggered epoll in every worker (Node SCHED_NONE)",
-    ),
-    (
-        "shared:epoll-exclusive",
-        "inherited listener, epoll with EPOLLEXCLUSIVE (nginx default)",
-    ),
-    (
-        "shared:accept-mutex",
-        "inherited listener, nginx accept_mutex: only the lock holder polls it",
-    ),
-    (
-        "reuseport",
-        "one SO_REUSEPORT listener per worker, the kernel hashes connections",
-    ),
-    (
-        "reuseport:cbpf-cpu",
-        "SO_REUSEPORT steered by a cBPF program by receiving CPU, workers pinned",
-    ),
+/// One strategy `--strategy` can name.
+pub struct StrategyEntry {
+    /// The name `--strategy` takes.
+    pub name: &'static str,
+    /// One line on what it is.
+    pub about: &'static str,
+    /// Builds it (only `shared:accept-mutex` reads an option).
+    pub build: fn(&Opts) -> Box<dyn Strategy>,
+}
+
+/// Every strategy, by the name `--strategy` takes, in the order `--help`
+/// lists them: the one catalogue. `--strategy` is looked up here, and its
+/// `--help` line and the unknown-name error list these names.
+pub const STRATEGIES: &[StrategyEntry] = &[
+    StrategyEntry {
+        name: "master-pass",
+        about: "master accepts, passes fds with SCM_RIGHTS, Node cluster round-robin with acks",
+        build: |_| Box::new(MasterPass::new(Policy::NodeRr)),
+    },
+    StrategyEntry {
+        name: "master-pass:rotate",
+        about: "master accepts, passes fds in blind rotation, no acks",
+        build: |_| Box::new(MasterPass::new(Policy::Rotate)),
+    },
+    StrategyEntry {
+        name: "master-pass:least-conn",
+        about: "master accepts, passes fds to the worker with the fewest open connections",
+        build: |_| Box::new(MasterPass::new(Policy::LeastConn)),
+    },
+    StrategyEntry {
+        name: "shared:blocking",
+        about: "inherited listener, every worker blocks in accept()",
+        build: |_| Box::new(SharedListener::new(Variant::Blocking)),
+    },
+    StrategyEntry {
+        name: "shared:epoll",
+        about: "inherited listener, level-triggered epoll in every worker (Node SCHED_NONE)",
+        build: |_| Box::new(SharedListener::new(Variant::Epoll)),
+    },
+    StrategyEntry {
+        name: "shared:epoll-exclusive",
+        about: "inherited listener, epoll with EPOLLEXCLUSIVE (nginx default)",
+        build: |_| Box::new(SharedListener::new(Variant::EpollExclusive)),
+    },
+    StrategyEntry {
+        name: "shared:accept-mutex",
+        about: "inherited listener, nginx accept_mutex: only the lock holder polls it",
+        build: |opts| {
+            Box::new(SharedListener::new(Variant::AcceptMutex {
+                delay: Duration::from_millis(opts.accept_mutex_delay_ms),
+            }))
+        },
+    },
+    StrategyEntry {
+        name: "reuseport",
+        about: "one SO_REUSEPORT listener per worker, the kernel hashes connections",
+        build: |_| Box::new(ReusePort::new(false)),
+    },
+    StrategyEntry {
+        name: "reuseport:cbpf-cpu",
+        about: "SO_REUSEPORT steered by a cBPF program by receiving CPU, workers pinned",
+        build: |_| Box::new(ReusePort::new(true)),
+    },
 ];
+
+/// The names in [`STRATEGIES`], in order, joined with `", "`.
+pub fn strategy_names() -> String {
+    let names: Vec<&str> = STRATEGIES.iter().map(|s| s.name).collect();
+    names.join(", ")
+}
 
 /// Command-line options.
 #[derive(Parser, Debug)]
@@ -98,10 +129,8 @@ pub const STRATEGIES: &[(&str, &str)] = &[
     about = "A pre-forked HTTP/1.1 server with the lab's connection-sharing strategies"
 )]
 pub struct Opts {
-    /// Strategy: master-pass, master-pass:rotate, master-pass:least-conn,
-    /// shared:blocking, shared:epoll, shared:epoll-exclusive,
-    /// shared:accept-mutex, reuseport, reuseport:cbpf-cpu.
-    #[arg(long, value_name = "NAME")]
+    /// Strategy: one of the names in [`STRATEGIES`].
+    #[arg(long, value_name = "NAME", help = format!("Strategy: {}", strategy_names()))]
     pub strategy: String,
     /// Number of worker processes [default: CPUs this process may use].
     #[arg(long, value_name = "N")]
@@ -141,26 +170,13 @@ pub struct Opts {
 
 /// Builds the strategy named `name`, or says which names exist.
 pub fn strategy_by_name(name: &str, opts: &Opts) -> Result<Box<dyn Strategy>, String> {
-    Ok(match name {
-        "master-pass" => Box::new(MasterPass::new(Policy::NodeRr)),
-        "master-pass:rotate" => Box::new(MasterPass::new(Policy::Rotate)),
-        "master-pass:least-conn" => Box::new(MasterPass::new(Policy::LeastConn)),
-        "shared:blocking" => Box::new(SharedListener::new(Variant::Blocking)),
-        "shared:epoll" => Box::new(SharedListener::new(Variant::Epoll)),
-        "shared:epoll-exclusive" => Box::new(SharedListener::new(Variant::EpollExclusive)),
-        "shared:accept-mutex" => Box::new(SharedListener::new(Variant::AcceptMutex {
-            delay: Duration::from_millis(opts.accept_mutex_delay_ms),
-        })),
-        "reuseport" => Box::new(ReusePort::new(false)),
-        "reuseport:cbpf-cpu" => Box::new(ReusePort::new(true)),
-        other => {
-            let names: Vec<&str> = STRATEGIES.iter().map(|(n, _)| *n).collect();
-            return Err(format!(
-                "unknown strategy {other:?}: choose one of {}",
-                names.join(", ")
-            ));
-        }
-    })
+    match STRATEGIES.iter().find(|s| s.name == name) {
+        Some(entry) => Ok((entry.build)(opts)),
+        None => Err(format!(
+            "unknown strategy {name:?}: choose one of {}",
+            strategy_names()
+        )),
+    }
 }
 
 /// Checks the options and turns them into the server's configuration.

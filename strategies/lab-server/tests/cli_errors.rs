@@ -185,3 +185,23 @@ fn help_describes_the_limits_and_their_defaults() {
         );
     }
 }
+
+#[test]
+fn help_and_the_unknown_name_error_list_the_catalogue_which_the_tests_cover() {
+    let names: Vec<&str> = lab_server::STRATEGIES.iter().map(|s| s.name).collect();
+    assert_eq!(
+        names, ALL_STRATEGIES,
+        "tests/util's ALL_STRATEGIES must name every strategy in lab_server::STRATEGIES, in order"
+    );
+    let listed = names.join(", ");
+    let line = assert_refused(&["--strategy", "nope", "--workers", "1"]);
+    assert!(line.ends_with(&format!("choose one of {listed}")), "{line}");
+    let _guard = ONE_AT_A_TIME.lock().unwrap_or_else(|e| e.into_inner());
+    let done = run_to_exit(&["--help"]);
+    assert_eq!(done.status.code(), Some(0), "{}", done.stderr);
+    assert!(
+        done.stdout.contains(&format!("Strategy: {listed}\n")),
+        "--help should list {listed}:\n{}",
+        done.stdout
+    );
+}
