@@ -1,5 +1,6 @@
 //! Every libc call the tests make, fenced off here so the rest of the test code
-//! has no `unsafe` (the mio habit from STYLE.md).
+//! has no `unsafe`: as mio does, one module holds the system calls, each
+//! `unsafe` block with its reason, and the rest calls its safe functions.
 
 use std::io;
 
