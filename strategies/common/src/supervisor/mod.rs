@@ -4,9 +4,10 @@
 //! one mio loop over a signalfd (SIGCHLD, SIGTERM, SIGINT), the control
 //! channel of every worker and whatever its strategy registers (the listener,
 //! for master-pass). It
-//! - forks each worker with a fresh control channel ([`spawn`]); the child asks for
-//!   `SIGKILL` when the master dies, sweeps every inherited descriptor its
-//!   strategy does not give it, and runs the strategy's worker;
+//! - forks each worker with a fresh control channel ([`spawn`]); the child
+//!   asks for `SIGKILL` when the master dies, sweeps every inherited
+//!   descriptor its strategy does not give it, and runs the strategy's
+//!   worker;
 //! - prints the ready line once every worker has said it is ready;
 //! - reaps workers with `wait4` (exit status, CPU time, context switches) and
 //!   re-forks one that died while the server runs, saying so on stderr;
@@ -14,8 +15,8 @@
 //!   still there after [`KILL_AFTER`], and exits once all are reaped;
 //! - on SIGHUP runs a rolling restart ([`rolling`]).
 
-mod rolling;
-mod spawn;
+pub mod rolling;
+pub mod spawn;
 
 use std::collections::VecDeque;
 use std::io::{self, Read, Write};
