@@ -31,7 +31,7 @@ unsafe impl SharedZeroed for AtomicI32 {}
 /// itself (an atomic above, or another struct declared this way), which the
 /// compiler checks. A struct with named fields or a one-field tuple struct:
 ///
-/// ```ignore
+/// ```text
 /// shared_struct! {
 ///     /// One counter per worker.
 ///     #[repr(C, align(64))]
