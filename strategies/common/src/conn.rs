@@ -4,8 +4,19 @@
 //! The state machine does no polling of its own: the event loop calls
 //! [`Conn::drive`] when the socket is ready, and [`Conn::on_deadline`] when
 //! the connection's [`Conn::deadline`] has passed; `drive` reads and writes
-//! until the socket would block (the registration is edge-triggered, so every
-//! call runs to `WouldBlock` or to a decision).
+//! until the socket would block or to a decision (the registration is
+//! edge-triggered).
+//!
+//! # Two system calls per keep-alive request
+//!
+//! A read that returns less than the buffer it was given has emptied the
+//! socket's receive queue, as nginx assumes: the connection is then
+//! *drained* and is not read again (a read that would only return `EAGAIN`)
+//! until the event loop reports it readable ([`Conn::on_readable`]): bytes
+//! that arrive after the read raise a new edge. So a keep-alive request
+//! costs one `recvfrom` and one `sendto`. A peer's FIN that the same event
+//! reported (`EPOLLRDHUP`) keeps the connection undrained, so its end of
+//! stream is read at once and not left to the keep-alive timeout.
 //!
 //! # Limits a slow or idle client runs into
 //!
@@ -121,6 +132,12 @@ pub struct Conn {
     linger_expired: bool,
     /// The worker is stopping.
     closing: bool,
+    /// The last read came back short and no readiness event has come since:
+    /// reading now would only return `EAGAIN` (see the module doc).
+    drained: bool,
+    /// The event loop reported the peer's FIN (`EPOLLRDHUP`): read to the
+    /// end of stream, never assume drained.
+    peer_closed: bool,
 }
 
 impl Conn {
@@ -145,7 +162,16 @@ impl Conn {
             wake_at: None,
             linger_expired: false,
             closing: false,
+            drained: false,
+            peer_closed: false,
         }
+    }
+
+    /// The event loop saw the socket readable (`read_closed`: with the
+    /// peer's FIN): there may be bytes to read again.
+    pub fn on_readable(&mut self, read_closed: bool) {
+        self.drained = false;
+        self.peer_closed |= read_closed;
     }
 
     /// The current state.
@@ -388,9 +414,13 @@ impl Conn {
         }
     }
 
-    /// Reads until the socket would block or the head limit is passed.
-    /// `Some(0)` is end of stream, `Some(n)` bytes read, `None` would block.
+    /// Reads until the socket is drained (a short read, or `WouldBlock`) or
+    /// the head limit is passed. `Some(0)` is end of stream, `Some(n)` bytes
+    /// read, `None` would block (or is known to: drained).
     fn read_more(&mut self) -> io::Result<Option<usize>> {
+        if self.drained {
+            return Ok(None);
+        }
         let mut total = 0;
         let mut chunk = [0u8; 16 * 1024];
         loop {
@@ -399,12 +429,19 @@ impl Conn {
                 Ok(n) => {
                     self.rbuf.extend_from_slice(&chunk[..n]);
                     total += n;
+                    // A short read emptied the receive queue (unless a FIN
+                    // waits behind the bytes: then read on to it).
+                    if n < chunk.len() && !self.peer_closed {
+                        self.drained = true;
+                        return Ok(Some(total));
+                    }
                     // Enough to decide: parse before reading (and buffering) more.
                     if self.rbuf.len() > MAX_HEAD_BYTES {
                         return Ok(Some(total));
                     }
                 }
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
+                    self.drained = true;
                     return Ok(if total > 0 { Some(total) } else { None });
                 }
                 Err(e) if e.kind() == io::ErrorKind::Interrupted => {}

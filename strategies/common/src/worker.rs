@@ -172,8 +172,14 @@ pub fn run<I: Intake>(env: WorkerEnv, mut intake: I, control: UnixStream) -> io:
         // releases the accept mutex before it processes the other events.
         intake.after_events(&poll)?;
         for event in events.iter() {
-            if event.token().0 < INTAKE_TOKEN_BASE {
-                lp.drive(event.token().0, &poll, &mut intake)?;
+            let key = event.token().0;
+            if key < INTAKE_TOKEN_BASE {
+                if event.is_readable() || event.is_read_closed() || event.is_error() {
+                    if let Some(conn) = lp.conns.get_mut(key) {
+                        conn.on_readable(event.is_read_closed());
+                    }
+                }
+                lp.drive(key, &poll, &mut intake)?;
             }
         }
         // Connections that arrive while stopping are served like the rest
