@@ -96,7 +96,7 @@ fn a_short_bench_over_every_strategy_writes_runs_a_valid_summary_and_a_report_na
     let dir =
         std::fs::canonicalize(root.join("latest")).expect("results/latest points at the session");
     let summary = read_json(&dir.join("summary.json"));
-    if let Err(errors) = harness::schema::validate_summary(&summary) {
+    if let Err(errors) = harness::store::schema::validate_summary(&summary) {
         panic!("summary.json does not validate against summary.schema.json: {errors:?}");
     }
     let runs: Vec<_> = std::fs::read_dir(dir.join("runs"))
@@ -231,7 +231,7 @@ fn ctrl_c_leaves_a_partial_result_and_no_process_behind() {
         std::fs::canonicalize(root.join("latest")).expect("latest points at the partial session");
     let summary = read_json(&dir.join("summary.json"));
     assert!(
-        harness::schema::validate_summary(&summary).is_ok(),
+        harness::store::schema::validate_summary(&summary).is_ok(),
         "the partial summary is valid"
     );
     assert!(!summary["cells"].as_array().unwrap().is_empty());

@@ -21,9 +21,10 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-use harness::procs::Binaries;
-use harness::targets::nginx::{self, Mode};
-use harness::targets::{node, Running, StartCtx, TargetSpec, REFERENCES};
+use harness::measure::procs::Binaries;
+use harness::measure::targets::nginx::{self, Mode};
+use harness::measure::targets::{node, Running, StartCtx, TargetSpec};
+use harness::model::names::REFERENCES;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);

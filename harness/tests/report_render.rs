@@ -10,12 +10,12 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use harness::environment::Environment;
-use harness::fault_analysis::{FaultCell, FaultRun, SliceJson, WindowJson};
+use harness::model::environment::Environment;
+use harness::model::faults::{FaultCell, FaultRun, SliceJson, WindowJson};
+use harness::model::summary::*;
+use harness::model::warnings::Warning;
 use harness::report::render;
-use harness::schema::validate_summary;
-use harness::summary::*;
-use harness::warnings::Warning;
+use harness::store::schema::validate_summary;
 use serde_json::Value;
 
 const TARGETS: [&str; 9] = [
@@ -353,24 +353,24 @@ fn fault_cell(target: &str, scenario: &str, errors: u64, migrate: Option<u64>) -
         workers: 4,
         reference: false,
         tcp_migrate_req: migrate,
-        errors_per_10k: harness::analysis::spread(&[errors as f64 * 10.0; 3]),
+        errors_per_10k: harness::analyse::steady::spread(&[errors as f64 * 10.0; 3]),
         errors: runs[0]
             .errors
             .iter()
             .map(|(k, v)| (k.clone(), v * 3))
             .collect(),
-        affected_p99_us: harness::analysis::spread(&[40_000.0; 3]),
-        rest_p99_us: harness::analysis::spread(&[1_600.0; 3]),
-        recover_ms: harness::analysis::spread(&[120.0, 120.0]),
+        affected_p99_us: harness::analyse::steady::spread(&[40_000.0; 3]),
+        rest_p99_us: harness::analyse::steady::spread(&[1_600.0; 3]),
+        recover_ms: harness::analyse::steady::spread(&[120.0, 120.0]),
         not_recovered: 1,
         victim_p99_us: None,
         others_p99_us: None,
         counters: BTreeMap::from([(
             "OutRsts".to_string(),
-            harness::analysis::spread(&[errors as f64; 3]),
+            harness::analyse::steady::spread(&[errors as f64; 3]),
         )]),
-        replacements: Some(harness::analysis::spread(&[1.0; 3])),
-        rerouted: Some(harness::analysis::spread(&[0.0; 3])),
+        replacements: Some(harness::analyse::steady::spread(&[1.0; 3])),
+        rerouted: Some(harness::analyse::steady::spread(&[0.0; 3])),
         runs,
     }
 }

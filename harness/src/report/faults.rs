@@ -3,8 +3,8 @@
 //! explain it.
 
 use super::{fmt_num, fmt_us, heading, text, Block, Inline};
-use crate::fault_analysis::FaultCell;
-use crate::summary::{Spread, Summary};
+use crate::model::faults::FaultCell;
+use crate::model::summary::{Spread, Summary};
 
 /// The section's heading (and anchor).
 pub(crate) const HEADING: &str = "Under faults";

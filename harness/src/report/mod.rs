@@ -21,7 +21,7 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::{Path, PathBuf};
 
-use crate::summary::{Cell, KernelJson, Summary, WorkloadJson};
+use crate::model::summary::{Cell, KernelJson, Summary, WorkloadJson};
 
 pub use plots::{Plot, PlotKind};
 
@@ -48,12 +48,12 @@ pub fn render(summary: &Summary, dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut written = Vec::with_capacity(plots.len() + 2);
     for (name, text) in [("report.md", &md), ("report.html", &html)] {
         let path = dir.join(name);
-        crate::results::write_atomic(&path, text.as_bytes())?;
+        crate::store::results::write_atomic(&path, text.as_bytes())?;
         written.push(path);
     }
     for plot in &plots {
         let path = plot_dir.join(&plot.file);
-        crate::results::write_atomic(&path, plot.svg.as_bytes())?;
+        crate::store::results::write_atomic(&path, plot.svg.as_bytes())?;
         written.push(path);
     }
     Ok(written)
@@ -162,7 +162,7 @@ impl<'a> Matrix<'a> {
             .config
             .targets
             .iter()
-            .filter(|t| !crate::targets::migrate_req(t))
+            .filter(|t| !crate::model::names::migrate_req(t))
             .for_each(|t| push(&mut targets, t));
         summary
             .config
@@ -906,7 +906,7 @@ fn workload_section(doc: &mut Vec<Block>, m: &Matrix, workload: &str, plots: &[P
     }
 }
 
-fn fairness(f: &crate::summary::FairnessJson) -> String {
+fn fairness(f: &crate::model::summary::FairnessJson) -> String {
     if f.shares.is_empty() && f.jain_per_round.is_empty() {
         return "–".into();
     }
