@@ -17,7 +17,8 @@ use plotters::coord::Shift;
 use plotters::prelude::*;
 use plotters::style::text_anchor::{HPos, Pos, VPos};
 
-use super::{fmt_rate, fmt_share, Matrix};
+use super::fmt::{fmt_rate, fmt_share};
+use super::index::Index;
 use crate::model::summary::{Cell, FairnessJson, Summary};
 
 /// What a plot shows.
@@ -87,7 +88,7 @@ const WORKER_PALETTE: [RGBColor; 4] = [
     RGBColor(225, 87, 89),
 ];
 
-fn target_color(m: &Matrix, target: &str) -> RGBColor {
+fn target_color(m: &Index, target: &str) -> RGBColor {
     PALETTE[m.target_index(target) % PALETTE.len()]
 }
 
@@ -363,7 +364,7 @@ fn file_part(s: &str) -> String {
 
 /// Every plot the summary supports, in report order.
 pub(crate) fn render_all(summary: &Summary) -> Result<Vec<Plot>, String> {
-    let m = Matrix::new(summary);
+    let m = Index::new(summary);
     let mut plots = Vec::new();
     for &w in &m.workloads {
         plots.extend(throughput(&m, w)?);
@@ -383,7 +384,7 @@ pub(crate) fn render_all(summary: &Summary) -> Result<Vec<Plot>, String> {
 // ---------------------------------------------------------------------------
 // Throughput per target, one plot per workload.
 
-fn throughput(m: &Matrix, workload: &str) -> Result<Option<Plot>, String> {
+fn throughput(m: &Index, workload: &str) -> Result<Option<Plot>, String> {
     let workers = m.workers_of(workload);
     let targets: Vec<&str> = m
         .targets
@@ -568,7 +569,7 @@ fn percentile_label(x: f64) -> String {
     format!("{p:.decimals$}%")
 }
 
-fn spectrum(m: &Matrix, workload: &str, workers: usize) -> Result<Option<Plot>, String> {
+fn spectrum(m: &Index, workload: &str, workers: usize) -> Result<Option<Plot>, String> {
     struct Series<'a> {
         cell: &'a Cell,
         points: Vec<(f64, f64)>,
@@ -743,7 +744,7 @@ fn rank_color(rank: usize, n: usize) -> RGBColor {
     )
 }
 
-fn shares(m: &Matrix, workload: &str, workers: usize) -> Result<Option<Plot>, String> {
+fn shares(m: &Index, workload: &str, workers: usize) -> Result<Option<Plot>, String> {
     let cells = m.cells_of(workload, workers);
     if cells.is_empty()
         || cells
@@ -921,7 +922,7 @@ fn shares(m: &Matrix, workload: &str, workers: usize) -> Result<Option<Plot>, St
 // and worker count.
 
 fn latency_vs_load(
-    m: &Matrix,
+    m: &Index,
     group: &[&str],
     index: usize,
     workers: usize,

@@ -2,12 +2,13 @@
 //! clients saw, how long it took to recover, and the kernel counters that
 //! explain it.
 
-use super::{fmt_num, fmt_us, heading, text, Block, Inline};
 use crate::model::faults::FaultCell;
 use crate::model::summary::{Spread, Summary};
+use crate::report::doc::{heading, text, Block, Inline};
+use crate::report::fmt::{fmt_num, fmt_us};
 
 /// The section's heading (and anchor).
-pub(crate) const HEADING: &str = "Under faults";
+pub(super) const HEADING: &str = "Under faults";
 
 /// What each scenario does, and what to look for.
 fn about(scenario: &str) -> &'static str {
@@ -107,7 +108,7 @@ fn target_name(c: &FaultCell) -> String {
 }
 
 /// Appends the section (nothing when the session ran no fault scenario).
-pub(crate) fn section(doc: &mut Vec<Block>, summary: &Summary) {
+pub(super) fn section(doc: &mut Vec<Block>, summary: &Summary) {
     if summary.faults.is_empty() {
         return;
     }
