@@ -353,24 +353,24 @@ fn fault_cell(target: &str, scenario: &str, errors: u64, migrate: Option<u64>) -
         workers: 4,
         reference: false,
         tcp_migrate_req: migrate,
-        errors_per_10k: harness::analyse::steady::spread(&[errors as f64 * 10.0; 3]),
+        errors_per_10k: harness::analyse::stats::spread(&[errors as f64 * 10.0; 3]),
         errors: runs[0]
             .errors
             .iter()
             .map(|(k, v)| (k.clone(), v * 3))
             .collect(),
-        affected_p99_us: harness::analyse::steady::spread(&[40_000.0; 3]),
-        rest_p99_us: harness::analyse::steady::spread(&[1_600.0; 3]),
-        recover_ms: harness::analyse::steady::spread(&[120.0, 120.0]),
+        affected_p99_us: harness::analyse::stats::spread(&[40_000.0; 3]),
+        rest_p99_us: harness::analyse::stats::spread(&[1_600.0; 3]),
+        recover_ms: harness::analyse::stats::spread(&[120.0, 120.0]),
         not_recovered: 1,
         victim_p99_us: None,
         others_p99_us: None,
         counters: BTreeMap::from([(
             "OutRsts".to_string(),
-            harness::analyse::steady::spread(&[errors as f64; 3]),
+            harness::analyse::stats::spread(&[errors as f64; 3]),
         )]),
-        replacements: Some(harness::analyse::steady::spread(&[1.0; 3])),
-        rerouted: Some(harness::analyse::steady::spread(&[0.0; 3])),
+        replacements: Some(harness::analyse::stats::spread(&[1.0; 3])),
+        rerouted: Some(harness::analyse::stats::spread(&[0.0; 3])),
         runs,
     }
 }

@@ -23,7 +23,7 @@ use hdrhistogram::Histogram;
 
 use loadgen::result::SliceJson as TimelineSlice;
 
-use crate::analyse::steady::spread;
+use crate::analyse::stats::spread;
 use crate::model::faults::{FaultCell, FaultRun, SliceJson, WindowJson};
 use crate::model::record::RunRecord;
 use crate::model::summary::Spread;

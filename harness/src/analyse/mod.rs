@@ -2,6 +2,8 @@
 //! runs a process, reads a file or the clock.
 
 pub mod faults;
+pub mod findings;
+pub mod stats;
 pub mod steady;
 
 use crate::model::record::RunRecord;
@@ -55,8 +57,8 @@ pub fn summarize(
         config: session.config.clone(),
         calibration: session.calibration.clone(),
         winners: steady::winners(&cells),
-        findings: steady::findings(&cells),
-        comparisons: steady::comparisons(&cells),
+        findings: findings::findings(&cells),
+        comparisons: findings::comparisons(&cells),
         skipped: session.skipped.clone(),
         fault_findings: faults::fault_findings(&faults),
         faults,
