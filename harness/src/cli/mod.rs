@@ -1,7 +1,10 @@
-//! The command line: parses it ([`opts`]) and runs the command, choosing
-//! each error's exit code.
+//! The command line: parses it ([`opts`]) and runs the command; each
+//! failure is an [`Error`] whose kind sets the exit code.
 
+mod error;
 pub mod opts;
+
+pub use error::{Error, EXIT_INTERRUPTED};
 
 use std::sync::atomic::AtomicBool;
 use std::sync::Arc;
@@ -9,13 +12,11 @@ use std::sync::Arc;
 use crate::measure::guard;
 use crate::regress;
 use crate::run as runner;
+use crate::run::EndedEarly;
 use opts::{Cli, Command};
 
-/// Exit code of an interrupted session (128 + SIGINT), as shells use.
-pub const EXIT_INTERRUPTED: i32 = 130;
-
-/// Runs the command; `Err((code, message))` for a one-line error.
-pub fn run(cli: Cli) -> Result<(), (i32, String)> {
+/// Runs the command.
+pub fn run(cli: Cli) -> Result<(), Error> {
     if let Command::Guard(g) = &cli.command {
         // Before the harness's own signal handling: the guard handles its
         // signals itself, and exits with its program's status.
@@ -24,64 +25,61 @@ pub fn run(cli: Cli) -> Result<(), (i32, String)> {
     let stop = Arc::new(AtomicBool::new(false));
     for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
         signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| (1, format!("cannot handle signals: {e}")))?;
+            .map_err(|e| Error::Failed(format!("cannot handle signals: {e}")))?;
     }
     if let Command::Regress(o) = &cli.command {
         return regress_command(o, &stop);
     }
     let cfg = match &cli.command {
-        Command::Bench(o) => o.config().map_err(|e| (2, e))?,
-        Command::Run(o) => o.config().map_err(|e| (2, e))?,
+        Command::Bench(o) => o.config().map_err(Error::Usage)?,
+        Command::Run(o) => o.config().map_err(Error::Usage)?,
         Command::Regress(_) | Command::Guard(_) => unreachable!("handled above"),
         Command::Report { dir } => {
-            let session = crate::store::session::read_session(dir).map_err(|e| (1, e))?;
-            let runs = crate::store::session::read_runs(dir).map_err(|e| (1, e))?;
+            let session = crate::store::session::read_session(dir).map_err(Error::Failed)?;
+            let runs = crate::store::session::read_runs(dir).map_err(Error::Failed)?;
             if runs.is_empty() {
-                return Err((
-                    1,
-                    format!("{} holds no run files: nothing to report", dir.display()),
-                ));
+                return Err(Error::Failed(format!(
+                    "{} holds no run files: nothing to report",
+                    dir.display()
+                )));
             }
-            runner::finish(dir, &session, &runs).map_err(|e| (1, e))?;
+            runner::finish(dir, &session, &runs).map_err(Error::Failed)?;
             println!("report: {}", dir.join("report.md").display());
             return Ok(());
         }
     };
-    let outcome = runner::bench(&cfg, &stop).map_err(|e| (1, e))?;
+    let outcome = runner::bench(&cfg, &stop).map_err(Error::Failed)?;
     for w in &outcome.summary.warnings {
         eprintln!("warning: {}", w.message());
     }
     println!("report: {}", outcome.dir.join("report.md").display());
     match outcome.ended_early {
-        Some(why) if stop.load(std::sync::atomic::Ordering::Relaxed) => Err((
-            EXIT_INTERRUPTED,
-            format!(
-                "{why}; the partial results and report are in {}",
-                outcome.dir.display()
-            ),
-        )),
-        Some(why) => Err((
-            1,
-            format!("{why}; the results so far are in {}", outcome.dir.display()),
-        )),
+        Some(EndedEarly::Interrupted(why)) => Err(Error::Interrupted(format!(
+            "{why}; the partial results and report are in {}",
+            outcome.dir.display()
+        ))),
+        Some(EndedEarly::Failed(why)) => Err(Error::Failed(format!(
+            "{why}; the results so far are in {}",
+            outcome.dir.display()
+        ))),
         None => Ok(()),
     }
 }
 
-fn regress_command(o: &opts::RegressOpts, stop: &AtomicBool) -> Result<(), (i32, String)> {
+fn regress_command(o: &opts::RegressOpts, stop: &AtomicBool) -> Result<(), Error> {
     // A baseline file that cannot be written is refused before anything runs.
     if let Some(path) = &o.save_baseline {
         outfile::Output::check("--save-baseline", path, outfile::Dash::FileName)
-            .map_err(|e| (2, e.to_string()))?;
+            .map_err(|e| Error::Usage(e.to_string()))?;
     }
     // --save-baseline alone measures the candidate and writes the file.
     let built = match &o.baseline_rev {
-        Some(rev) => Some(build_revision(rev).map_err(|e| (1, e))?),
+        Some(rev) => Some(build_revision(rev).map_err(Error::Failed)?),
         None => None,
     };
     let cfg = o
         .config(built.as_ref().map(|(_, bin)| bin.clone()))
-        .map_err(|e| (2, e))?;
+        .map_err(Error::Usage)?;
     let save_only = matches!(&cfg.baseline, regress::Baseline::File(p) if p.as_os_str().is_empty());
     let result = if save_only {
         let mut c = cfg.clone();
@@ -93,7 +91,7 @@ fn regress_command(o: &opts::RegressOpts, stop: &AtomicBool) -> Result<(), (i32,
     if let Some((dir, _)) = built {
         remove_worktree(&dir);
     }
-    let outcome = result.map_err(|e| (1, e))?;
+    let outcome = result.map_err(Error::Failed)?;
     if save_only {
         println!(
             "baseline written to {}",
@@ -106,8 +104,7 @@ fn regress_command(o: &opts::RegressOpts, stop: &AtomicBool) -> Result<(), (i32,
     }
     regress::print(&outcome);
     if outcome.regressed() {
-        return Err((
-            regress::EXIT_REGRESSION,
+        return Err(Error::Regression(
             "performance regression found (see the lines marked REGRESSION)".into(),
         ));
     }

@@ -4,29 +4,24 @@
 mod one;
 pub mod plan;
 mod remote;
+mod session;
 
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::AtomicBool;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use indicatif::{ProgressBar, ProgressStyle};
-
-use one::{run_one, RunSpec};
-use plan::{plan, Planned};
 pub use remote::RemoteOpts;
 use remote::RemoteSetup;
 
 use crate::analyse::summarize;
 use crate::measure::environment::capture as capture_environment;
-use crate::measure::faults;
 use crate::measure::procs::Binaries;
 use crate::measure::targets::TargetSpec;
-use crate::model::names::migrate_req;
 use crate::model::record::RunRecord;
 use crate::model::remote::RemoteJson;
 use crate::model::session::{Session, SESSION_SCHEMA};
-use crate::model::summary::{BenchConfigJson, Calibration, Skipped, Summary};
-use crate::model::workload::{applies, Workload, CALIBRATION_PATH};
+use crate::model::summary::{BenchConfigJson, Summary};
+use crate::model::workload::Workload;
 use crate::store::results::{create_session_dir, update_latest, write_json};
 
 /// A server that is not ready within this long fails the session.
@@ -123,7 +118,25 @@ pub struct Outcome {
     /// The summary written there.
     pub summary: Summary,
     /// Why it ended early, if it did (the results so far are still written).
-    pub ended_early: Option<String>,
+    pub ended_early: Option<EndedEarly>,
+}
+
+/// Why a session ended before every planned run did.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum EndedEarly {
+    /// SIGINT or SIGTERM stopped it.
+    Interrupted(String),
+    /// A run (or the calibration) failed.
+    Failed(String),
+}
+
+impl EndedEarly {
+    /// Why, in words (as `session.json` records it).
+    pub fn why(&self) -> &str {
+        match self {
+            EndedEarly::Interrupted(why) | EndedEarly::Failed(why) => why,
+        }
+    }
 }
 
 /// Runs a whole session.
@@ -206,245 +219,21 @@ fn bench_with(
         skipped: Vec::new(),
     };
     write_json(&dir.join("session.json"), &session)?;
-    // References whose server is not installed are skipped with a plain
-    // message, not a failed bench; so is a workload a target cannot serve.
-    let mut active: Vec<String> = Vec::new();
-    for name in &cfg.targets {
-        let spec = TargetSpec::parse(name).ok_or_else(|| format!("unknown target {name:?}"))?;
-        let available = spec.available().and_then(|()| {
-            if migrate_req(name) {
-                faults::check_migrate_req()
-                    .map_err(|e| format!("{e}: the +migrate runs are skipped"))
-            } else {
-                Ok(())
-            }
-        });
-        match available {
-            Ok(()) => active.push(name.clone()),
-            Err(reason) => {
-                eprintln!("harness: {name}: {reason}");
-                session.skipped.push(Skipped {
-                    target: name.clone(),
-                    workload: None,
-                    reason,
-                });
-            }
-        }
-    }
-    if active.is_empty() {
-        return Err("none of the targets asked for can run here (see the messages above)".into());
-    }
-    for name in &active {
-        let spec = TargetSpec::parse(name).expect("parsed above");
-        for w in &cfg.workloads {
-            if !applies(name, w) {
-                continue;
-            }
-            if let Err(reason) = spec.supports(w) {
-                session.skipped.push(Skipped {
-                    target: name.clone(),
-                    workload: Some(w.name.into()),
-                    reason,
-                });
-            }
-        }
-    }
-    let planned: Vec<Planned> = plan(
-        &active,
-        &cfg.fault_targets,
-        &cfg.workloads,
-        &cfg.workers,
-        cfg.rounds,
-        cfg.seed,
-    )
-    .into_iter()
-    .filter(|p| {
-        !session
-            .skipped
-            .iter()
-            .any(|s| s.target == p.target && s.workload.as_deref() == Some(p.workload.name))
-    })
-    .collect();
+    let active = session::runnable_targets(cfg, &mut session)?;
+    let planned = session::planned_runs(cfg, &active, &session);
     session.planned_runs = planned.len();
     // Written now, so that a session killed mid-way still says what it
     // planned (its report then says it is incomplete).
     write_json(&dir.join("session.json"), &session)?;
-    let per_run = cfg.warmup + cfg.duration + Duration::from_millis(200);
-    let estimate: Duration = planned
-        .iter()
-        .map(|p| {
-            let measured = p
-                .workload
-                .fault
-                .map_or(cfg.duration, |f| Duration::from_millis(f.measured_ms()));
-            let warmup =
-                TargetSpec::parse(&p.target).map_or(cfg.warmup, |t| cfg.warmup.max(t.min_warmup()));
-            warmup + measured + Duration::from_millis(200)
-        })
-        .sum();
-    let needs_calibration = cfg.workloads.iter().any(|w| w.capacity_share.is_some());
-    let calibrations = if needs_calibration {
-        cfg.workers.len()
-    } else {
-        0
-    };
-    let bar = ProgressBar::new((planned.len() + calibrations) as u64);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs, ETA {eta} {msg}",
-        )
-        .unwrap_or_else(|_| ProgressStyle::default_bar()),
-    );
-    let tty = std::io::IsTerminal::is_terminal(&std::io::stderr());
-    let say = |bar: &ProgressBar, line: String| {
-        if tty {
-            bar.set_message(line);
-        } else {
-            eprintln!("harness: {line}");
-        }
-    };
-    eprintln!(
-        "harness: {} runs ({} targets x {} workloads x {:?} workers x {} rounds), about {:.0} s; results in {}",
-        planned.len(),
-        active.len(),
-        cfg.workloads.len(),
-        cfg.workers,
-        cfg.rounds,
-        (estimate + per_run * calibrations as u32).as_secs_f64(),
-        dir.display()
-    );
-
-    let mut ended_early = None;
+    let mut s = session::Runner::new(cfg, bins, remote, &dir, &environment.cpus_allowed, stop);
+    s.announce(&planned, active.len());
     let mut records: Vec<RunRecord> = Vec::new();
-    // Calibration: capacity per worker count, for the open-loop workloads.
-    if needs_calibration {
-        for &workers in &cfg.workers {
-            if stop.load(Ordering::Relaxed) {
-                break;
-            }
-            say(&bar, format!("calibrating capacity with {workers} workers"));
-            let args: Vec<String> = [
-                "--mode",
-                "keepalive",
-                "--connections",
-                "64",
-                "--path",
-                CALIBRATION_PATH,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-            let place = placement(&environment.cpus_allowed, workers);
-            let probe = Planned {
-                target: "reuseport".into(),
-                workload: &crate::model::workload::WORKLOADS[0],
-                workers,
-                round: 0,
-            };
-            let spec = RunSpec {
-                bins,
-                remote,
-                planned: &probe,
-                workload_args: &args,
-                rate: None,
-                duration: cfg.duration.max(Duration::from_secs(1)),
-                warmup: cfg.warmup,
-                place: &place,
-                dir: &dir,
-                index: 0,
-                ready_timeout: cfg.ready_timeout,
-            };
-            match run_one(&spec, stop) {
-                Ok(r) => session.calibration.push(Calibration {
-                    workers,
-                    target: "reuseport".into(),
-                    loadgen_args: args,
-                    capacity_rps: r.loadgen.throughput_rps,
-                }),
-                Err(e) => {
-                    ended_early = Some(format!("calibration with {workers} workers failed: {e}"));
-                    break;
-                }
-            }
-            bar.inc(1);
-        }
-        write_json(&dir.join("session.json"), &session)?;
-    }
+    let mut ended_early = s.calibrate(&mut session)?;
     if ended_early.is_none() {
-        for (i, p) in planned.iter().enumerate() {
-            if stop.load(Ordering::Relaxed) {
-                ended_early = Some(format!(
-                    "interrupted after {} of {} runs",
-                    records.len(),
-                    planned.len()
-                ));
-                break;
-            }
-            let capacity = session
-                .calibration
-                .iter()
-                .find(|c| c.workers == p.workers)
-                .map(|c| c.capacity_rps);
-            let rate = p
-                .workload
-                .capacity_share
-                .and_then(|share| capacity.map(|c| (c * share).max(1.0)));
-            say(
-                &bar,
-                format!(
-                    "{} / {} / {} workers / round {}",
-                    p.target, p.workload.name, p.workers, p.round
-                ),
-            );
-            let place = placement(&environment.cpus_allowed, p.workers);
-            let mut args: Vec<String> = p.workload.args.iter().map(|s| s.to_string()).collect();
-            if let (Some(fault), Some(rate), Some(capacity)) = (p.workload.fault, rate, capacity) {
-                args.extend(faults::loadgen_args(&fault, rate, capacity));
-            }
-            let duration = p
-                .workload
-                .fault
-                .map_or(cfg.duration, |f| Duration::from_millis(f.measured_ms()));
-            let spec = RunSpec {
-                bins,
-                remote,
-                planned: p,
-                workload_args: &args,
-                rate,
-                duration,
-                warmup: cfg.warmup,
-                place: &place,
-                dir: &dir,
-                index: i + 1,
-                ready_timeout: cfg.ready_timeout,
-            };
-            match run_one(&spec, stop) {
-                Ok(record) => {
-                    write_json(&dir.join(record.file_name()), &record)?;
-                    records.push(record);
-                    session.completed_runs = records.len();
-                }
-                Err(e) => {
-                    ended_early = Some(if stop.load(Ordering::Relaxed) {
-                        format!(
-                            "interrupted after {} of {} runs",
-                            records.len(),
-                            planned.len()
-                        )
-                    } else {
-                        format!(
-                            "{} / {} / {} workers failed: {e}",
-                            p.target, p.workload.name, p.workers
-                        )
-                    });
-                    break;
-                }
-            }
-            bar.inc(1);
-        }
+        ended_early = s.run_planned(&planned, &mut session, &mut records)?;
     }
-    bar.finish_and_clear();
-    session.ended_early = ended_early.clone();
+    s.done();
+    session.ended_early = ended_early.as_ref().map(|e| e.why().to_string());
     write_json(&dir.join("session.json"), &session)?;
     let summary = finish(&dir, &session, &records)?;
     update_latest(&cfg.results_root, &dir)?;
