@@ -18,17 +18,8 @@ use harness::report::render;
 use harness::store::schema::validate_summary;
 use serde_json::Value;
 
-const TARGETS: [&str; 9] = [
-    "master-pass",
-    "master-pass:rotate",
-    "master-pass:least-conn",
-    "shared:blocking",
-    "shared:epoll",
-    "shared:epoll-exclusive",
-    "shared:accept-mutex",
-    "reuseport",
-    "reuseport:cbpf-cpu",
-];
+/// Every lab strategy, from the catalogue.
+const TARGETS: &[&str] = harness::model::names::STRATEGIES;
 const WORKLOADS: [&str; 5] = ["keepalive", "close", "open-50", "open-90", "heavy-tail"];
 const WORKERS: [usize; 2] = [2, 4];
 const SPECTRUM: [f64; 9] = [50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99];

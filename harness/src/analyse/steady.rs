@@ -215,7 +215,7 @@ pub fn cells(
 ) -> Result<Vec<Cell>, String> {
     let mut groups: BTreeMap<(usize, usize, usize), Vec<&RunRecord>> = BTreeMap::new();
     let pos = |list: &[String], x: &str| list.iter().position(|y| y == x).unwrap_or(usize::MAX);
-    // The fault scenarios are analysed apart (fault_analysis).
+    // The fault scenarios are analysed apart (analyse::faults).
     for r in runs.iter().filter(|r| r.fault.is_none()) {
         groups
             .entry((

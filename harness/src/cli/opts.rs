@@ -39,7 +39,7 @@ pub enum Command {
         dir: PathBuf,
     },
     /// INTERNAL: keeps a reference server (PROGRAM) so that nothing it starts
-    /// outlives the harness (see `guard.rs`).
+    /// outlives the harness (see `measure/guard.rs`).
     #[command(hide = true)]
     Guard(GuardOpts),
 }

@@ -7,7 +7,12 @@ use std::process::Command;
 
 use crate::model::environment::Environment;
 
-/// The sysctls recorded (see BACKGROUND.md, "What to record with every run").
+/// The sysctls recorded with every session: the accept-queue and SYN-queue
+/// limits (`somaxconn`, `tcp_max_syn_backlog`), what a full queue does
+/// (`tcp_syncookies`, `tcp_abort_on_overflow`), whether a closing
+/// SO_REUSEPORT listener hands its queue to a sibling (`tcp_migrate_req`),
+/// and how many client ports a load generator has (`ip_local_port_range`,
+/// `tcp_tw_reuse`): each changes what the strategies are seen to do.
 pub const SYSCTLS: &[&str] = &[
     "net.core.somaxconn",
     "net.ipv4.tcp_max_syn_backlog",

@@ -11,7 +11,10 @@ use std::time::Duration;
 
 use crate::model::kernel::{Counters, ListenerQueue, ProcUsage, QueueSamples};
 
-/// TcpExt counters recorded (BACKGROUND.md).
+/// TcpExt counters recorded (`/proc/net/netstat`): connections dropped for a
+/// full accept queue or SYN queue, SYN cookies sent and checked, what
+/// `tcp_migrate_req` moved to a sibling listener or failed to, and the
+/// resets sent when a socket was closed with data in flight.
 pub const TCP_EXT: &[&str] = &[
     "ListenOverflows",
     "ListenDrops",

@@ -1,5 +1,5 @@
 //! The machine a session ran on, as recorded with every result (read by
-//! [`crate::measure::environment`]).
+//! `measure::environment`).
 
 use std::collections::BTreeMap;
 

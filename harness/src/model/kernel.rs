@@ -1,6 +1,6 @@
 //! What the kernel showed during a run, as recorded: TCP counters,
 //! accept-queue depths and a process's CPU time and context switches
-//! (read by [`crate::measure::kernel`]).
+//! (read by `measure::kernel`).
 
 use std::collections::BTreeMap;
 

@@ -18,7 +18,7 @@
 //! in a process group of its own so that stopping it reaches every worker:
 //! nginx workers have no parent-death signal and keep serving when their
 //! master is killed, so if the harness dies the guard kills them (see
-//! `guard.rs`). SIGHUP to its master is nginx's reload: new workers start and
+//! `measure/guard.rs`). SIGHUP to its master is nginx's reload: new workers start and
 //! the old ones finish their connections and exit (the rolling-restart
 //! scenario; nginx replaces them all at once, not one by one).
 //!
