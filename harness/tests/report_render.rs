@@ -633,12 +633,12 @@ fn every_plot_is_well_formed_svg_with_readable_text() {
                 );
             }
             for t in TARGETS {
-                assert!(texts.contains(&t), "{name} has no legend entry for {t}");
+                assert!(texts.contains(t), "{name} has no legend entry for {t}");
             }
         }
         if name.starts_with("throughput-") {
             for t in TARGETS {
-                assert!(texts.contains(&t), "{name} has no row for {t}");
+                assert!(texts.contains(t), "{name} has no row for {t}");
             }
             assert!(
                 texts.iter().any(|t| t.contains("thousands per second")),

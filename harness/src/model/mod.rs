@@ -10,5 +10,6 @@ pub mod record;
 pub mod remote;
 pub mod session;
 pub mod summary;
+pub mod time;
 pub mod warnings;
 pub mod workload;

@@ -2,6 +2,7 @@
 //! kernel counters as the report prints them.
 
 use crate::model::summary::KernelJson;
+use crate::model::time::UtcTime;
 
 /// Latency from µs: `850 µs`, `1.23 ms`, `12.3 ms`, `123 ms`, `1.23 s`.
 pub(super) fn fmt_us(us: f64) -> String {
@@ -105,23 +106,10 @@ pub(super) fn fmt_seconds(s: f64) -> String {
 
 /// Milliseconds since the epoch as `2024-05-01 12:34:56 UTC`.
 pub(super) fn fmt_utc(ms: u64) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
+    let t = UtcTime::from_unix_secs(ms / 1000);
     format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
+        "{:04}-{:02}-{:02} {:02}:{:02}:{:02} UTC",
+        t.year, t.month, t.day, t.hour, t.minute, t.second
     )
 }
 

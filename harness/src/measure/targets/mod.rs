@@ -200,3 +200,33 @@ pub fn wait_http_ok(addr: &str, timeout: Duration) -> Result<(), String> {
         std::thread::sleep(Duration::from_millis(20));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::names::{all_targets, is_reference, REFERENCES};
+
+    #[test]
+    fn every_catalogue_name_is_a_target_and_agrees_on_being_a_reference() {
+        for name in all_targets() {
+            let spec = TargetSpec::parse(name).unwrap_or_else(|| panic!("{name} parses"));
+            assert_eq!(spec.is_reference(), is_reference(name), "{name}");
+            assert_eq!(
+                spec.name(),
+                name.strip_suffix(MIGRATE_SUFFIX).unwrap_or(name),
+                "{name}"
+            );
+        }
+        let servers: Vec<&str> = nginx::Mode::ALL
+            .iter()
+            .map(|m| m.name())
+            .chain(node::Policy::ALL.iter().map(|p| p.name()))
+            .collect();
+        assert_eq!(
+            servers, REFERENCES,
+            "every reference server is in the catalogue"
+        );
+        assert!(TargetSpec::parse("node:rr+migrate").is_none());
+        assert!(!is_reference("node:rr+migrate"));
+    }
+}

@@ -45,10 +45,6 @@ fn ms(x: f64) -> String {
     format!("{} ms", fmt_num(x, 0))
 }
 
-fn us(x: f64) -> String {
-    fmt_us(x)
-}
-
 fn recovery(c: &FaultCell) -> String {
     let rounds = c.runs.len();
     match (c.recover_ms.values.is_empty(), c.not_recovered) {
@@ -168,14 +164,14 @@ pub(super) fn section(doc: &mut Vec<Block>, summary: &Summary) {
                     text(target_name(c)),
                     text(med_range(&c.errors_per_10k, per_10k)),
                     text(errors_by_kind(c)),
-                    text(med_range(&c.affected_p99_us, us)),
-                    text(med_range(&c.rest_p99_us, us)),
+                    text(med_range(&c.affected_p99_us, fmt_us)),
+                    text(med_range(&c.rest_p99_us, fmt_us)),
                     text(recovery(c)),
                 ];
                 if slow {
                     row.push(text(match (&c.victim_p99_us, &c.others_p99_us) {
                         (Some(v), Some(o)) => {
-                            format!("{} vs {}", med_range(v, us), med_range(o, us))
+                            format!("{} vs {}", med_range(v, fmt_us), med_range(o, fmt_us))
                         }
                         _ => "–".into(),
                     }));
