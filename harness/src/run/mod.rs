@@ -225,7 +225,15 @@ fn bench_with(
     // Written now, so that a session killed mid-way still says what it
     // planned (its report then says it is incomplete).
     write_json(&dir.join("session.json"), &session)?;
-    let mut s = session::Runner::new(cfg, bins, remote, &dir, &environment.cpus_allowed, stop);
+    let mut s = session::Runner {
+        cfg,
+        bins,
+        remote,
+        dir: &dir,
+        cpus: &environment.cpus_allowed,
+        stop,
+        progress: session::Progress::new(),
+    };
     s.announce(&planned, active.len());
     let mut records: Vec<RunRecord> = Vec::new();
     let mut ended_early = s.calibrate(&mut session)?;

@@ -100,39 +100,37 @@ pub(super) fn planned_runs(
     .collect()
 }
 
-/// What every run of a session shares, and the progress bar.
-pub(super) struct Runner<'a> {
-    cfg: &'a BenchConfig,
-    bins: &'a Binaries,
-    remote: Option<&'a RemoteSetup>,
-    dir: &'a Path,
-    cpus: &'a [usize],
-    stop: &'a AtomicBool,
+/// The progress bar on a terminal, log lines elsewhere.
+pub(super) struct Progress {
     bar: ProgressBar,
     tty: bool,
 }
 
-impl<'a> Runner<'a> {
-    pub(super) fn new(
-        cfg: &'a BenchConfig,
-        bins: &'a Binaries,
-        remote: Option<&'a RemoteSetup>,
-        dir: &'a Path,
-        cpus: &'a [usize],
-        stop: &'a AtomicBool,
-    ) -> Runner<'a> {
-        Runner {
-            cfg,
-            bins,
-            remote,
-            dir,
-            cpus,
-            stop,
+impl Progress {
+    /// Hidden until [`Runner::announce`] knows how many runs there are.
+    pub(super) fn new() -> Progress {
+        Progress {
             bar: ProgressBar::hidden(),
             tty: std::io::IsTerminal::is_terminal(&std::io::stderr()),
         }
     }
+}
 
+/// What every run of a session shares, and the progress bar.
+pub(super) struct Runner<'a> {
+    pub(super) cfg: &'a BenchConfig,
+    pub(super) bins: &'a Binaries,
+    pub(super) remote: Option<&'a RemoteSetup>,
+    /// The session directory.
+    pub(super) dir: &'a Path,
+    /// The CPUs this process may use.
+    pub(super) cpus: &'a [usize],
+    /// Set by SIGINT and SIGTERM.
+    pub(super) stop: &'a AtomicBool,
+    pub(super) progress: Progress,
+}
+
+impl Runner<'_> {
     fn needs_calibration(&self) -> bool {
         self.cfg
             .workloads
@@ -154,8 +152,8 @@ impl<'a> Runner<'a> {
 
     /// A progress line: in the bar on a terminal, else a log line.
     fn say(&self, line: String) {
-        if self.tty {
-            self.bar.set_message(line);
+        if self.progress.tty {
+            self.progress.bar.set_message(line);
         } else {
             eprintln!("harness: {line}");
         }
@@ -179,8 +177,8 @@ impl<'a> Runner<'a> {
             })
             .sum();
         let calibrations = self.calibrations();
-        self.bar = ProgressBar::new((planned.len() + calibrations) as u64);
-        self.bar.set_style(
+        self.progress.bar = ProgressBar::new((planned.len() + calibrations) as u64);
+        self.progress.bar.set_style(
             ProgressStyle::with_template(
                 "{spinner} [{elapsed_precise}] {bar:30} {pos}/{len} runs, ETA {eta} {msg}",
             )
@@ -258,7 +256,7 @@ impl<'a> Runner<'a> {
                     break;
                 }
             }
-            self.bar.inc(1);
+            self.progress.bar.inc(1);
         }
         write_json(&self.dir.join("session.json"), session)?;
         Ok(ended_early)
@@ -332,13 +330,13 @@ impl<'a> Runner<'a> {
                     ))))
                 }
             }
-            self.bar.inc(1);
+            self.progress.bar.inc(1);
         }
         Ok(None)
     }
 
     /// Clears the progress bar.
     pub(super) fn done(&self) {
-        self.bar.finish_and_clear();
+        self.progress.bar.finish_and_clear();
     }
 }

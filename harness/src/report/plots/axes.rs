@@ -1,5 +1,6 @@
 //! Axes: label widths, tick numbers, logarithmic ranges and ticks, and a
-//! linear axis with ticks of our choosing.
+//! linear axis with ticks of our choosing, and the latency spectrum's
+//! percentile axis.
 
 use std::ops::Range;
 
@@ -146,6 +147,18 @@ pub(super) fn row_name(y: f64, names: &[&str]) -> String {
         .map_or(String::new(), |t| t.to_string())
 }
 
+/// x of the spectrum plot for percentile `p` (in percent): 1/(1-p).
+pub(super) fn spectrum_x(p: f64) -> f64 {
+    1.0 / (1.0 - p / 100.0)
+}
+
+/// The tick label of x: `50%`, `99.9%`.
+pub(super) fn percentile_label(x: f64) -> String {
+    let p = 100.0 * (1.0 - 1.0 / x);
+    let decimals = (x.log10().round() as i32 - 2).max(0) as usize;
+    format!("{p:.decimals$}%")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -179,5 +192,14 @@ mod tests {
             log_ticks(0.01, 1e4),
             vec![0.01, 0.1, 1.0, 10.0, 100.0, 1000.0, 10000.0]
         );
+    }
+
+    #[test]
+    fn percentile_ticks_read_as_percentiles() {
+        assert_eq!(percentile_label(spectrum_x(50.0)), "50%");
+        assert_eq!(percentile_label(spectrum_x(90.0)), "90%");
+        assert_eq!(percentile_label(spectrum_x(99.0)), "99%");
+        assert_eq!(percentile_label(spectrum_x(99.9)), "99.9%");
+        assert_eq!(percentile_label(spectrum_x(99.99)), "99.99%");
     }
 }

@@ -10,18 +10,6 @@ use plotters::prelude::*;
 /// Percentiles marked on the spectrum lines (the labelled ticks).
 const MARKED: [f64; 5] = [50.0, 90.0, 99.0, 99.9, 99.99];
 
-/// x of the spectrum plot for percentile `p` (in percent): 1/(1-p).
-fn spectrum_x(p: f64) -> f64 {
-    1.0 / (1.0 - p / 100.0)
-}
-
-/// The tick label of x: `50%`, `99.9%`.
-fn percentile_label(x: f64) -> String {
-    let p = 100.0 * (1.0 - 1.0 / x);
-    let decimals = (x.log10().round() as i32 - 2).max(0) as usize;
-    format!("{p:.decimals$}%")
-}
-
 pub(super) fn spectrum(m: &Index, workload: &str, workers: usize) -> Result<Option<Plot>, String> {
     struct Series<'a> {
         cell: &'a Cell,
@@ -176,18 +164,4 @@ pub(super) fn spectrum(m: &Index, workload: &str, workers: usize) -> Result<Opti
         workers: Some(workers),
         svg,
     }))
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn percentile_ticks_read_as_percentiles() {
-        assert_eq!(percentile_label(spectrum_x(50.0)), "50%");
-        assert_eq!(percentile_label(spectrum_x(90.0)), "90%");
-        assert_eq!(percentile_label(spectrum_x(99.0)), "99%");
-        assert_eq!(percentile_label(spectrum_x(99.9)), "99.9%");
-        assert_eq!(percentile_label(spectrum_x(99.99)), "99.99%");
-    }
 }

@@ -183,3 +183,34 @@ pub(super) fn draw_legend(
     }
     Ok(())
 }
+
+/// Sequential blues, darkest for the largest worker.
+pub(super) fn rank_color(rank: usize, n: usize) -> RGBColor {
+    let (dark, light) = ((8.0, 48.0, 107.0), (189.0, 215.0, 238.0));
+    let t = if n <= 1 {
+        0.0
+    } else {
+        rank as f64 / (n - 1) as f64
+    };
+    let mix = |a: f64, b: f64| (a + (b - a) * t).round() as u8;
+    RGBColor(
+        mix(dark.0, light.0),
+        mix(dark.1, light.1),
+        mix(dark.2, light.2),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_largest_worker_is_the_darkest() {
+        let a = rank_color(0, 4);
+        let b = rank_color(3, 4);
+        assert!(
+            u32::from(a.0) + u32::from(a.1) + u32::from(a.2)
+                < u32::from(b.0) + u32::from(b.1) + u32::from(b.2)
+        );
+    }
+}
