@@ -74,7 +74,7 @@ fn regress_command(o: &opts::RegressOpts, stop: &AtomicBool) -> Result<(), Error
     }
     // --save-baseline alone measures the candidate and writes the file.
     let built = match &o.baseline_rev {
-        Some(rev) => Some(build_revision(rev).map_err(Error::Failed)?),
+        Some(rev) => Some(regress::revision::build(rev).map_err(Error::Failed)?),
         None => None,
     };
     let cfg = o
@@ -89,7 +89,7 @@ fn regress_command(o: &opts::RegressOpts, stop: &AtomicBool) -> Result<(), Error
         regress::run(&cfg, stop)
     };
     if let Some((dir, _)) = built {
-        remove_worktree(&dir);
+        regress::revision::remove(&dir);
     }
     let outcome = result.map_err(Error::Failed)?;
     if save_only {
@@ -109,61 +109,4 @@ fn regress_command(o: &opts::RegressOpts, stop: &AtomicBool) -> Result<(), Error
         ));
     }
     Ok(())
-}
-
-/// Builds lab-server at git revision `rev` in a temporary worktree.
-fn build_revision(rev: &str) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
-    let dir = std::env::temp_dir().join(format!("prefork-lab-rev-{}", std::process::id()));
-    let git = |args: &[&str]| -> Result<(), String> {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .output()
-            .map_err(|e| format!("git: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "git {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    };
-    git(&[
-        "worktree",
-        "add",
-        "--detach",
-        &dir.display().to_string(),
-        rev,
-    ])
-    .map_err(|e| format!("cannot check out {rev:?}: {e}"))?;
-    eprintln!("harness: building lab-server at {rev} in {}", dir.display());
-    let status = std::process::Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "lab-server",
-            "--manifest-path",
-        ])
-        .arg(dir.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(dir.join("target"))
-        .status()
-        .map_err(|e| format!("cargo: {e}"))?;
-    if !status.success() {
-        remove_worktree(&dir);
-        return Err(format!("building lab-server at {rev:?} failed"));
-    }
-    let bin = dir.join("target/release/lab-server");
-    Ok((dir, bin))
-}
-
-fn remove_worktree(dir: &std::path::Path) {
-    let _ = std::process::Command::new("git")
-        .args(["worktree", "remove", "--force"])
-        .arg(dir)
-        .output();
-    let _ = std::fs::remove_dir_all(dir);
 }

@@ -30,6 +30,7 @@ use serde::{Deserialize, Serialize};
 use crate::analyse::stats::jain;
 
 pub mod judge;
+pub mod revision;
 
 use crate::measure::procs::{run_loadgen, start_lab_server_with, Binaries};
 use crate::model::environment::Environment;
