@@ -1,196 +1,22 @@
 //! `harness`: the lab's experiment runner.
 //!
-//! Measurement, analysis and reporting are kept apart (criterion's habit):
-//! [`runner`] starts `lab-server` and `loadgen` as processes ([`procs`]),
-//! reads what the kernel shows ([`kernel`]) and writes each run's raw data
-//! ([`record`]) as soon as it ends; [`analysis`] is pure functions from those
-//! files to the [`summary`]; [`report`] only reads the summary. The harness
-//! never imports a strategy's internals: it talks to servers through a
-//! process, a port, the ready line and the stats file.
+//! Measurement, analysis and reporting are kept apart (criterion's habit),
+//! in layers that only depend downward:
+//! [`model`] is plain data (names, workloads, run records, the summary);
+//! [`store`] reads and writes a results directory; [`measure`] starts
+//! `lab-server`, the reference servers and `loadgen` as processes and reads
+//! what the kernel shows; [`analyse`] is pure functions from run records to
+//! the summary; [`report`] only reads the summary; [`run`] and [`regress`]
+//! drive a session; [`cli`] parses the command line. The harness never
+//! imports a strategy's internals: it talks to servers through a process, a
+//! port, the ready line and the stats file.
 #![deny(missing_docs)]
 
-pub mod analysis;
-pub mod environment;
-pub mod fault_analysis;
-pub mod faults;
-pub mod guard;
-pub mod kernel;
-pub mod matrix;
-pub mod opts;
-pub mod procs;
-pub mod record;
+pub mod analyse;
+pub mod cli;
+pub mod measure;
+pub mod model;
 pub mod regress;
-pub mod remote;
 pub mod report;
-pub mod results;
-pub mod runner;
-pub mod schema;
-pub mod session;
-pub mod summary;
-pub mod targets;
-pub mod warnings;
-
-use std::sync::atomic::AtomicBool;
-use std::sync::Arc;
-
-use opts::{Cli, Command};
-
-/// Exit code of an interrupted session (128 + SIGINT), as shells use.
-pub const EXIT_INTERRUPTED: i32 = 130;
-
-/// Runs the command; `Err((code, message))` for a one-line error.
-pub fn run(cli: Cli) -> Result<(), (i32, String)> {
-    if let Command::Guard(g) = &cli.command {
-        // Before the harness's own signal handling: the guard handles its
-        // signals itself, and exits with its program's status.
-        std::process::exit(guard::run(g.parent, &g.program));
-    }
-    let stop = Arc::new(AtomicBool::new(false));
-    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
-        signal_hook::flag::register(sig, stop.clone())
-            .map_err(|e| (1, format!("cannot handle signals: {e}")))?;
-    }
-    if let Command::Regress(o) = &cli.command {
-        return regress_command(o, &stop);
-    }
-    let cfg = match &cli.command {
-        Command::Bench(o) => o.config().map_err(|e| (2, e))?,
-        Command::Run(o) => o.config().map_err(|e| (2, e))?,
-        Command::Regress(_) | Command::Guard(_) => unreachable!("handled above"),
-        Command::Report { dir } => {
-            let session = session::read_session(dir).map_err(|e| (1, e))?;
-            let runs = session::read_runs(dir).map_err(|e| (1, e))?;
-            if runs.is_empty() {
-                return Err((
-                    1,
-                    format!("{} holds no run files: nothing to report", dir.display()),
-                ));
-            }
-            runner::finish(dir, &session, &runs).map_err(|e| (1, e))?;
-            println!("report: {}", dir.join("report.md").display());
-            return Ok(());
-        }
-    };
-    let outcome = runner::bench(&cfg, &stop).map_err(|e| (1, e))?;
-    for w in &outcome.summary.warnings {
-        eprintln!("warning: {}", w.message());
-    }
-    println!("report: {}", outcome.dir.join("report.md").display());
-    match outcome.ended_early {
-        Some(why) if stop.load(std::sync::atomic::Ordering::Relaxed) => Err((
-            EXIT_INTERRUPTED,
-            format!(
-                "{why}; the partial results and report are in {}",
-                outcome.dir.display()
-            ),
-        )),
-        Some(why) => Err((
-            1,
-            format!("{why}; the results so far are in {}", outcome.dir.display()),
-        )),
-        None => Ok(()),
-    }
-}
-
-fn regress_command(o: &opts::RegressOpts, stop: &AtomicBool) -> Result<(), (i32, String)> {
-    // A baseline file that cannot be written is refused before anything runs.
-    if let Some(path) = &o.save_baseline {
-        outfile::Output::check("--save-baseline", path, outfile::Dash::FileName)
-            .map_err(|e| (2, e.to_string()))?;
-    }
-    // --save-baseline alone measures the candidate and writes the file.
-    let built = match &o.baseline_rev {
-        Some(rev) => Some(build_revision(rev).map_err(|e| (1, e))?),
-        None => None,
-    };
-    let cfg = o
-        .config(built.as_ref().map(|(_, bin)| bin.clone()))
-        .map_err(|e| (2, e))?;
-    let save_only = matches!(&cfg.baseline, regress::Baseline::File(p) if p.as_os_str().is_empty());
-    let result = if save_only {
-        let mut c = cfg.clone();
-        c.baseline = regress::Baseline::Bin(c.candidate_bin.clone());
-        regress::run(&c, stop)
-    } else {
-        regress::run(&cfg, stop)
-    };
-    if let Some((dir, _)) = built {
-        remove_worktree(&dir);
-    }
-    let outcome = result.map_err(|e| (1, e))?;
-    if save_only {
-        println!(
-            "baseline written to {}",
-            o.save_baseline
-                .as_ref()
-                .map(|p| p.display().to_string())
-                .unwrap_or_default()
-        );
-        return Ok(());
-    }
-    regress::print(&outcome);
-    if outcome.regressed() {
-        return Err((
-            regress::EXIT_REGRESSION,
-            "performance regression found (see the lines marked REGRESSION)".into(),
-        ));
-    }
-    Ok(())
-}
-
-/// Builds lab-server at git revision `rev` in a temporary worktree.
-fn build_revision(rev: &str) -> Result<(std::path::PathBuf, std::path::PathBuf), String> {
-    let dir = std::env::temp_dir().join(format!("prefork-lab-rev-{}", std::process::id()));
-    let git = |args: &[&str]| -> Result<(), String> {
-        let out = std::process::Command::new("git")
-            .args(args)
-            .output()
-            .map_err(|e| format!("git: {e}"))?;
-        if out.status.success() {
-            Ok(())
-        } else {
-            Err(format!(
-                "git {}: {}",
-                args.join(" "),
-                String::from_utf8_lossy(&out.stderr).trim()
-            ))
-        }
-    };
-    git(&[
-        "worktree",
-        "add",
-        "--detach",
-        &dir.display().to_string(),
-        rev,
-    ])
-    .map_err(|e| format!("cannot check out {rev:?}: {e}"))?;
-    eprintln!("harness: building lab-server at {rev} in {}", dir.display());
-    let status = std::process::Command::new("cargo")
-        .args([
-            "build",
-            "--release",
-            "-q",
-            "-p",
-            "lab-server",
-            "--manifest-path",
-        ])
-        .arg(dir.join("Cargo.toml"))
-        .arg("--target-dir")
-        .arg(dir.join("target"))
-        .status()
-        .map_err(|e| format!("cargo: {e}"))?;
-    if !status.success() {
-        remove_worktree(&dir);
-        return Err(format!("building lab-server at {rev:?} failed"));
-    }
-    let bin = dir.join("target/release/lab-server");
-    Ok((dir, bin))
-}
-
-fn remove_worktree(dir: &std::path::Path) {
-    let _ = std::process::Command::new("git")
-        .args(["worktree", "remove", "--force"])
-        .arg(dir)
-        .output();
-    let _ = std::fs::remove_dir_all(dir);
-}
+pub mod run;
+pub mod store;

@@ -1,10 +1,10 @@
-//! `harness bench | run | report`.
+//! `harness bench | run | report | regress`.
 
 use clap::Parser;
 
 fn main() {
-    if let Err((code, message)) = harness::run(harness::opts::Cli::parse()) {
-        eprintln!("harness: error: {message}");
-        std::process::exit(code);
+    if let Err(e) = harness::cli::run(harness::cli::opts::Cli::parse()) {
+        eprintln!("harness: error: {e}");
+        std::process::exit(e.exit_code());
     }
 }

@@ -10,55 +10,13 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-const STRATEGIES: &[&str] = &[
-    "master-pass",
-    "master-pass:rotate",
-    "master-pass:least-conn",
-    "shared:blocking",
-    "shared:epoll",
-    "shared:epoll-exclusive",
-    "shared:accept-mutex",
-    "reuseport",
-    "reuseport:cbpf-cpu",
-];
+use harness::model::names::STRATEGIES;
 
 fn read_json(p: &Path) -> serde_json::Value {
     serde_json::from_str(
         &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
     )
     .unwrap()
-}
-
-/// Our children that are still alive (not zombies), by command name.
-fn live_children() -> Vec<(i32, String)> {
-    let me = std::process::id() as i32;
-    let mut out = Vec::new();
-    for e in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(pid) = e.file_name().to_str().and_then(|s| s.parse::<i32>().ok()) else {
-            continue;
-        };
-        let Ok(stat) = std::fs::read_to_string(format!("/proc/{pid}/stat")) else {
-            continue;
-        };
-        let Some((head, rest)) = stat.rsplit_once(')') else {
-            continue;
-        };
-        let f: Vec<&str> = rest.split_whitespace().collect();
-        if f.get(1).and_then(|p| p.parse::<i32>().ok()) == Some(me) && f.first() != Some(&"Z") {
-            out.push((
-                pid,
-                head.rsplit_once('(')
-                    .map(|x| x.1.to_string())
-                    .unwrap_or_default(),
-            ));
-        }
-    }
-    out
-}
-
-fn reap_zombies() {
-    // SAFETY: waitpid with a null status pointer and WNOHANG only reaps.
-    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
 }
 
 #[test]
@@ -96,7 +54,7 @@ fn a_short_bench_over_every_strategy_writes_runs_a_valid_summary_and_a_report_na
     let dir =
         std::fs::canonicalize(root.join("latest")).expect("results/latest points at the session");
     let summary = read_json(&dir.join("summary.json"));
-    if let Err(errors) = harness::schema::validate_summary(&summary) {
+    if let Err(errors) = harness::store::schema::validate_summary(&summary) {
         panic!("summary.json does not validate against summary.schema.json: {errors:?}");
     }
     let runs: Vec<_> = std::fs::read_dir(dir.join("runs"))
@@ -213,8 +171,10 @@ fn ctrl_c_leaves_a_partial_result_and_no_process_behind() {
         assert!(Instant::now() < deadline, "no runs written within 60 s");
         std::thread::sleep(Duration::from_millis(50));
     }
-    // SAFETY: kill with a pid we own and a valid signal number.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
     let status = child.wait().unwrap();
     let mut err = String::new();
     std::io::Read::read_to_string(child.stderr.as_mut().unwrap(), &mut err).unwrap();
@@ -231,7 +191,7 @@ fn ctrl_c_leaves_a_partial_result_and_no_process_behind() {
         std::fs::canonicalize(root.join("latest")).expect("latest points at the partial session");
     let summary = read_json(&dir.join("summary.json"));
     assert!(
-        harness::schema::validate_summary(&summary).is_ok(),
+        harness::store::schema::validate_summary(&summary).is_ok(),
         "the partial summary is valid"
     );
     assert!(!summary["cells"].as_array().unwrap().is_empty());
@@ -242,12 +202,13 @@ fn ctrl_c_leaves_a_partial_result_and_no_process_behind() {
         .is_some_and(|s| s.contains("interrupted")));
     // Nothing left running: no orphan became our child and stayed alive.
     std::thread::sleep(Duration::from_millis(300));
-    reap_zombies();
+    ps::reap_zombies();
     // Tests in this file run in parallel: the other test's own harness is our
     // child too. Anything else (lab-server, loadgen, setpriv, taskset) is an
     // orphan of the interrupted session.
-    let left: Vec<_> = live_children()
+    let left: Vec<_> = ps::live_children()
         .into_iter()
+        .map(|p| (p.pid, p.comm))
         .filter(|(_, name)| name != "harness")
         .collect();
     assert!(left.is_empty(), "processes left behind: {left:?}");

@@ -50,7 +50,7 @@ fn bench(name: &str, targets: &str, workloads: &str) -> PathBuf {
     assert!(out.status.success(), "harness bench failed: {stderr}");
     let dir = std::fs::canonicalize(root.join("latest")).unwrap();
     let summary = read_json(&dir.join("summary.json"));
-    if let Err(errors) = harness::schema::validate_summary(&summary) {
+    if let Err(errors) = harness::store::schema::validate_summary(&summary) {
         panic!("summary.json does not validate: {errors:?}");
     }
     dir
@@ -368,7 +368,7 @@ fn an_overload_steps_the_offered_rate_up_and_back_and_records_the_kernel_counter
 /// instead.
 #[test]
 fn tcp_migrate_req_is_set_for_the_migrate_runs_only_and_restored() {
-    let sysctl = Path::new(harness::faults::MIGRATE_REQ);
+    let sysctl = Path::new(harness::measure::faults::MIGRATE_REQ);
     let before = std::fs::read_to_string(sysctl).ok();
     let dir = bench(
         "fault-migrate",
@@ -379,7 +379,7 @@ fn tcp_migrate_req_is_set_for_the_migrate_runs_only_and_restored() {
     assert_eq!(before, after, "the setting is restored");
     let runs = runs(&dir);
     let session = read_json(&dir.join("session.json"));
-    match harness::faults::check_migrate_req() {
+    match harness::measure::faults::check_migrate_req() {
         Ok(()) => {
             let plain = run(&runs, "reuseport", "worker-crash");
             let migrate = run(&runs, "reuseport+migrate", "worker-crash");

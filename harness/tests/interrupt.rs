@@ -33,7 +33,7 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-use harness::targets::{nginx, node};
+use harness::measure::targets::{nginx, node};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
@@ -385,7 +385,7 @@ fn check_report_after_kill(bench: &Bench, dir: &Path, what: &str) {
         .join("runs")
         .join(".0099-reuseport-keepalive-w2-r2.json.tmp-1-0");
     std::fs::write(&torn, "{\"schema\": \"prefork-lab.harness.ru").unwrap();
-    assert!(harness::results::is_temp_file(&torn));
+    assert!(harness::store::results::is_temp_file(&torn));
     let out = bench.report(dir);
     let err = String::from_utf8_lossy(&out.stderr);
     if runs == 0 {

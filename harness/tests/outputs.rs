@@ -179,7 +179,7 @@ fn a_copy_of_dev_null_made_with_mknod_stays_a_character_device() {
     let out = loadgen(port, &json);
     assert!(out.status.success(), "loadgen: {out:?}");
     assert!(stop(server).success());
-    harness::results::write_json(&ours, &serde_json::json!({"written": true})).unwrap();
+    harness::store::results::write_json(&ours, &serde_json::json!({"written": true})).unwrap();
     for p in [&stats, &json, &ours] {
         still_a_char_device(p);
     }
@@ -204,7 +204,7 @@ fn a_terminal_receives_every_output_in_place() {
     let out = loadgen(port, &json.node);
     assert!(out.status.success(), "loadgen: {out:?}");
     assert!(stop(server).success());
-    harness::results::write_json(&ours.node, &serde_json::json!({"written": true})).unwrap();
+    harness::store::results::write_json(&ours.node, &serde_json::json!({"written": true})).unwrap();
     assert_json(&json.read_all(), "schema", "loadgen's --json");
     assert_json(&stats.read_all(), "workers", "lab-server's --stats-out");
     assert_json(&ours.read_all(), "written", "the harness's write_json");

@@ -21,9 +21,11 @@ use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::MutexGuard;
 use std::time::{Duration, Instant};
 
-use harness::procs::Binaries;
-use harness::targets::nginx::{self, Mode};
-use harness::targets::{node, Running, StartCtx, TargetSpec, REFERENCES};
+use harness::measure::procs::Binaries;
+use harness::measure::targets::nginx::{self, Mode};
+use harness::measure::targets::{node, Running, StartCtx, TargetSpec};
+use harness::model::names::REFERENCES;
+use util::ps::Proc;
 
 const READY_TIMEOUT: Duration = Duration::from_secs(15);
 const STOP_TIMEOUT: Duration = Duration::from_secs(5);
@@ -55,68 +57,17 @@ fn bins() -> Binaries {
     }
 }
 
-fn reap_zombies() {
-    // SAFETY: waitpid with a null status pointer and WNOHANG only reaps.
-    while unsafe { libc::waitpid(-1, std::ptr::null_mut(), libc::WNOHANG) } > 0 {}
-}
-
-/// A process as `/proc/PID/stat` shows it.
-#[derive(Debug)]
-struct Proc {
-    pid: i32,
-    comm: String,
-    state: char,
-    ppid: i32,
-    pgrp: i32,
-}
-
-fn proc_info(pid: i32) -> Option<Proc> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    let (head, rest) = stat.rsplit_once(')')?;
-    let f: Vec<&str> = rest.split_whitespace().collect();
-    Some(Proc {
-        pid,
-        comm: head.split_once('(')?.1.to_string(),
-        state: f.first()?.chars().next()?,
-        ppid: f.get(1)?.parse().ok()?,
-        pgrp: f.get(2)?.parse().ok()?,
-    })
-}
-
-fn all_procs() -> Vec<Proc> {
-    std::fs::read_dir("/proc")
-        .unwrap()
-        .flatten()
-        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
-        .filter_map(proc_info)
-        .collect()
-}
-
-/// Our children that are still alive (not zombies).
-fn live_children() -> Vec<Proc> {
-    let me = std::process::id() as i32;
-    all_procs()
-        .into_iter()
-        .filter(|p| p.ppid == me && p.state != 'Z')
-        .collect()
-}
-
 /// Processes (zombies included) whose working directory or command line
 /// lies under `dir`: the harness's children inherit its working directory,
 /// and an nginx master's title names its configuration; an nginx worker's
 /// title ("nginx: worker process") names nothing, hence the cwd.
 fn procs_under(dir: &Path) -> Vec<(Proc, String)> {
-    let d = dir.to_string_lossy().into_owned();
-    all_procs()
+    ps::all()
         .into_iter()
-        .filter(|p| p.pid != std::process::id() as i32)
-        .filter_map(|p| {
-            let cwd = std::fs::read_link(format!("/proc/{}/cwd", p.pid)).ok();
-            let cmdline = std::fs::read(format!("/proc/{}/cmdline", p.pid))
-                .map(|b| String::from_utf8_lossy(&b).replace('\0', " "))
-                .unwrap_or_default();
-            (cwd.is_some_and(|c| c.starts_with(dir)) || cmdline.contains(&d))
-                .then_some((p, cmdline))
+        .filter(|p| p.refers_to(dir))
+        .map(|p| {
+            let cmdline = p.cmdline.clone();
+            (p, cmdline)
         })
         .collect()
 }
@@ -127,12 +78,12 @@ fn procs_under(dir: &Path) -> Vec<(Proc, String)> {
 fn assert_gone(what: &str, pids: &[i32]) {
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        let left: Vec<Proc> = pids.iter().filter_map(|&p| proc_info(p)).collect();
+        let left: Vec<Proc> = pids.iter().filter_map(|&p| ps::info(p)).collect();
         if left.is_empty() {
             return;
         }
         if Instant::now() >= deadline {
-            kill_all(left.iter().map(|p| p.pid));
+            ps::kill_all(left.iter().map(|p| p.pid));
             panic!(
                 "{what}: processes left behind: {left:?} (we are pid {})",
                 std::process::id()
@@ -140,17 +91,6 @@ fn assert_gone(what: &str, pids: &[i32]) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// A failing test does not leave its servers running for the next one.
-fn kill_all(pids: impl IntoIterator<Item = i32>) {
-    for pid in pids {
-        // SAFETY: kill with a pid this test started (directly or through
-        // the harness) and a valid signal number.
-        unsafe { libc::kill(pid, libc::SIGKILL) };
-    }
-    std::thread::sleep(Duration::from_millis(100));
-    reap_zombies();
 }
 
 /// Waits for `child` at most `limit`, killing it (and failing) after that.
@@ -223,7 +163,7 @@ fn every_reference_stops_leaving_no_process_behind_also_when_dropped_without_a_s
             assert_eq!(guard.ppid, me, "{name}: the master's guard is our child");
             for w in &workers {
                 assert_eq!(
-                    proc_info(*w).map(|p| p.ppid),
+                    ps::info(*w).map(|p| p.ppid),
                     Some(master),
                     "{name}: worker {w} is the master's child"
                 );
@@ -245,13 +185,10 @@ fn every_reference_stops_leaving_no_process_behind_also_when_dropped_without_a_s
             let mut pids = vec![master];
             pids.extend(&workers);
             assert_gone(&format!("{name} {how}"), &pids);
-            let group: Vec<Proc> = all_procs()
-                .into_iter()
-                .filter(|p| p.pgrp == master)
-                .collect();
-            let ours = live_children();
+            let group: Vec<Proc> = ps::all().into_iter().filter(|p| p.pgrp == master).collect();
+            let ours = ps::live_children();
             if !group.is_empty() || !ours.is_empty() {
-                kill_all(group.iter().chain(&ours).map(|p| p.pid));
+                ps::kill_all(group.iter().chain(&ours).map(|p| p.pid));
                 panic!(
                     "{name} {how}: its process group lives on: {group:?}; our children: {ours:?}"
                 );
@@ -335,8 +272,10 @@ fn an_interrupted_bench_leaves_no_reference_server_behind() {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-    // SAFETY: kill with the pid of our own child and a valid signal number.
-    unsafe { libc::kill(child.id() as i32, libc::SIGINT) };
+    let _ = nix::sys::signal::kill(
+        nix::unistd::Pid::from_raw(child.id() as i32),
+        nix::sys::signal::Signal::SIGINT,
+    );
     let status = wait_bounded(
         &mut child,
         Duration::from_secs(30),
@@ -352,14 +291,14 @@ fn an_interrupted_bench_leaves_no_reference_server_behind() {
     // alive, and no process anywhere works in this test's directory.
     let deadline = Instant::now() + Duration::from_secs(3);
     loop {
-        reap_zombies();
-        let ours = live_children();
+        ps::reap_zombies();
+        let ours = ps::live_children();
         let under = procs_under(&scratch);
         if ours.is_empty() && under.is_empty() {
             break;
         }
         if Instant::now() >= deadline {
-            kill_all(
+            ps::kill_all(
                 ours.iter()
                     .map(|p| p.pid)
                     .chain(under.iter().map(|(p, _)| p.pid)),

@@ -105,7 +105,7 @@ fn two_remote_generators_and_a_remote_server_merge_into_exactly_what_the_server_
     assert!(out.status.success(), "harness bench failed: {stderr}");
     let dir = std::fs::canonicalize(root.join("latest")).unwrap();
     let summary = read_json(&dir.join("summary.json"));
-    if let Err(e) = harness::schema::validate_summary(&summary) {
+    if let Err(e) = harness::store::schema::validate_summary(&summary) {
         panic!("summary.json does not validate: {e:?}");
     }
     assert_eq!(

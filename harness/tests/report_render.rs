@@ -10,25 +10,16 @@ use std::collections::BTreeMap;
 use std::fs;
 use std::path::Path;
 
-use harness::environment::Environment;
-use harness::fault_analysis::{FaultCell, FaultRun, SliceJson, WindowJson};
+use harness::model::environment::Environment;
+use harness::model::faults::{FaultCell, FaultRun, SliceJson, WindowJson};
+use harness::model::summary::*;
+use harness::model::warnings::Warning;
 use harness::report::render;
-use harness::schema::validate_summary;
-use harness::summary::*;
-use harness::warnings::Warning;
+use harness::store::schema::validate_summary;
 use serde_json::Value;
 
-const TARGETS: [&str; 9] = [
-    "master-pass",
-    "master-pass:rotate",
-    "master-pass:least-conn",
-    "shared:blocking",
-    "shared:epoll",
-    "shared:epoll-exclusive",
-    "shared:accept-mutex",
-    "reuseport",
-    "reuseport:cbpf-cpu",
-];
+/// Every lab strategy, from the catalogue.
+const TARGETS: &[&str] = harness::model::names::STRATEGIES;
 const WORKLOADS: [&str; 5] = ["keepalive", "close", "open-50", "open-90", "heavy-tail"];
 const WORKERS: [usize; 2] = [2, 4];
 const SPECTRUM: [f64; 9] = [50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99];
@@ -353,24 +344,24 @@ fn fault_cell(target: &str, scenario: &str, errors: u64, migrate: Option<u64>) -
         workers: 4,
         reference: false,
         tcp_migrate_req: migrate,
-        errors_per_10k: harness::analysis::spread(&[errors as f64 * 10.0; 3]),
+        errors_per_10k: harness::analyse::stats::spread(&[errors as f64 * 10.0; 3]),
         errors: runs[0]
             .errors
             .iter()
             .map(|(k, v)| (k.clone(), v * 3))
             .collect(),
-        affected_p99_us: harness::analysis::spread(&[40_000.0; 3]),
-        rest_p99_us: harness::analysis::spread(&[1_600.0; 3]),
-        recover_ms: harness::analysis::spread(&[120.0, 120.0]),
+        affected_p99_us: harness::analyse::stats::spread(&[40_000.0; 3]),
+        rest_p99_us: harness::analyse::stats::spread(&[1_600.0; 3]),
+        recover_ms: harness::analyse::stats::spread(&[120.0, 120.0]),
         not_recovered: 1,
         victim_p99_us: None,
         others_p99_us: None,
         counters: BTreeMap::from([(
             "OutRsts".to_string(),
-            harness::analysis::spread(&[errors as f64; 3]),
+            harness::analyse::stats::spread(&[errors as f64; 3]),
         )]),
-        replacements: Some(harness::analysis::spread(&[1.0; 3])),
-        rerouted: Some(harness::analysis::spread(&[0.0; 3])),
+        replacements: Some(harness::analyse::stats::spread(&[1.0; 3])),
+        rerouted: Some(harness::analyse::stats::spread(&[0.0; 3])),
         runs,
     }
 }
@@ -642,12 +633,12 @@ fn every_plot_is_well_formed_svg_with_readable_text() {
                 );
             }
             for t in TARGETS {
-                assert!(texts.contains(&t), "{name} has no legend entry for {t}");
+                assert!(texts.contains(t), "{name} has no legend entry for {t}");
             }
         }
         if name.starts_with("throughput-") {
             for t in TARGETS {
-                assert!(texts.contains(&t), "{name} has no row for {t}");
+                assert!(texts.contains(t), "{name} has no row for {t}");
             }
             assert!(
                 texts.iter().any(|t| t.contains("thousands per second")),

@@ -2,7 +2,7 @@
 //! plots are inlined and the CSS is in the page, so it opens offline, from an
 //! e-mail attachment or a CI artifact, and loads nothing from anywhere.
 
-use super::{Block, Inline, Line};
+use super::doc::{Block, Inline, Line};
 
 /// Plain, readable, printable; no web fonts, no scripts.
 const CSS: &str = "\
@@ -26,7 +26,7 @@ figcaption{color:#555;font-size:14px;margin-top:.3rem}
 ";
 
 /// The whole document as an HTML page titled `title`.
-pub(crate) fn render(title: &str, doc: &[Block]) -> String {
+pub(super) fn render(title: &str, doc: &[Block]) -> String {
     let mut out = String::new();
     out.push_str("<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n");
     out.push_str("<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">\n");

@@ -2,10 +2,10 @@
 //! Plots are linked by relative path (`plots/*.svg`), so the report reads the
 //! same in a checkout, on a code host, or in an editor's preview.
 
-use super::{Block, Inline, Line};
+use super::doc::{Block, Inline, Line};
 
 /// The whole document as Markdown.
-pub(crate) fn render(doc: &[Block]) -> String {
+pub(super) fn render(doc: &[Block]) -> String {
     let mut out = String::new();
     for block in doc {
         match block {

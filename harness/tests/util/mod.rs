@@ -52,9 +52,7 @@ pub fn temp_dir(name: &str) -> PathBuf {
 /// behind by the harness (a server, a worker, a load generator) becomes our
 /// child and is seen.
 pub fn become_subreaper() {
-    // SAFETY: prctl with PR_SET_CHILD_SUBREAPER takes integer arguments only.
-    let r = unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1 as libc::c_ulong, 0, 0, 0) };
-    assert_eq!(r, 0, "prctl(PR_SET_CHILD_SUBREAPER)");
+    nix::sys::prctl::set_child_subreaper(true).expect("prctl(PR_SET_CHILD_SUBREAPER)");
 }
 
 /// What `/proc` shows about processes, for the tests that check that nothing
@@ -125,7 +123,7 @@ pub mod ps {
     }
 
     /// The `harness guard` a reference server's master runs under (its
-    /// parent, see the harness's `guard.rs`), if it does.
+    /// parent, see the harness's `measure/guard.rs`), if it does.
     pub fn guard_of(master: i32) -> Option<Proc> {
         let parent = info(info(master)?.ppid)?;
         let args: Vec<String> = std::fs::read(format!("/proc/{}/cmdline", parent.pid))

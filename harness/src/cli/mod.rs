@@ -1,0 +1,112 @@
+//! The command line: parses it ([`opts`]) and runs the command; each
+//! failure is an [`Error`] whose kind sets the exit code.
+
+mod error;
+pub mod opts;
+
+pub use error::{Error, EXIT_INTERRUPTED};
+
+use std::sync::atomic::AtomicBool;
+use std::sync::Arc;
+
+use crate::measure::guard;
+use crate::regress;
+use crate::run as runner;
+use crate::run::EndedEarly;
+use opts::{Cli, Command};
+
+/// Runs the command.
+pub fn run(cli: Cli) -> Result<(), Error> {
+    if let Command::Guard(g) = &cli.command {
+        // Before the harness's own signal handling: the guard handles its
+        // signals itself, and exits with its program's status.
+        std::process::exit(guard::run(g.parent, &g.program));
+    }
+    let stop = Arc::new(AtomicBool::new(false));
+    for sig in [signal_hook::consts::SIGINT, signal_hook::consts::SIGTERM] {
+        signal_hook::flag::register(sig, stop.clone())
+            .map_err(|e| Error::Failed(format!("cannot handle signals: {e}")))?;
+    }
+    if let Command::Regress(o) = &cli.command {
+        return regress_command(o, &stop);
+    }
+    let cfg = match &cli.command {
+        Command::Bench(o) => o.config().map_err(Error::Usage)?,
+        Command::Run(o) => o.config().map_err(Error::Usage)?,
+        Command::Regress(_) | Command::Guard(_) => unreachable!("handled above"),
+        Command::Report { dir } => {
+            let session = crate::store::session::read_session(dir).map_err(Error::Failed)?;
+            let runs = crate::store::session::read_runs(dir).map_err(Error::Failed)?;
+            if runs.is_empty() {
+                return Err(Error::Failed(format!(
+                    "{} holds no run files: nothing to report",
+                    dir.display()
+                )));
+            }
+            runner::finish(dir, &session, &runs).map_err(Error::Failed)?;
+            println!("report: {}", dir.join("report.md").display());
+            return Ok(());
+        }
+    };
+    let outcome = runner::bench(&cfg, &stop).map_err(Error::Failed)?;
+    for w in &outcome.summary.warnings {
+        eprintln!("warning: {}", w.message());
+    }
+    println!("report: {}", outcome.dir.join("report.md").display());
+    match outcome.ended_early {
+        Some(EndedEarly::Interrupted(why)) => Err(Error::Interrupted(format!(
+            "{why}; the partial results and report are in {}",
+            outcome.dir.display()
+        ))),
+        Some(EndedEarly::Failed(why)) => Err(Error::Failed(format!(
+            "{why}; the results so far are in {}",
+            outcome.dir.display()
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn regress_command(o: &opts::RegressOpts, stop: &AtomicBool) -> Result<(), Error> {
+    // A baseline file that cannot be written is refused before anything runs.
+    if let Some(path) = &o.save_baseline {
+        outfile::Output::check("--save-baseline", path, outfile::Dash::FileName)
+            .map_err(|e| Error::Usage(e.to_string()))?;
+    }
+    // --save-baseline alone measures the candidate and writes the file.
+    let built = match &o.baseline_rev {
+        Some(rev) => Some(regress::revision::build(rev).map_err(Error::Failed)?),
+        None => None,
+    };
+    let cfg = o
+        .config(built.as_ref().map(|(_, bin)| bin.clone()))
+        .map_err(Error::Usage)?;
+    let save_only = matches!(&cfg.baseline, regress::Baseline::File(p) if p.as_os_str().is_empty());
+    let result = if save_only {
+        let mut c = cfg.clone();
+        c.baseline = regress::Baseline::Bin(c.candidate_bin.clone());
+        regress::run(&c, stop)
+    } else {
+        regress::run(&cfg, stop)
+    };
+    if let Some((dir, _)) = built {
+        regress::revision::remove(&dir);
+    }
+    let outcome = result.map_err(Error::Failed)?;
+    if save_only {
+        println!(
+            "baseline written to {}",
+            o.save_baseline
+                .as_ref()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default()
+        );
+        return Ok(());
+    }
+    regress::print(&outcome);
+    if outcome.regressed() {
+        return Err(Error::Regression(
+            "performance regression found (see the lines marked REGRESSION)".into(),
+        ));
+    }
+    Ok(())
+}

@@ -1,0 +1,38 @@
+//! The lab's own strategies: `lab-server --strategy NAME`.
+
+use std::time::Duration;
+
+use super::{Running, StartCtx};
+use crate::measure::procs::{start_lab_server, RunningServer};
+use crate::model::record::ServerStats;
+
+/// Starts `lab-server --strategy strategy`.
+pub fn start(strategy: &str, ctx: &StartCtx<'_>) -> Result<Box<dyn Running>, String> {
+    let stats = ctx.work_dir.join("server-stats.json");
+    Ok(Box::new(start_lab_server(
+        ctx.bins,
+        strategy,
+        ctx.workers,
+        ctx.cpus,
+        &stats,
+        ctx.ready_timeout,
+    )?))
+}
+
+impl Running for RunningServer {
+    fn addr(&self) -> String {
+        self.addr.clone()
+    }
+
+    fn master_pid(&self) -> i32 {
+        self.master_pid
+    }
+
+    fn worker_pids(&self) -> Vec<i32> {
+        self.worker_pids.clone()
+    }
+
+    fn stop(self: Box<Self>, timeout: Duration) -> Result<Option<ServerStats>, String> {
+        RunningServer::stop(*self, timeout)
+    }
+}

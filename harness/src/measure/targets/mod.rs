@@ -1,0 +1,232 @@
+//! What the harness measures: a *target* is a server it can start with N
+//! workers on a loopback port, whose worker processes it can find, and that
+//! it can stop leaving nothing behind. The lab's own strategies are one kind
+//! ([`lab`]); real servers nobody here wrote are the others ([`nginx`],
+//! [`node`]), measured by the same load generator with the same workloads.
+
+pub mod external;
+pub mod lab;
+pub mod nginx;
+pub mod node;
+pub mod remote_lab;
+
+use std::path::Path;
+use std::time::Duration;
+
+use crate::measure::procs::Binaries;
+use crate::model::names::{family, MIGRATE_SUFFIX, MIGRATE_VARIANTS, STRATEGIES};
+use crate::model::record::ServerStats;
+use crate::model::workload::Workload;
+
+/// A target, parsed from its name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum TargetSpec {
+    /// `lab-server --strategy NAME`.
+    Lab(String),
+    /// nginx in one of its three accept modes.
+    Nginx(nginx::Mode),
+    /// Node.js cluster with one of its two scheduling policies.
+    Node(node::Policy),
+}
+
+impl TargetSpec {
+    /// Parses a target name; `None` for an unknown one.
+    pub fn parse(name: &str) -> Option<TargetSpec> {
+        if let Some(base) = name.strip_suffix(MIGRATE_SUFFIX) {
+            return MIGRATE_VARIANTS
+                .contains(&name)
+                .then(|| TargetSpec::parse(base))
+                .flatten();
+        }
+        if STRATEGIES.contains(&name) {
+            return Some(TargetSpec::Lab(name.to_string()));
+        }
+        nginx::Mode::parse(name)
+            .map(TargetSpec::Nginx)
+            .or_else(|| node::Policy::parse(name).map(TargetSpec::Node))
+    }
+
+    /// Its name (`--strategies`, reports).
+    pub fn name(&self) -> String {
+        match self {
+            TargetSpec::Lab(s) => s.clone(),
+            TargetSpec::Nginx(m) => m.name().to_string(),
+            TargetSpec::Node(p) => p.name().to_string(),
+        }
+    }
+
+    /// Whether its workers listen in a SO_REUSEPORT group (where
+    /// `net.ipv4.tcp_migrate_req` changes what a closing listener does).
+    pub fn has_reuseport_group(&self) -> bool {
+        match self {
+            TargetSpec::Lab(s) => family(s) == "reuseport",
+            TargetSpec::Nginx(m) => *m == nginx::Mode::ReusePort,
+            TargetSpec::Node(_) => false,
+        }
+    }
+
+    /// Whether it is a reference server rather than a lab strategy.
+    pub fn is_reference(&self) -> bool {
+        !matches!(self, TargetSpec::Lab(_))
+    }
+
+    /// Whether this machine can run it; `Err` says how to install what is missing.
+    pub fn available(&self) -> Result<(), String> {
+        match self {
+            TargetSpec::Lab(_) => Ok(()),
+            TargetSpec::Nginx(_) => nginx::available(),
+            TargetSpec::Node(_) => node::available(),
+        }
+    }
+
+    /// Whether it can serve `workload` faithfully; `Err` says why not (the
+    /// report lists it instead of showing wrong numbers).
+    pub fn supports(&self, workload: &Workload) -> Result<(), String> {
+        match self {
+            TargetSpec::Nginx(_) => nginx::supports(workload),
+            _ => Ok(()),
+        }
+    }
+
+    /// The least warm-up its runs get, whatever `--warmup` says: Node.js
+    /// compiles its hot paths only after some traffic (V8's JIT), and a cold
+    /// process measured at once serves several times slower than a warm one.
+    /// Measured here (cluster.js, 2 workers, keep-alive, 500 ms measured,
+    /// a fresh server each time): no warm-up ~50k req/s, 300 ms 67-103k,
+    /// 500 ms 109-117k, 1 s ~120k; 700 ms is within a few percent of warm.
+    /// The warm-up is still measured separately and discarded.
+    pub fn min_warmup(&self) -> Duration {
+        match self {
+            TargetSpec::Node(_) => Duration::from_millis(700),
+            _ => Duration::ZERO,
+        }
+    }
+
+    /// Starts it and waits until it serves.
+    pub fn start(&self, ctx: &StartCtx<'_>) -> Result<Box<dyn Running>, String> {
+        match self {
+            TargetSpec::Lab(strategy) => lab::start(strategy, ctx),
+            TargetSpec::Nginx(mode) => nginx::start(*mode, ctx),
+            TargetSpec::Node(policy) => node::start(*policy, ctx),
+        }
+    }
+}
+
+/// What starting a target needs.
+pub struct StartCtx<'a> {
+    /// The lab's binaries.
+    pub bins: &'a Binaries,
+    /// Worker processes.
+    pub workers: usize,
+    /// CPUs to pin the server to (empty: not pinned).
+    pub cpus: &'a [usize],
+    /// A directory for the run's files (configuration, logs, stats); the
+    /// target may write there; the harness removes what it does not keep.
+    pub work_dir: &'a Path,
+    /// How long it may take to serve.
+    pub ready_timeout: Duration,
+}
+
+/// A started target.
+pub trait Running {
+    /// `127.0.0.1:PORT`.
+    fn addr(&self) -> String;
+    /// The port.
+    fn port(&self) -> u16 {
+        self.addr()
+            .rsplit(':')
+            .next()
+            .and_then(|p| p.parse().ok())
+            .unwrap_or(0)
+    }
+    /// The master (or supervising) process.
+    fn master_pid(&self) -> i32;
+    /// The worker processes when it became ready.
+    fn worker_pids(&self) -> Vec<i32>;
+    /// The signal that asks for a graceful rolling restart, and whom it
+    /// goes to (lab-server's master: SIGHUP, each worker in turn; nginx's
+    /// master: SIGHUP, a reload: new workers start, the old ones finish
+    /// their connections and exit; the Node primary: SIGHUP, each worker in
+    /// turn is replaced, then disconnected).
+    fn restart_signal(&self) -> (i32, nix::sys::signal::Signal) {
+        (self.master_pid(), nix::sys::signal::Signal::SIGHUP)
+    }
+    /// The kernel's TCP counters where it runs.
+    fn kernel_counters(&self) -> crate::model::kernel::Counters {
+        crate::measure::kernel::read_counters()
+    }
+    /// CPU time and context switches of one of its processes, now.
+    fn usage(&self, pid: i32) -> Option<crate::model::kernel::ProcUsage> {
+        crate::measure::kernel::proc_usage(pid)
+    }
+    /// Whether the harness can sample its accept queues (`/proc/net/tcp`
+    /// of this machine): not for a server on another host.
+    fn local(&self) -> bool {
+        true
+    }
+    /// Stops it (gracefully, then by force after `timeout`), leaving no
+    /// process behind; returns the server's own per-worker counts where it
+    /// has them (lab-server's stats file).
+    fn stop(self: Box<Self>, timeout: Duration) -> Result<Option<ServerStats>, String>;
+}
+
+/// A free loopback port (bound and released; a reference server binds it
+/// right after, by name).
+pub fn free_port() -> Result<u16, String> {
+    let l = std::net::TcpListener::bind("127.0.0.1:0")
+        .map_err(|e| format!("cannot find a free port: {e}"))?;
+    Ok(l.local_addr().map_err(|e| e.to_string())?.port())
+}
+
+/// Polls until `addr` answers an HTTP request with a 200, or `timeout`.
+pub fn wait_http_ok(addr: &str, timeout: Duration) -> Result<(), String> {
+    use std::io::{Read, Write};
+    let deadline = std::time::Instant::now() + timeout;
+    loop {
+        let ok = (|| -> std::io::Result<bool> {
+            let mut s = std::net::TcpStream::connect(addr)?;
+            s.set_read_timeout(Some(Duration::from_millis(500)))?;
+            s.write_all(b"GET / HTTP/1.1\r\nHost: ready\r\nConnection: close\r\n\r\n")?;
+            let mut buf = [0u8; 64];
+            let n = s.read(&mut buf)?;
+            Ok(buf[..n].starts_with(b"HTTP/1.1 200") || buf[..n].starts_with(b"HTTP/1.0 200"))
+        })();
+        if matches!(ok, Ok(true)) {
+            return Ok(());
+        }
+        if std::time::Instant::now() >= deadline {
+            return Err(format!("{addr} did not answer within {timeout:?}"));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::names::{all_targets, is_reference, REFERENCES};
+
+    #[test]
+    fn every_catalogue_name_is_a_target_and_agrees_on_being_a_reference() {
+        for name in all_targets() {
+            let spec = TargetSpec::parse(name).unwrap_or_else(|| panic!("{name} parses"));
+            assert_eq!(spec.is_reference(), is_reference(name), "{name}");
+            assert_eq!(
+                spec.name(),
+                name.strip_suffix(MIGRATE_SUFFIX).unwrap_or(name),
+                "{name}"
+            );
+        }
+        let servers: Vec<&str> = nginx::Mode::ALL
+            .iter()
+            .map(|m| m.name())
+            .chain(node::Policy::ALL.iter().map(|p| p.name()))
+            .collect();
+        assert_eq!(
+            servers, REFERENCES,
+            "every reference server is in the catalogue"
+        );
+        assert!(TargetSpec::parse("node:rr+migrate").is_none());
+        assert!(!is_reference("node:rr+migrate"));
+    }
+}

@@ -1,0 +1,197 @@
+//! One run's raw data, written to `runs/NNNN-....json` as soon as the run
+//! ends. Everything the analysis needs is in these files (plus
+//! `session.json`), so `harness report DIR` can redo the analysis.
+
+use serde::{Deserialize, Serialize};
+
+use crate::model::faults::FaultRecord;
+use crate::model::kernel::{Counters, ProcUsage, QueueSamples};
+use crate::model::remote::PartJson;
+
+/// Version tag of a run file.
+pub const RUN_SCHEMA: &str = "prefork-lab.harness.run.v1";
+
+/// One run: one target, one workload, one worker count, one round.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RunRecord {
+    /// Always [`RUN_SCHEMA`].
+    pub schema: String,
+    /// Position in the session's run order, from 1.
+    pub index: usize,
+    /// Strategy or reference server.
+    pub target: String,
+    /// Workload name.
+    pub workload: String,
+    /// Worker processes.
+    pub workers: usize,
+    /// Round, from 1.
+    pub round: usize,
+    /// Open loop: the rate offered, req/s.
+    pub offered_rps: Option<f64>,
+    /// Start, ms since the Unix epoch.
+    pub started_unix_ms: u64,
+    /// Wall time of the whole run (start to teardown), s.
+    pub wall_s: f64,
+    /// CPUs given to the server and the generator.
+    pub pinning: Pinning,
+    /// loadgen's JSON result.
+    pub loadgen: loadgen::result::LoadResult,
+    /// What the server side showed.
+    pub server: ServerSide,
+    /// What the kernel showed.
+    pub kernel: KernelSide,
+    /// A fault scenario: what was done to the server, and when.
+    #[serde(default)]
+    pub fault: Option<FaultRecord>,
+    /// Load from other hosts, or a server on another host: who took part
+    /// and each generator's share (`loadgen` above is their exact merge).
+    #[serde(default)]
+    pub remote: Option<RemoteRun>,
+}
+
+impl RunRecord {
+    /// The file it is stored in, relative to the results directory.
+    pub fn file_name(&self) -> String {
+        let safe = self.target.replace([':', '/'], "_");
+        format!(
+            "runs/{:04}-{safe}-{}-w{}-r{}.json",
+            self.index, self.workload, self.workers, self.round
+        )
+    }
+}
+
+/// The hosts of one run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RemoteRun {
+    /// The server's host (`None`: the harness's machine).
+    pub server_host: Option<String>,
+    /// Each generator's part (empty: one generator on the harness's machine).
+    pub parts: Vec<PartJson>,
+}
+
+/// CPU placement of a run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Pinning {
+    /// CPUs the server was restricted to (empty: not pinned).
+    pub server_cpus: Vec<usize>,
+    /// CPUs the load generator was restricted to (empty: not pinned).
+    pub loadgen_cpus: Vec<usize>,
+    /// Whether the two sets were disjoint.
+    pub disjoint: bool,
+}
+
+/// The server's side of a run.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct ServerSide {
+    /// Master pid from the ready line.
+    pub master_pid: i32,
+    /// Worker pids from the ready line.
+    pub worker_pids: Vec<i32>,
+    /// Per process, CPU time and context switches during the load (from
+    /// `/proc`, measured from just before the load to just after it).
+    pub processes: Vec<ProcRecord>,
+    /// The server's own stats file (`--stats-out`), if it wrote one.
+    pub stats: Option<ServerStats>,
+}
+
+/// One server process's usage during the load.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
+pub struct ProcRecord {
+    /// Pid.
+    pub pid: i32,
+    /// The master (true) or a worker.
+    pub master: bool,
+    /// Usage during the load.
+    #[serde(flatten)]
+    pub usage: ProcUsage,
+}
+
+/// The kernel's side of a run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct KernelSide {
+    /// TcpExt/Tcp counters: after - before (system-wide: this machine only
+    /// runs the lab during a session).
+    pub counters: Counters,
+    /// Accept-queue depth per listening socket, sampled during the load.
+    pub accept_queue: QueueSamples,
+    /// `net.ipv4.tcp_migrate_req` during the run (absent: no such setting).
+    #[serde(default)]
+    pub tcp_migrate_req: Option<u64>,
+}
+
+/// lab-server's stats file, as the harness reads it (`prefork-lab.server-stats.v1`).
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ServerStats {
+    /// Schema tag.
+    pub schema: String,
+    /// Master figures.
+    #[serde(default)]
+    pub master: MasterStats,
+    /// Every worker process that ran.
+    #[serde(default)]
+    pub workers: Vec<WorkerStats>,
+    /// Workers replaced.
+    #[serde(default)]
+    pub replacements: u64,
+    /// Of those, replaced gracefully by a rolling restart.
+    #[serde(default)]
+    pub retirements: u64,
+    /// Rolling restarts completed.
+    #[serde(default)]
+    pub rolling_restarts: u64,
+}
+
+/// The master's figures in the stats file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct MasterStats {
+    /// User CPU, µs.
+    #[serde(default)]
+    pub cpu_user_us: u64,
+    /// System CPU, µs.
+    #[serde(default)]
+    pub cpu_system_us: u64,
+    /// master-pass: connections accepted by the master.
+    #[serde(default)]
+    pub connections_accepted: u64,
+    /// master-pass: connections the master handed to another worker after
+    /// the first one refused them or died before acknowledging them.
+    #[serde(default)]
+    pub connections_rerouted: Option<u64>,
+}
+
+/// One worker's figures in the stats file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct WorkerStats {
+    /// Slot (0..workers).
+    #[serde(default)]
+    pub slot: usize,
+    /// How many workers held the slot before this one.
+    #[serde(default)]
+    pub generation: u64,
+    /// Pid.
+    pub pid: i32,
+    /// How it ended (`exited 0`, `killed by SIGKILL`...).
+    #[serde(default)]
+    pub exit: String,
+    /// It was retired by a rolling restart (not a crash).
+    #[serde(default)]
+    pub retired: bool,
+    /// Connections accepted or received.
+    #[serde(default)]
+    pub connections: u64,
+    /// Requests served.
+    #[serde(default)]
+    pub requests: u64,
+    /// Accepts that found the queue empty.
+    #[serde(default)]
+    pub accept_eagain: u64,
+    /// Listener wakeups.
+    #[serde(default)]
+    pub listener_wakeups: u64,
+    /// User CPU, µs.
+    #[serde(default)]
+    pub cpu_user_us: u64,
+    /// System CPU, µs.
+    #[serde(default)]
+    pub cpu_system_us: u64,
+}

@@ -1,0 +1,248 @@
+//! The verdicts, pure: bootstrap intervals of paired ratios on one machine,
+//! and the tolerances of a comparison with a baseline from another machine.
+
+use super::{Figures, SavedBaseline, SavedStrategy, Verdict, YARDSTICK};
+use crate::analyse::stats::median;
+
+/// Tolerances of the cross-machine comparison.
+pub const TOL_RATIO: f64 = 0.25;
+/// Normalised throughput may move this much before it counts.
+pub const TOL_NORMALISED: f64 = 0.40;
+/// Jain's index may drop this much (absolute) before it counts.
+pub const TOL_JAIN: f64 = 0.15;
+/// Jain's index is gated only for strategies at least this even in the baseline.
+pub const JAIN_GATED_FROM: f64 = 0.9;
+
+/// Bootstrap 95% interval of the median of `xs` (seeded, 2000 resamples).
+pub fn bootstrap_median_ci(xs: &[f64], seed: u64) -> [f64; 3] {
+    if xs.is_empty() {
+        return [0.0; 3];
+    }
+    let mut rng = seed | 1;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut medians: Vec<f64> = (0..2000)
+        .map(|_| {
+            let sample: Vec<f64> = (0..xs.len())
+                .map(|_| xs[(next() % xs.len() as u64) as usize])
+                .collect();
+            median(&sample)
+        })
+        .collect();
+    medians.sort_by(|a, b| a.total_cmp(b));
+    [medians[49], median(xs), medians[1949]]
+}
+
+/// Judges paired per-round ratios candidate/baseline of a metric where
+/// `higher_is_better`, with a minimum effect.
+pub fn judge_ratios(
+    strategy: &str,
+    metric: &str,
+    ratios: &[f64],
+    higher_is_better: bool,
+    min_effect: f64,
+    seed: u64,
+) -> Verdict {
+    let [lo, mid, hi] = bootstrap_median_ci(ratios, seed);
+    let pct = |r: f64| (r - 1.0) * 100.0;
+    let (significant, large) = if higher_is_better {
+        (hi < 1.0, mid < 1.0 - min_effect)
+    } else {
+        (lo > 1.0, mid > 1.0 + min_effect)
+    };
+    let regression = significant && large;
+    let note = match (significant, large) {
+        (true, true) => format!(
+            "worse by more than {:.0}% and significant",
+            min_effect * 100.0
+        ),
+        (true, false) => format!("significant but within {:.0}%", min_effect * 100.0),
+        (false, true) => "large but not significant (noise)".into(),
+        (false, false) => "no change".into(),
+    };
+    Verdict {
+        strategy: strategy.into(),
+        metric: metric.into(),
+        change: [pct(lo), pct(mid), pct(hi)],
+        regression,
+        note,
+    }
+}
+
+/// Errors: any more than the baseline had is a regression.
+pub(super) fn errors_verdict(s: &str, base: u64, cand: u64) -> Verdict {
+    Verdict {
+        strategy: s.into(),
+        metric: "errors".into(),
+        change: [base as f64, cand as f64, cand as f64],
+        regression: cand > base,
+        note: format!("baseline {base}, candidate {cand}"),
+    }
+}
+
+/// Per round: candidate throughput over the yardstick's candidate throughput.
+fn vs_yardstick(
+    i: usize,
+    all: &[Vec<(Option<Figures>, Figures)>],
+    strategies: &[String],
+) -> Vec<f64> {
+    let y = strategies.iter().position(|s| s == YARDSTICK);
+    all[i]
+        .iter()
+        .enumerate()
+        .map(|(r, (_, c))| match y {
+            Some(y) => c.throughput_rps / all[y][r].1.throughput_rps.max(1e-9),
+            None => 1.0,
+        })
+        .collect()
+}
+
+/// A candidate's figures as a saved baseline holds them.
+pub(super) fn summarize_candidate(
+    s: &str,
+    f: &[(Option<Figures>, Figures)],
+    all: &[Vec<(Option<Figures>, Figures)>],
+    strategies: &[String],
+    calibration: &[f64],
+) -> SavedStrategy {
+    let i = strategies.iter().position(|x| x == s).expect("listed");
+    let per_cal: Vec<f64> = f
+        .iter()
+        .zip(calibration)
+        .map(|((_, c), cal)| c.throughput_rps / cal.max(1e-9))
+        .collect();
+    SavedStrategy {
+        strategy: s.into(),
+        throughput_vs_yardstick: median(&vs_yardstick(i, all, strategies)),
+        throughput_vs_yardstick_min: vs_yardstick(i, all, strategies)
+            .into_iter()
+            .fold(f64::INFINITY, f64::min),
+        throughput_per_calibration: median(&per_cal),
+        jain_connections: median(
+            &f.iter()
+                .map(|(_, c)| c.jain_connections)
+                .collect::<Vec<_>>(),
+        ),
+        errors: f.iter().map(|(_, c)| c.errors).sum(),
+    }
+}
+
+/// The verdicts of a candidate against a saved baseline from another
+/// machine: errors, throughput against the yardstick, throughput per unit
+/// of CPU calibration, Jain's index.
+pub(super) fn cross_machine(
+    s: &str,
+    f: &[(Option<Figures>, Figures)],
+    all: &[Vec<(Option<Figures>, Figures)>],
+    strategies: &[String],
+    calibration: &[f64],
+    saved: &SavedBaseline,
+) -> Vec<Verdict> {
+    let now = summarize_candidate(s, f, all, strategies, calibration);
+    let Some(base) = saved.strategies.iter().find(|b| b.strategy == s) else {
+        return vec![Verdict {
+            strategy: s.into(),
+            metric: "baseline".into(),
+            change: [0.0; 3],
+            regression: false,
+            note: "not in the saved baseline: not gated".into(),
+        }];
+    };
+    let rel = |a: f64, b: f64| if b > 0.0 { (a / b - 1.0) * 100.0 } else { 0.0 };
+    let mut v = vec![errors_verdict(s, base.errors, now.errors)];
+    // The floor: 25% under the baseline's median, or under its worst round
+    // when that was lower still (a strategy whose rounds already varied that
+    // much cannot be held to its median).
+    let reference = if base.throughput_vs_yardstick_min > 0.0 {
+        base.throughput_vs_yardstick
+            .min(base.throughput_vs_yardstick_min)
+    } else {
+        base.throughput_vs_yardstick
+    };
+    let r = rel(now.throughput_vs_yardstick, base.throughput_vs_yardstick);
+    let floor = reference * (1.0 - TOL_RATIO);
+    v.push(Verdict {
+        strategy: s.into(),
+        metric: format!("throughput_vs_{YARDSTICK}"),
+        change: [r, r, r],
+        regression: s != YARDSTICK && now.throughput_vs_yardstick < floor,
+        note: format!(
+            "{:.2} now vs {:.2} in the baseline (worst round {:.2}); floor {:.2}",
+            now.throughput_vs_yardstick, base.throughput_vs_yardstick, reference, floor
+        ),
+    });
+    let n = rel(
+        now.throughput_per_calibration,
+        base.throughput_per_calibration,
+    );
+    v.push(Verdict {
+        strategy: s.into(),
+        metric: "throughput_per_cpu_calibration".into(),
+        change: [n, n, n],
+        regression: n < -TOL_NORMALISED * 100.0,
+        note: format!(
+            "tolerance {:.0}%: CPU speed and syscall cost do not scale together across machines",
+            TOL_NORMALISED * 100.0
+        ),
+    });
+    // Gated only where the baseline was even (Jain >= 0.9): for strategies
+    // whose spread is decided by a race (shared:epoll's first burst), the
+    // index itself varies from round to round and gating it would only
+    // produce false alarms.
+    let d = now.jain_connections - base.jain_connections;
+    let gated = base.jain_connections >= JAIN_GATED_FROM;
+    v.push(Verdict {
+        strategy: s.into(),
+        metric: "jain_connections".into(),
+        change: [d, d, d],
+        regression: gated && d < -TOL_JAIN,
+        note: if gated {
+            format!(
+                "{:.2} now vs {:.2} (may drop by {TOL_JAIN})",
+                now.jain_connections, base.jain_connections
+            )
+        } else {
+            format!(
+                "{:.2} now vs {:.2}: not gated (uneven in the baseline itself)",
+                now.jain_connections, base.jain_connections
+            )
+        },
+    });
+    v
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_clear_drop_is_a_regression_and_noise_is_not() {
+        let drop = [0.70, 0.72, 0.74, 0.71, 0.73, 0.75];
+        assert!(judge_ratios("s", "throughput", &drop, true, 0.10, 1).regression);
+        let noise = [0.95, 1.06, 0.99, 1.03, 0.92, 1.08];
+        assert!(!judge_ratios("s", "throughput", &noise, true, 0.10, 1).regression);
+        let small = [0.95, 0.96, 0.95, 0.94, 0.96, 0.95];
+        let v = judge_ratios("s", "throughput", &small, true, 0.10, 1);
+        assert!(!v.regression, "significant but within the minimum effect");
+        assert!(v.note.contains("within"));
+    }
+
+    #[test]
+    fn p99_regresses_upwards() {
+        let up = [1.5, 1.6, 1.4, 1.55, 1.45, 1.5];
+        assert!(judge_ratios("s", "p99", &up, false, 0.25, 1).regression);
+        assert!(!judge_ratios("s", "p99", &[0.5, 0.6, 0.55, 0.5], false, 0.25, 1).regression);
+    }
+
+    #[test]
+    fn bootstrap_interval_contains_the_median_and_is_ordered() {
+        let xs = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
+        let [lo, mid, hi] = bootstrap_median_ci(&xs, 3);
+        assert!(lo <= mid && mid <= hi);
+        assert_eq!(mid, 4.0);
+    }
+}
