@@ -1,8 +1,8 @@
 //! `loadgen`: the lab's HTTP/1.1 load generator.
 //!
 //! A short pipeline: [`opts`] (command line) -> [`config::RunConfig`]
-//! (checked) -> [`engine`] (one mio loop per thread) -> [`result`] (one
-//! result type; JSON and a human summary). [`merge`] adds results of several
+//! (checked) -> [`engine`] (one mio loop per thread, counting into
+//! [`tally`]) -> [`result`] (one result type; JSON and a human summary). [`merge`] adds results of several
 //! generators exactly.
 #![deny(missing_docs)]
 
@@ -18,6 +18,7 @@ pub mod response;
 pub mod result;
 pub mod rng;
 pub mod schedule;
+pub mod tally;
 pub mod target;
 
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
