@@ -2,8 +2,8 @@
 //!
 //! A short pipeline: [`opts`] (command line) -> [`config::RunConfig`]
 //! (checked) -> [`engine`] (one mio loop per thread, counting into
-//! [`tally`]) -> [`result`] (one result type; JSON and a human summary). [`merge`] adds results of several
-//! generators exactly.
+//! [`tally`]) -> [`result`] (one result type; JSON and a human summary).
+//! [`merge`] adds results of several generators exactly.
 #![deny(missing_docs)]
 
 pub mod config;
