@@ -1,7 +1,8 @@
 //! One generator thread: a mio event loop over its share of the connections.
 //!
 //! Closed loop (no `--rate`): every connection sends its next request as soon
-//! as the previous response is in (wrk). Open loop (`--rate`): requests fall
+//! as the previous response is in (wrk): in the write phase that follows the
+//! batch of events the response came in. Open loop (`--rate`): requests fall
 //! due on the thread's [`Schedule`]; a due request goes to the first idle
 //! connection (or, in `close` mode, opens one); when none is free it waits in
 //! a queue, and its latency keeps growing from its due time, so a stall is
@@ -37,6 +38,12 @@ use conn::{ConnectStatus, InFlight, ReadOutcome, Slot, State};
 const RETRY_AFTER: Duration = Duration::from_millis(10);
 /// How often in-flight requests are checked against `--timeout`.
 const TIMEOUT_TICK: Duration = Duration::from_millis(10);
+/// Closed loop: how long the generator polls without sleeping, when no event
+/// is ready, before it blocks in `epoll_wait`. A generator that keeps up
+/// with its server would otherwise sleep between responses, and the server
+/// would pay for waking it in its `write` (a cross-CPU wakeup: on a VM an
+/// IPI and an exit); see `loadgen/BENCHMARKS.md`.
+const BUSY_POLL: Duration = Duration::from_micros(50);
 /// How long a `close`-mode connection waits for the server's FIN after a
 /// whole response before closing itself.
 const EOF_WAIT: Duration = Duration::from_secs(1);
@@ -84,7 +91,8 @@ struct Generator<'a> {
     window: Window,
     poll: Poll,
     slots: Vec<Slot>,
-    /// Keep-alive slots connected and without a request.
+    /// Keep-alive slots connected and without a request (closed loop: until
+    /// the next write phase).
     idle: Vec<usize>,
     /// Slots without a socket, ready to connect (close mode, or to reconnect).
     free: Vec<usize>,
@@ -190,11 +198,11 @@ impl<'a> Generator<'a> {
                     wake = wake.min(self.clock.t0 + s.peek());
                 }
             }
-            let timeout = wake.saturating_duration_since(Instant::now());
-            match self.poll.poll(&mut events, Some(timeout)) {
-                Ok(()) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                Err(e) => return Err(e),
+            // Closed loop with requests out, the next event is at most a
+            // server's turn away: look for it a little before sleeping.
+            let busy_poll = self.closed_loop() && !ended && self.in_flight > 0;
+            if !self.poll_events(&mut events, wake, busy_poll)? {
+                continue;
             }
             for event in events.iter() {
                 let i = event.token().0;
@@ -220,6 +228,38 @@ impl<'a> Generator<'a> {
         Ok(())
     }
 
+    /// Waits for events until `wake`; with `busy_poll`, first polls without
+    /// sleeping for up to [`BUSY_POLL`]. False if a signal interrupted it.
+    fn poll_events(
+        &mut self,
+        events: &mut Events,
+        wake: Instant,
+        busy_poll: bool,
+    ) -> io::Result<bool> {
+        if busy_poll {
+            let until = (Instant::now() + BUSY_POLL).min(wake);
+            loop {
+                match self.poll.poll(events, Some(Duration::ZERO)) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => return Ok(false),
+                    Err(e) => return Err(e),
+                }
+                if !events.is_empty() {
+                    return Ok(true);
+                }
+                if Instant::now() >= until {
+                    break;
+                }
+            }
+        }
+        let timeout = wake.saturating_duration_since(Instant::now());
+        match self.poll.poll(events, Some(timeout)) {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
     /// Open loop: move requests that are due into the queue.
     fn take_due(&mut self, now: Instant) {
         let Some(s) = self.schedule.as_mut() else {
@@ -241,9 +281,13 @@ impl<'a> Generator<'a> {
             if now >= self.clock.end {
                 return;
             }
-            // Keep-alive: idle connections send at once (normally they do so
-            // on completion; this catches the ones that just connected).
+            // Keep-alive: the write phase. Every connection whose response
+            // (or connect) came in the last batch of events sends its next
+            // request now, back to back, after the whole batch was read
+            // (see BENCHMARKS.md); each send is stamped with its own clock
+            // read, so that its latency starts when it was written.
             while let Some(i) = self.idle.pop() {
+                let now = Instant::now();
                 self.send(i, now, now);
             }
             if self.cfg.mode == Mode::Close {
@@ -404,17 +448,9 @@ impl<'a> Generator<'a> {
             slot.state = State::Busy;
             self.write_request(i, now);
         } else {
+            // Closed loop: it sends its next request in the next write
+            // phase (see `dispatch`); open loop: when one falls due.
             slot.state = State::Idle;
-            self.next_request(i, now);
-        }
-    }
-
-    /// Keep-alive slot `i` is idle: closed loop, it sends its next request at
-    /// once; otherwise it waits for one.
-    fn next_request(&mut self, i: usize, now: Instant) {
-        if self.closed_loop() && now < self.clock.end {
-            self.send(i, now, now);
-        } else {
             self.idle.push(i);
         }
     }
@@ -456,8 +492,10 @@ impl<'a> Generator<'a> {
                 self.close_slot(i);
             }
         } else {
+            // Closed loop: it sends its next request in the next write
+            // phase (see `dispatch`); open loop: when one falls due.
             slot.state = State::Idle;
-            self.next_request(i, now);
+            self.idle.push(i);
         }
     }
 
