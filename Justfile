@@ -40,8 +40,9 @@ lint:
     cargo fmt --all -- --check
     cargo clippy --workspace --all-targets -- -D warnings
 
-# loadgen against wrk and ab on the same nginx (installs nginx-light, wrk,
-# apache2-utils, jq, time if missing); see loadgen/BENCHMARKS.md.
+# loadgen against wrk and ab on the same nginx, pinned and unpinned, with
+# syscalls per request (installs nginx-light, wrk, apache2-utils, jq, strace,
+# time if missing); see loadgen/BENCHMARKS.md.
 loadgen-vs-peers pairs="5" seconds="5":
     scripts/loadgen-vs-peers.sh {{pairs}} {{seconds}}
 
