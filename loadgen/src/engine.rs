@@ -285,9 +285,16 @@ impl<'a> Generator<'a> {
             // (or connect) came in the last batch of events sends its next
             // request now, back to back, after the whole batch was read
             // (see BENCHMARKS.md); each send is stamped with its own clock
-            // read, so that its latency starts when it was written.
+            // read, so that its latency starts when it was written. Closed
+            // loop, a request is due when it is sent: none is sent once the
+            // measured window is over (it would be served and counted
+            // nowhere).
             while let Some(i) = self.idle.pop() {
                 let now = Instant::now();
+                if now >= self.clock.end {
+                    self.idle.push(i);
+                    break;
+                }
                 self.send(i, now, now);
             }
             if self.cfg.mode == Mode::Close {
