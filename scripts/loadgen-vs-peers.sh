@@ -188,4 +188,4 @@ strace -c -f -o "$work/st" "$LOADGEN" --target 127.0.0.1:$PORT --mode close -t 1
 echo "syscalls, close, loadgen:      $(per_request "$work/st" "$(jq -r '.ok + .warmup.ok' "$work/lg.json")")"
 strace -c -f -o "$work/st" ab -q -c 32 -t $ST -n 100000000 "http://127.0.0.1:$PORT/" > "$work/ab.out" 2>&1
 echo "syscalls, close, ab:           $(per_request "$work/st" "$(awk '/Complete requests/ {print $3}' "$work/ab.out")")"
-echo "(loadgen's \`write\` calls are its JSON result, written after the run, not requests)"
+echo "(loadgen's \`write\` is its JSON result, written after the run)"
