@@ -38,7 +38,7 @@
 //!    `strategies/lab-server/tests/mechanism.rs`.
 //! 5. A system call the standard library and `nix` do not wrap safely goes
 //!    in `strategies/common/src/sys/`, the only place with `unsafe`.
-//! 6. `harness/src/matrix.rs`: the name in `STRATEGIES`, to measure it (the
+//! 6. `harness/src/model/names.rs`: the name in `STRATEGIES`, to measure it (the
 //!    harness runs lab-server as a process and keeps its own list).
 //! 7. `ARCHITECTURE.md` and the README's strategy list: one line each.
 
