@@ -24,10 +24,7 @@ command -v ab >/dev/null || need+=(apache2-utils)
 command -v jq >/dev/null || need+=(jq)
 command -v strace >/dev/null || need+=(strace)
 [ -x /usr/bin/time ] || need+=(time)
-if [ ${#need[@]} -gt 0 ]; then
-  echo "installing ${need[*]}" >&2
-  apt-get update -qq && apt-get install -y -qq "${need[@]}" >/dev/null
-fi
+[ ${#need[@]} -eq 0 ] || scripts/apt-install "${need[@]}"
 # LOADGEN=/path/to/loadgen measures that build instead of this tree's.
 if [ -z "${LOADGEN:-}" ]; then
   cargo build --release -q -p loadgen
