@@ -49,6 +49,31 @@ pub struct RunConfig {
     pub seed: u64,
     /// Width of the timeline's slices (> 0).
     pub timeline_interval: Duration,
+    /// Keep-alive: when a connection is closed and replaced.
+    pub recycle: Recycle,
+}
+
+/// Keep-alive connections closed and replaced by new ones, as clients and
+/// proxies recycle theirs (`--requests-per-conn`, `--conn-lifetime`).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Recycle {
+    /// After this many responses on one connection.
+    pub requests: Option<u64>,
+    /// After the first response past this age of the connection.
+    pub lifetime: Option<Duration>,
+}
+
+impl Recycle {
+    /// Whether connections are recycled at all.
+    pub fn is_on(&self) -> bool {
+        self.requests.is_some() || self.lifetime.is_some()
+    }
+
+    /// Whether a connection that has served `served` responses and is
+    /// `age` old is done.
+    pub fn done(&self, served: u64, age: Duration) -> bool {
+        self.requests.is_some_and(|n| served >= n) || self.lifetime.is_some_and(|l| age >= l)
+    }
 }
 
 impl RunConfig {
@@ -118,7 +143,25 @@ mod tests {
             timeout: Duration::from_secs(1),
             seed: 1,
             timeline_interval: Duration::from_millis(interval_ms),
+            recycle: Recycle::default(),
         }
+    }
+
+    #[test]
+    fn a_connection_is_done_at_its_request_count_or_its_age() {
+        let never = Recycle::default();
+        assert!(!never.is_on() && !never.done(u64::MAX, Duration::MAX));
+        let n = Recycle {
+            requests: Some(3),
+            lifetime: None,
+        };
+        assert!(!n.done(2, Duration::MAX) && n.done(3, Duration::ZERO));
+        let t = Recycle {
+            requests: None,
+            lifetime: Some(Duration::from_secs(1)),
+        };
+        assert!(!t.done(1_000_000, Duration::from_millis(999)));
+        assert!(t.done(1, Duration::from_secs(1)));
     }
 
     #[test]

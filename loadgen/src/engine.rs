@@ -450,6 +450,7 @@ impl<'a> Generator<'a> {
     fn connected(&mut self, i: usize, now: Instant) {
         let slot = &mut self.slots[i];
         self.result.connected(slot.connecting_since.take(), now);
+        slot.opened_at = Some(now);
         if let Some(req) = slot.req.as_mut() {
             req.sent = Some(now);
             slot.state = State::Busy;
@@ -492,7 +493,14 @@ impl<'a> Generator<'a> {
         };
         self.result
             .answered(&self.window, &answer, req.measured, &mut slot.credited);
-        if resp.close || self.cfg.mode == Mode::Close {
+        slot.served += 1;
+        let age = slot.opened_at.map_or(Duration::ZERO, |t| now - t);
+        if self.cfg.recycle.done(slot.served, age) && !resp.close {
+            // Recycled (--requests-per-conn, --conn-lifetime): we close it,
+            // as a client or proxy does, and a new connection takes the
+            // slot in the next dispatch.
+            self.close_slot(i);
+        } else if resp.close || self.cfg.mode == Mode::Close {
             slot.state = State::AwaitEof;
             slot.eof_deadline = Some(now + EOF_WAIT);
             if slot.drain_to_eof() {

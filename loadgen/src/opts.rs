@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::config::{Mode, RunConfig, DEFAULT_TIMELINE_INTERVAL, MAX_TIMELINE_SLICES};
+use crate::config::{Mode, Recycle, RunConfig, DEFAULT_TIMELINE_INTERVAL, MAX_TIMELINE_SLICES};
 use crate::duration::parse_duration;
 use crate::mix::{check_path, Mix};
 use crate::schedule::{Arrivals, RateStep};
@@ -80,6 +80,15 @@ pub struct RunOpts {
     /// A request without a whole response after this long is a timeout error.
     #[arg(long, default_value = "5s", value_parser = parse_duration)]
     pub timeout: Duration,
+    /// Keep-alive: a connection closes after this many responses and a new
+    /// one takes its place, as clients and proxies recycle theirs, so that
+    /// connections keep arriving while the run is measured [default: never].
+    #[arg(long, value_name = "N")]
+    pub requests_per_conn: Option<u64>,
+    /// Keep-alive: a connection closes after its first response past this
+    /// age and a new one takes its place [default: never].
+    #[arg(long, value_name = "DUR", value_parser = parse_duration)]
+    pub conn_lifetime: Option<Duration>,
     /// Width of the slices of the JSON `timeline` [default: 100ms, or the
     /// duration if shorter].
     #[arg(long, value_name = "DUR", value_parser = parse_duration)]
@@ -166,6 +175,19 @@ impl RunOpts {
         if self.timeout.is_zero() {
             return Err("--timeout 0s: requests need some time to be answered".into());
         }
+        let recycle = Recycle {
+            requests: self.requests_per_conn,
+            lifetime: self.conn_lifetime,
+        };
+        if recycle.requests == Some(0) {
+            return Err("--requests-per-conn 0: a connection serves at least one request".into());
+        }
+        if recycle.lifetime.is_some_and(|l| l.is_zero()) {
+            return Err("--conn-lifetime 0s: give connections some life, e.g. 1s".into());
+        }
+        if recycle.is_on() && self.mode == Mode::Close {
+            return Err("--requests-per-conn and --conn-lifetime recycle keep-alive connections; --mode close already opens one per request".into());
+        }
         let mix = match &self.mix {
             Some(spec) => Mix::parse(spec)?,
             None => {
@@ -193,6 +215,7 @@ impl RunOpts {
             timeout: self.timeout,
             seed,
             timeline_interval,
+            recycle,
         })
     }
 }

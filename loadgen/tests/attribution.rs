@@ -153,3 +153,66 @@ fn close_mode_opens_exactly_one_connection_per_request() {
         uint(&r, "connections_opened")
     );
 }
+
+/// `--requests-per-conn N`: every connection loadgen closes has served
+/// exactly N requests, so connections keep arriving at the server while the
+/// run is measured (the server's own counts agree).
+#[test]
+fn recycled_keep_alive_connections_serve_exactly_n_requests_each() {
+    const N: u64 = 10;
+    const C: u64 = 4;
+    let mut server = Server::start("reuseport", 2);
+    let dir = TempDir::new("recycle");
+    let json = dir.file("run.json");
+    let target = server.target();
+    run(
+        &argv(&format!(
+            "--target {target} --connections {C} --duration 1s --warmup 0s \
+             --requests-per-conn {N} --json {json} --quiet"
+        )),
+        guard(Duration::from_secs(1)),
+    )
+    .assert_success();
+    let stats = server.stop();
+    let r = read_result(&json);
+    assert_eq!(total_errors(&r), 0, "errors {:?}", errors(&r));
+    assert_eq!(r["config"]["requests_per_conn"], N, "recorded in the JSON");
+    let ok = uint(&r, "ok");
+    let opened = uint(&r, "connections_opened");
+    assert!(ok >= 20 * N, "too few requests to judge: {ok}");
+    // Each of the C slots: connections of exactly N requests, closed, then
+    // one still open at the end with fewer than N (possibly none yet).
+    assert!(
+        opened > ok / N && opened <= ok / N + C,
+        "{opened} connections for {ok} requests at {N} per connection and {C} slots"
+    );
+    assert_eq!(
+        stats.total_connections(),
+        opened,
+        "the server accepted what loadgen opened"
+    );
+    assert_eq!(
+        stats.total_requests(),
+        ok,
+        "the server's responses vs loadgen's ok"
+    );
+}
+
+#[test]
+fn recycling_is_refused_where_it_means_nothing() {
+    for args in [
+        "--requests-per-conn 0",
+        "--conn-lifetime 0s",
+        "--mode close --requests-per-conn 5",
+    ] {
+        let out = run(
+            &argv(&format!("--target 127.0.0.1:9 -d 1s {args}")),
+            guard(Duration::from_secs(1)),
+        );
+        let line = out.assert_one_line_error();
+        assert!(
+            line.contains("--requests-per-conn") || line.contains("--conn-lifetime"),
+            "{args}: {line}"
+        );
+    }
+}

@@ -92,6 +92,10 @@ pub struct Slot {
     pub eof_deadline: Option<Instant>,
     /// When the current connect() started.
     pub connecting_since: Option<Instant>,
+    /// When the current connection was established.
+    pub opened_at: Option<Instant>,
+    /// Responses received on the current connection.
+    pub served: u64,
 }
 
 impl Slot {
@@ -107,6 +111,8 @@ impl Slot {
             retry_at: None,
             eof_deadline: None,
             connecting_since: None,
+            opened_at: None,
+            served: 0,
         }
     }
 
@@ -119,6 +125,8 @@ impl Slot {
     pub fn reset(&mut self) {
         self.retry_at = None;
         self.credited = None;
+        self.opened_at = None;
+        self.served = 0;
         self.rbuf.clear();
         self.reader.reset();
     }

@@ -111,6 +111,8 @@ pub fn assemble(cfg: &RunConfig, started_unix_ms: u64, threads: Vec<ThreadResult
                 .collect(),
             timeout_s: cfg.timeout.as_secs_f64(),
             seed: cfg.seed,
+            requests_per_conn: cfg.recycle.requests,
+            conn_lifetime_s: cfg.recycle.lifetime.map(|l| l.as_secs_f64()),
         },
         started_unix_ms,
         measured_s,

@@ -144,6 +144,14 @@ pub struct ConfigJson {
     pub timeout_s: f64,
     /// Random seed.
     pub seed: u64,
+    /// Keep-alive connections closed after this many responses
+    /// (`--requests-per-conn`); absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub requests_per_conn: Option<u64>,
+    /// Keep-alive connections closed after their first response past this
+    /// age, s (`--conn-lifetime`); absent: never.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conn_lifetime_s: Option<f64>,
 }
 
 /// One `--rate-step`.

@@ -32,11 +32,25 @@ pub fn summary(r: &LoadResult) -> String {
         ),
         None => "closed loop".into(),
     };
-    let mode = if c.mode == Mode::Close {
-        "close"
+    let mut mode = if c.mode == Mode::Close {
+        "close".to_string()
     } else {
-        "keepalive"
+        "keepalive".to_string()
     };
+    if let Some(n) = c.requests_per_conn {
+        mode += &format!(" (a new connection every {n} requests");
+    }
+    if let Some(t) = c.conn_lifetime_s {
+        let sep = if c.requests_per_conn.is_some() {
+            " or"
+        } else {
+            " (a new connection"
+        };
+        mode += &format!("{sep} after {t}s");
+    }
+    if c.requests_per_conn.is_some() || c.conn_lifetime_s.is_some() {
+        mode += ")";
+    }
     let _ = writeln!(
         s,
         "loadgen {}: {mode}, {} connections, {} thread(s), {:.1}s (+{:.1}s warm-up), {loop_kind}",
