@@ -30,6 +30,8 @@ use std::os::unix::fs::{FileTypeExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use serde::Serialize;
+
 /// Symbolic links followed before giving up (the kernel's own limit).
 const MAX_LINKS: usize = 40;
 
@@ -180,6 +182,13 @@ impl Output {
         }
     }
 
+    /// Writes `value` as pretty JSON and a newline (see [`json_bytes`]).
+    pub fn write_json<T: Serialize + ?Sized>(&self, value: &T) -> Result<(), Error> {
+        let bytes =
+            json_bytes(value).map_err(|e| self.error(format!("cannot serialize it ({e})")))?;
+        self.write(&bytes)
+    }
+
     fn error(&self, what: impl fmt::Display) -> Error {
         let shown = self.path().display();
         if self.flag.is_empty() {
@@ -194,6 +203,21 @@ impl Output {
 /// option names (files the lab creates inside a directory it was given).
 pub fn write(path: &Path, bytes: &[u8]) -> Result<(), Error> {
     write_path(path, bytes).map_err(|e| Error(format!("cannot write {}: {e}", path.display())))
+}
+
+/// [`write`] of `value` as pretty JSON and a newline.
+pub fn write_json<T: Serialize + ?Sized>(path: &Path, value: &T) -> Result<(), Error> {
+    let bytes = json_bytes(value)
+        .map_err(|e| Error(format!("cannot serialize {} ({e})", path.display())))?;
+    write(path, &bytes)
+}
+
+/// `value` as pretty JSON ending in a newline: every JSON file of the lab
+/// (results, run records, stats files) has this form, written in one piece.
+pub fn json_bytes<T: Serialize + ?Sized>(value: &T) -> serde_json::Result<Vec<u8>> {
+    let mut bytes = serde_json::to_vec_pretty(value)?;
+    bytes.push(b'\n');
+    Ok(bytes)
 }
 
 /// Whether `path` is a temporary file of this crate (`.NAME.tmp-PID-N`),

@@ -8,10 +8,7 @@ use serde::Serialize;
 
 /// Writes `value` as pretty JSON to `path` atomically (temp file + rename).
 pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<(), String> {
-    let mut bytes = serde_json::to_vec_pretty(value)
-        .map_err(|e| format!("serializing {}: {e}", path.display()))?;
-    bytes.push(b'\n');
-    write_atomic(path, &bytes)
+    outfile::write_json(path, value).map_err(String::from)
 }
 
 /// Writes `bytes` to `path` whole or not at all: a temporary file beside it,

@@ -17,10 +17,7 @@ pub fn check_output(path: &Path) -> Result<Output, String> {
 /// Writes `r` as pretty JSON to `out`: a file whole or not at all, a device,
 /// FIFO or standard output in place (one write, not one per token).
 pub fn write_json(r: &LoadResult, out: &Output) -> Result<(), String> {
-    let mut bytes =
-        serde_json::to_vec_pretty(r).map_err(|e| format!("serializing the result: {e}"))?;
-    bytes.push(b'\n');
-    Ok(out.write(&bytes)?)
+    Ok(out.write_json(r)?)
 }
 
 /// Reads a result file, checking its schema.

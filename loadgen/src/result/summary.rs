@@ -37,19 +37,15 @@ pub fn summary(r: &LoadResult) -> String {
     } else {
         "keepalive".to_string()
     };
-    if let Some(n) = c.requests_per_conn {
-        mode += &format!(" (a new connection every {n} requests");
-    }
-    if let Some(t) = c.conn_lifetime_s {
-        let sep = if c.requests_per_conn.is_some() {
-            " or"
-        } else {
-            " (a new connection"
-        };
-        mode += &format!("{sep} after {t}s");
-    }
-    if c.requests_per_conn.is_some() || c.conn_lifetime_s.is_some() {
-        mode += ")";
+    let recycle: Vec<String> = [
+        c.requests_per_conn.map(|n| format!("every {n} requests")),
+        c.conn_lifetime_s.map(|t| format!("after {t}s")),
+    ]
+    .into_iter()
+    .flatten()
+    .collect();
+    if !recycle.is_empty() {
+        mode += &format!(" (a new connection {})", recycle.join(" or "));
     }
     let _ = writeln!(
         s,

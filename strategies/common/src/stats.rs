@@ -295,8 +295,6 @@ impl StatsSink {
 
     /// Writes the report.
     pub fn write(&self, report: &StatsReport) -> io::Result<()> {
-        let mut bytes = serde_json::to_vec_pretty(report)?;
-        bytes.push(b'\n');
-        self.out.write(&bytes).map_err(io::Error::other)
+        self.out.write_json(report).map_err(io::Error::other)
     }
 }

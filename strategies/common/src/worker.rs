@@ -172,14 +172,8 @@ pub fn run<I: Intake>(env: WorkerEnv, mut intake: I, control: UnixStream) -> io:
         // releases the accept mutex before it processes the other events.
         intake.after_events(&poll)?;
         for event in events.iter() {
-            let key = event.token().0;
-            if key < INTAKE_TOKEN_BASE {
-                if event.is_readable() || event.is_read_closed() || event.is_error() {
-                    if let Some(conn) = lp.conns.get_mut(key) {
-                        conn.on_readable(event.is_read_closed());
-                    }
-                }
-                lp.drive(key, &poll, &mut intake)?;
+            if event.token().0 < INTAKE_TOKEN_BASE {
+                lp.on_event(event, &poll, &mut intake)?;
             }
         }
         // Connections that arrive while stopping are served like the rest
@@ -223,6 +217,23 @@ impl Loop {
             conn.set_closing();
         }
         self.env.counters.open_connections.fetch_add(1, Relaxed);
+        self.drive(key, poll, intake)
+    }
+
+    /// A connection's readiness event: what it says about the socket, then
+    /// drive the connection.
+    fn on_event<I: Intake>(
+        &mut self,
+        event: &mio::event::Event,
+        poll: &Poll,
+        intake: &mut I,
+    ) -> io::Result<()> {
+        let key = event.token().0;
+        if event.is_readable() || event.is_read_closed() || event.is_error() {
+            if let Some(conn) = self.conns.get_mut(key) {
+                conn.on_readable(event.is_read_closed());
+            }
+        }
         self.drive(key, poll, intake)
     }
 
