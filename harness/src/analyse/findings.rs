@@ -1,15 +1,19 @@
-//! What the data says in words: the findings (lopsided spreads, the
-//! fastest and slowest targets, where the tail grows with the load) and each
-//! reference server beside its lab twin. The sentences are stored in
-//! `summary.json`, so they spell durations as loadgen prints them
-//! (`12.35ms`, [`loadgen::result::fmt_us`]), not as the report's tables do.
+//! What the data says in words: the findings and each reference server
+//! beside its lab twin. Every "A is N x B" carries its interval (paired by
+//! round, [`compare`]) and is said only when the interval lies outside the
+//! band of no difference; otherwise the sentence says there is no
+//! significant difference. Facts about one cell (a lopsided spread, the
+//! master's share) are said only when every steady round shows them. The
+//! sentences are stored in `summary.json`, so they spell durations as
+//! loadgen prints them (`12.35ms`, [`loadgen::result::fmt_us`]).
 
 use std::collections::BTreeMap;
 
 use loadgen::result::fmt_us;
 
-use crate::model::names::TWINS;
-use crate::model::summary::{Cell, Comparison};
+use super::compare::{self, Figure};
+use crate::model::names::twin_of;
+use crate::model::summary::{Cell, Comparison, Interval};
 
 fn fmt_rps(x: f64) -> String {
     if x >= 1000.0 {
@@ -19,8 +23,63 @@ fn fmt_rps(x: f64) -> String {
     }
 }
 
-/// (workload, largest worker's share, Jain's index) of a lopsided cell.
-type Lopsided = (String, f64, f64);
+/// `2.41x [2.10-2.63], 5 rounds`.
+pub fn fmt_interval(i: &Interval) -> String {
+    format!(
+        "{:.2}x [{:.2}-{:.2}], {} rounds",
+        i.estimate, i.low, i.high, i.rounds
+    )
+}
+
+fn value(f: Figure, x: f64) -> String {
+    match f {
+        Figure::Throughput => fmt_rps(x),
+        Figure::P99 => fmt_us(x.round() as u64),
+        Figure::Jain => format!("Jain {x:.2}"),
+        Figure::CpuPerRequest => format!("{x:.1} µs of CPU per request"),
+        Figure::WorkersVcsPerConnection => format!("{x:.2} per connection"),
+    }
+}
+
+/// Best against worst of one figure in one group: a finding when the
+/// interval says so, else a sentence saying there is no difference.
+fn spread_sentence(group: &str, g: &[&Cell], f: Figure, what: &str) -> Option<String> {
+    let steady: Vec<&Cell> = g
+        .iter()
+        .copied()
+        .filter(|c| c.per_round.iter().any(|r| r.steady && f.of(r) > 0.0))
+        .collect();
+    if steady.len() < 2 {
+        return None;
+    }
+    let mut ranked = steady.clone();
+    ranked.sort_by(|a, b| f.median(a).total_cmp(&f.median(b)));
+    if f.higher_is_better() {
+        ranked.reverse();
+    }
+    let (best, worst) = (ranked[0], ranked[ranked.len() - 1]);
+    let i = compare::advantage(best, worst, f)?;
+    Some(if i.significant {
+        format!(
+            "{group}: {what}: {} ({}) against {} ({}): {}.",
+            best.target,
+            value(f, f.median(best)),
+            worst.target,
+            value(f, f.median(worst)),
+            fmt_interval(&i)
+        )
+    } else {
+        format!(
+            "{group}: {what}: no significant difference across {} targets (best {} {}, worst {} {}: {}).",
+            steady.len(),
+            best.target,
+            value(f, f.median(best)),
+            worst.target,
+            value(f, f.median(worst)),
+            fmt_interval(&i)
+        )
+    })
+}
 
 /// Sentences written from the data: the facts a reader should not miss.
 pub fn findings(cells: &[Cell]) -> Vec<String> {
@@ -32,89 +91,71 @@ pub fn findings(cells: &[Cell]) -> Vec<String> {
             .or_default()
             .push(c);
     }
-    // 1. Lopsided connection spreads (one worker with at least 1.5 times its
-    //    even share), one sentence per (target, workers) over all workloads.
-    let mut lopsided: BTreeMap<(usize, String), Vec<Lopsided>> = BTreeMap::new();
-    for c in cells
-        .iter()
-        .filter(|c| c.workers >= 2 && !c.fairness.connections.shares.is_empty())
-    {
-        let top = c.fairness.connections.shares[0];
-        if top >= 1.5 / c.fairness.connections.shares.len() as f64 {
+    // 1. Lopsided connection spreads: one worker with at least 1.5 times
+    //    its even share in every steady round (at least MIN_PAIRS of them).
+    let mut lopsided: BTreeMap<(usize, String), Vec<(String, f64, f64)>> = BTreeMap::new();
+    for c in cells.iter().filter(|c| c.workers >= 2) {
+        let tops: Vec<f64> = c
+            .per_round
+            .iter()
+            .filter(|r| r.steady)
+            .map(|r| r.top_connection_share)
+            .collect();
+        let even = 1.0 / c.workers as f64;
+        if tops.len() >= compare::MIN_PAIRS && tops.iter().all(|&t| t >= 1.5 * even) {
+            let lo = tops.iter().cloned().fold(f64::INFINITY, f64::min);
+            let hi = tops.iter().cloned().fold(0.0, f64::max);
             lopsided
                 .entry((c.workers, c.target.clone()))
                 .or_default()
-                .push((c.workload.clone(), top, c.fairness.connections.jain));
+                .push((format!("{} ({})", c.workload, c.fairness_kind), lo, hi));
         }
     }
     for ((workers, target), list) in &lopsided {
-        let names: Vec<&str> = list.iter().map(|(w, _, _)| w.as_str()).collect();
-        let lo = list.iter().map(|x| x.1).fold(f64::INFINITY, f64::min);
-        let hi = list.iter().map(|x| x.1).fold(0.0, f64::max);
-        let share = if hi - lo < 0.005 {
-            format!("{:.0}%", hi * 100.0)
-        } else {
-            format!("{:.0}-{:.0}%", lo * 100.0, hi * 100.0)
-        };
-        let jain = list.iter().map(|x| x.2).fold(f64::INFINITY, f64::min);
+        let parts: Vec<String> = list
+            .iter()
+            .map(|(w, lo, hi)| format!("{w}: {:.0}-{:.0}%", lo * 100.0, hi * 100.0))
+            .collect();
         out.push(format!(
-            "{target}, {workers} workers: one worker took {share} of the connections (an even share is {:.0}%; Jain's index down to {jain:.2}) in {}.",
+            "{target}, {workers} workers: one worker took at least 1.5 times its even share ({:.0}%) of the connections in every round of {}.",
             100.0 / *workers as f64,
-            names.join(", ")
+            parts.join("; ")
         ));
     }
-    // 2. Throughput: the best against the worst, per group.
     for ((workers, workload), g) in &groups {
-        let best = g
-            .iter()
-            .max_by(|a, b| a.throughput_rps.median.total_cmp(&b.throughput_rps.median));
-        let worst = g
-            .iter()
-            .filter(|c| c.throughput_rps.median > 0.0)
-            .min_by(|a, b| a.throughput_rps.median.total_cmp(&b.throughput_rps.median));
-        if let (Some(b), Some(w)) = (best, worst) {
-            if g.iter().all(|c| c.offered_rps.is_none()) && b.target != w.target {
-                let range = if b.rounds > 1 {
-                    format!(
-                        " (rounds {}..{})",
-                        fmt_rps(b.throughput_rps.min),
-                        fmt_rps(b.throughput_rps.max)
-                    )
-                } else {
-                    String::new()
-                };
-                out.push(format!(
-                    "{workload}, {workers} workers: {} was fastest at {}{range}, {:.2}x the slowest, {} at {}.",
-                    b.target,
-                    fmt_rps(b.throughput_rps.median),
-                    b.throughput_rps.median / w.throughput_rps.median,
-                    w.target,
-                    fmt_rps(w.throughput_rps.median)
-                ));
-            }
+        let group = format!("{workload}, {workers} workers");
+        // 2. Throughput, closed loop (open loop serves what is offered).
+        if g.iter().all(|c| c.offered_rps.is_none()) {
+            out.extend(spread_sentence(&group, g, Figure::Throughput, "throughput"));
+        } else {
+            // 3. Tails and CPU per request at the same offered load.
+            let offered = g
+                .iter()
+                .find_map(|c| c.offered_rps)
+                .map(fmt_rps)
+                .unwrap_or_default();
+            let group = format!("{group}, {offered} offered");
+            out.extend(spread_sentence(&group, g, Figure::P99, "p99 latency"));
+            out.extend(spread_sentence(
+                &group,
+                g,
+                Figure::CpuPerRequest,
+                "server CPU per request",
+            ));
+        }
+        // 4. The herd: workers' sleeps per connection where every request
+        //    brings a new connection.
+        if workload == "close" {
+            out.extend(spread_sentence(
+                &group,
+                g,
+                Figure::WorkersVcsPerConnection,
+                "workers' voluntary context switches per connection (a woken worker that finds nothing sleeps again)",
+            ));
         }
     }
-    // 3. Tails under open loop: the range of p99.
-    for ((workers, workload), g) in &groups {
-        if g.iter().any(|c| c.offered_rps.is_some()) {
-            let with: Vec<&&Cell> = g.iter().filter(|c| c.latency.count > 0).collect();
-            let lo = with.iter().min_by_key(|c| c.latency.p99_us);
-            let hi = with.iter().max_by_key(|c| c.latency.p99_us);
-            if let (Some(lo), Some(hi)) = (lo, hi) {
-                if hi.latency.p99_us > lo.latency.p99_us {
-                    out.push(format!(
-                        "{workload}, {workers} workers, {} offered: p99 latency ranged from {} ({}) to {} ({}).",
-                        lo.offered_rps.map(fmt_rps).unwrap_or_default(),
-                        fmt_us(lo.latency.p99_us),
-                        lo.target,
-                        fmt_us(hi.latency.p99_us),
-                        hi.target
-                    ));
-                }
-            }
-        }
-    }
-    // 4. Thundering herd: wasted accepts.
+    // 5. Accepts that found the queue empty (what of a herd reaches user
+    //    space), where they are common.
     let waste = |c: &Cell| c.wasted_wakeups_per_connection.unwrap_or(0.0);
     if let Some(c) = cells
         .iter()
@@ -122,45 +163,69 @@ pub fn findings(cells: &[Cell]) -> Vec<String> {
         .max_by(|a, b| waste(a).total_cmp(&waste(b)))
     {
         out.push(format!(
-            "{}, {}, {} workers: {:.2} accept() calls returned EAGAIN per connection served (workers woken for a connection another worker took).",
+            "{}, {}, {} workers: {:.2} accept() calls returned EAGAIN per connection served (a worker woken for a connection another worker took; most woken waiters never get this far, see the context switches).",
             c.target,
             c.workload,
             c.workers,
             waste(c)
         ));
     }
-    // 5. The master as a bottleneck.
-    if let Some(c) = cells
+    // 6. The master as a bottleneck: its share in every steady round.
+    if let Some((c, lo, hi)) = cells
         .iter()
         .filter(|c| c.family == "master-pass")
-        .max_by(|a, b| a.master_cpu_share.total_cmp(&b.master_cpu_share))
+        .filter_map(|c| {
+            let shares: Vec<f64> = c
+                .per_round
+                .iter()
+                .filter(|r| r.steady && r.cpu_us_per_request > 0.0)
+                .map(|r| r.master_cpu_us_per_request / r.cpu_us_per_request)
+                .collect();
+            (shares.len() >= compare::MIN_PAIRS).then(|| {
+                (
+                    c,
+                    shares.iter().cloned().fold(f64::INFINITY, f64::min),
+                    shares.iter().cloned().fold(0.0, f64::max),
+                )
+            })
+        })
+        .max_by(|a, b| a.1.total_cmp(&b.1))
     {
-        if c.master_cpu_share > 0.0 {
+        if lo > 0.0 {
             out.push(format!(
-                "{}, {}, {} workers: the master used {:.0}% of the server's CPU accepting and passing descriptors.",
+                "{}, {}, {} workers: the master used {:.0}-{:.0}% of the server's CPU (every round) accepting and passing descriptors.",
                 c.target,
                 c.workload,
                 c.workers,
-                c.master_cpu_share * 100.0
+                lo * 100.0,
+                hi * 100.0
             ));
         }
     }
     out
 }
 
-/// Each reference beside its lab twin, per workload and worker count.
+/// Each reference beside its lab twin, per workload and worker count, with
+/// intervals of the ratios.
 pub fn comparisons(cells: &[Cell]) -> Vec<Comparison> {
     let mut out = Vec::new();
     for theirs in cells.iter().filter(|c| c.reference) {
-        let Some((_, ours_name)) = TWINS.iter().find(|(t, _)| *t == theirs.target) else {
+        let Some(ours_name) = twin_of(&theirs.target) else {
             continue;
         };
-        let Some(ours) = cells.iter().find(|c| {
-            c.target == *ours_name && c.workload == theirs.workload && c.workers == theirs.workers
-        }) else {
+        let same = |c: &&Cell, name: &str| {
+            c.target == name && c.workload == theirs.workload && c.workers == theirs.workers
+        };
+        let bare = crate::model::names::unlabelled(&ours_name);
+        let Some(ours) = cells
+            .iter()
+            .find(|c| same(c, &ours_name))
+            .or_else(|| cells.iter().find(|c| same(c, bare)))
+        else {
             continue;
         };
         let ratio = |a: f64, b: f64| if b > 0.0 { a / b } else { 0.0 };
+        let cpu = |c: &Cell| Figure::CpuPerRequest.median(c);
         out.push(Comparison {
             workload: theirs.workload.clone(),
             workers: theirs.workers,
@@ -174,7 +239,83 @@ pub fn comparisons(cells: &[Cell]) -> Vec<Comparison> {
             p99_ratio: ratio(ours.latency.p99_us as f64, theirs.latency.p99_us as f64),
             ours_jain: ours.fairness.connections.jain,
             theirs_jain: theirs.fairness.connections.jain,
+            throughput_interval: compare::ratio(ours, theirs, Figure::Throughput),
+            p99_interval: compare::ratio(ours, theirs, Figure::P99),
+            cpu_interval: compare::ratio(ours, theirs, Figure::CpuPerRequest),
+            ours_cpu_us_per_request: cpu(ours),
+            theirs_cpu_us_per_request: cpu(theirs),
         });
     }
     out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::summary::RoundFigures;
+
+    fn cell(target: &str, workload: &str, tps: &[f64]) -> Cell {
+        Cell {
+            target: target.into(),
+            workload: workload.into(),
+            rounds: tps.len(),
+            per_round: tps
+                .iter()
+                .enumerate()
+                .map(|(i, &t)| RoundFigures {
+                    round: i + 1,
+                    steady: true,
+                    throughput_rps: t,
+                    jain_connections: 1.0,
+                    top_connection_share: 0.5,
+                    ..Default::default()
+                })
+                .collect(),
+            ..crate::analyse::steady::empty_cell()
+        }
+    }
+
+    #[test]
+    fn a_pair_with_no_difference_yields_no_finding_and_a_real_one_does() {
+        let a = cell("reuseport", "close", &[30e3, 28.5e3, 31e3, 29e3, 30.5e3]);
+        let b = cell(
+            "reuseport@b",
+            "close",
+            &[29e3, 30.5e3, 28.8e3, 31.2e3, 29.5e3],
+        );
+        let f = findings(&[a.clone(), b]);
+        assert_eq!(f.len(), 1, "{f:?}");
+        assert!(f[0].contains("no significant difference"), "{f:?}");
+        let slow = cell(
+            "reuseport@slow",
+            "close",
+            &[15e3, 16e3, 14.8e3, 15.5e3, 15.2e3],
+        );
+        let f = findings(&[a, slow]);
+        assert!(
+            f[0].starts_with("close, 2 workers: throughput: reuseport (") && f[0].contains("x ["),
+            "{f:?}"
+        );
+        assert!(!f[0].contains("no significant"));
+    }
+
+    #[test]
+    fn a_spread_decided_by_the_burst_in_one_round_is_not_called_lopsided() {
+        let mut a = cell("shared:epoll", "keepalive", &[1.0; 5]);
+        for (r, top) in a.per_round.iter_mut().zip([0.9, 0.5, 0.55, 0.8, 0.5]) {
+            r.top_connection_share = top;
+        }
+        assert!(findings(&[a.clone()])
+            .iter()
+            .all(|s| !s.contains("even share")));
+        for r in &mut a.per_round {
+            r.top_connection_share = 0.8;
+        }
+        let f = findings(&[a]);
+        assert!(
+            f.iter()
+                .any(|s| s.contains("in every round of keepalive (steady): 80-80%")),
+            "{f:?}"
+        );
+    }
 }

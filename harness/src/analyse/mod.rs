@@ -1,9 +1,11 @@
 //! Pure analysis: run records in, the summary's figures out. Nothing here
 //! runs a process, reads a file or the clock.
 
+pub mod compare;
 pub mod faults;
 pub mod findings;
 pub mod stats;
+pub mod steadiness;
 pub mod steady;
 
 use crate::model::record::RunRecord;
@@ -30,7 +32,28 @@ pub fn summarize(
             .collect()
     };
     let (scenarios, workload_names) = (named(true), named(false));
-    let cells = steady::cells(records, &session.config.targets, &workload_names)?;
+    let kind = |w: &str| -> String {
+        session
+            .config
+            .workloads
+            .iter()
+            .find(|x| x.name == w)
+            .map_or_else(String::new, |x| x.fairness.clone())
+    };
+    let capacity = |target: &str, workers: usize| -> Option<f64> {
+        session
+            .calibration
+            .iter()
+            .find(|c| c.target == target && c.workers == workers)
+            .map(|c| c.capacity_rps)
+    };
+    let cells = steady::cells(
+        records,
+        &session.config.targets,
+        &workload_names,
+        &kind,
+        &capacity,
+    )?;
     let faults = faults::fault_cells(records, &session.config.targets, &scenarios)?;
     let mut warnings = Vec::new();
     let max_workers = session.config.workers.iter().copied().max().unwrap_or(1);

@@ -77,6 +77,32 @@ pub fn spread(values: &[f64]) -> Spread {
     }
 }
 
+/// Bootstrap 95% interval of the median of `xs` (seeded, 2000 resamples):
+/// `[low, median, high]`. With 5 values it is their range (the median of a
+/// resample is the smallest value 5.8% of the time).
+pub fn bootstrap_median_ci(xs: &[f64], seed: u64) -> [f64; 3] {
+    if xs.is_empty() {
+        return [0.0; 3];
+    }
+    let mut rng = seed | 1;
+    let mut next = || {
+        rng ^= rng << 13;
+        rng ^= rng >> 7;
+        rng ^= rng << 17;
+        rng
+    };
+    let mut medians: Vec<f64> = (0..2000)
+        .map(|_| {
+            let sample: Vec<f64> = (0..xs.len())
+                .map(|_| xs[(next() % xs.len() as u64) as usize])
+                .collect();
+            median(&sample)
+        })
+        .collect();
+    medians.sort_by(|a, b| a.total_cmp(b));
+    [medians[49], median(xs), medians[1949]]
+}
+
 /// Shares of the total, largest first.
 pub fn shares(xs: &[f64]) -> Vec<f64> {
     let total: f64 = xs.iter().sum();

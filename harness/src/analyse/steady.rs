@@ -7,11 +7,19 @@ use std::collections::BTreeMap;
 
 use hdrhistogram::Histogram;
 
+use super::compare::{self, Figure};
 use super::stats::{cv, jain, max_over_mean, median, shares, spread};
 use crate::model::names::{family, is_reference};
 use crate::model::record::RunRecord;
-use crate::model::summary::{Cell, Fairness, FairnessJson, KernelJson, LatencyJson, Winner};
+use crate::model::summary::{
+    Cell, Cost, Fairness, FairnessJson, KernelJson, LatencyJson, RoundFigures, Spread, Winner,
+};
 use crate::model::warnings::Warning;
+
+/// Steal above this share of the machine's CPU time makes a run noisy.
+pub const NOISY_STEAL_PCT: f64 = 5.0;
+/// Other processes above this share of it too.
+pub const NOISY_OTHER_PCT: f64 = 10.0;
 
 /// Percentiles of the latency spectrum plot.
 pub const SPECTRUM: &[f64] = &[50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99];
@@ -73,25 +81,67 @@ fn median_index(values: &[f64]) -> usize {
         .unwrap_or(0)
 }
 
-/// Per-worker counts of one run: from the server's stats file, or else from
-/// the load generator's `X-Worker` tallies, padded with zeros to the worker count.
-fn per_worker(
-    r: &RunRecord,
-    server: fn(&crate::model::record::WorkerStats) -> u64,
-    tally: fn(&loadgen::result::WorkerJson) -> u64,
-) -> Vec<f64> {
-    match &r.server.stats {
-        Some(s) => s.workers.iter().map(|w| server(w) as f64).collect(),
-        None => {
-            let mut v: Vec<f64> = r.loadgen.workers.iter().map(|w| tally(w) as f64).collect();
-            v.resize(v.len().max(r.workers), 0.0);
-            v
-        }
+/// Per-worker counts of one run's measured window, from the load
+/// generator's `X-Worker` tallies (the same source for every target, and
+/// exact for the window: the server's own counters also hold its warm-up),
+/// padded with zeros to the worker count.
+fn per_worker(r: &RunRecord, tally: fn(&loadgen::result::WorkerJson) -> u64) -> Vec<f64> {
+    let mut v: Vec<f64> = r.loadgen.workers.iter().map(|w| tally(w) as f64).collect();
+    v.resize(v.len().max(r.workers), 0.0);
+    v
+}
+
+/// One round's own figures.
+pub fn round_figures(r: &RunRecord) -> RoundFigures {
+    let conns = per_worker(r, |w| w.connections);
+    let requests = r.requests_in_usage_window().max(1) as f64;
+    let connections = r.loadgen.connections_opened.max(1) as f64;
+    let sum = |master: bool, f: fn(&crate::model::kernel::ProcUsage) -> u64| -> f64 {
+        r.server
+            .processes
+            .iter()
+            .filter(|p| p.master == master)
+            .map(|p| f(&p.usage) as f64)
+            .sum()
+    };
+    let (m_cpu, w_cpu) = (sum(true, |u| u.cpu_us), sum(false, |u| u.cpu_us));
+    let (m_vcs, w_vcs) = (
+        sum(true, |u| u.voluntary_ctxt_switches),
+        sum(false, |u| u.voluntary_ctxt_switches),
+    );
+    let ivcs =
+        sum(true, |u| u.involuntary_ctxt_switches) + sum(false, |u| u.involuntary_ctxt_switches);
+    let steadiness = r.steadiness.as_ref();
+    RoundFigures {
+        round: r.round,
+        steady: r.steady(),
+        why_not: steadiness.and_then(|s| s.why_not.clone()),
+        warmup_s: steadiness.map_or(r.loadgen.config.warmup_s, |s| s.warmup_s),
+        throughput_rps: r.loadgen.throughput_rps,
+        p99_us: r.loadgen.latency.p99_us,
+        jain_connections: jain(&conns),
+        top_connection_share: shares(&conns).first().copied().unwrap_or(0.0),
+        cpu_us_per_request: (m_cpu + w_cpu) / requests,
+        master_cpu_us_per_request: m_cpu / requests,
+        workers_cpu_us_per_request: w_cpu / requests,
+        master_vcs_per_request: m_vcs / requests,
+        workers_vcs_per_request: w_vcs / requests,
+        master_vcs_per_connection: m_vcs / connections,
+        workers_vcs_per_connection: w_vcs / connections,
+        ivcs_per_request: ivcs / requests,
+        steal_pct: r.noise.as_ref().map_or(0.0, |n| n.steal_pct),
+        other_cpu_pct: r.noise.as_ref().map_or(0.0, |n| n.other_cpu_pct),
     }
 }
 
 /// Builds one cell from its runs (all of one target, workload, workers).
-pub fn cell(runs: &[&RunRecord]) -> Result<Cell, String> {
+/// `fairness_kind` is what the workload's spread shows; `own_capacity` the
+/// target's calibrated capacity, for open loop.
+pub fn cell(
+    runs: &[&RunRecord],
+    fairness_kind: &str,
+    own_capacity: Option<f64>,
+) -> Result<Cell, String> {
     let first = runs.first().ok_or("a cell needs at least one run")?;
     let throughput: Vec<f64> = runs.iter().map(|r| r.loadgen.throughput_rps).collect();
     let p99s: Vec<f64> = runs
@@ -102,11 +152,8 @@ pub fn cell(runs: &[&RunRecord]) -> Result<Cell, String> {
     let per_round = |f: &dyn Fn(&RunRecord) -> Vec<f64>| -> Vec<Vec<f64>> {
         runs.iter().map(|r| f(r)).collect()
     };
-    // The server's own counts where it keeps them (lab-server); otherwise the
-    // load generator's tallies by X-Worker (reference servers). Workers that
-    // got nothing are missing from the tallies: they count as 0.
-    let connections = per_round(&|r| per_worker(r, |w| w.connections, |w| w.connections));
-    let requests = per_round(&|r| per_worker(r, |w| w.requests, |w| w.requests));
+    let connections = per_round(&|r| per_worker(r, |w| w.connections));
+    let requests = per_round(&|r| per_worker(r, |w| w.requests));
     let cpu = per_round(&|r| {
         r.server
             .processes
@@ -115,6 +162,9 @@ pub fn cell(runs: &[&RunRecord]) -> Result<Cell, String> {
             .map(|p| p.usage.cpu_us as f64)
             .collect()
     });
+    // Accepts that found the queue empty per connection: both counts are
+    // the server's own over its whole life (warm-up included), so their
+    // ratio is that of the workload.
     let wasted: Vec<f64> = runs
         .iter()
         .filter_map(|r| {
@@ -129,19 +179,15 @@ pub fn cell(runs: &[&RunRecord]) -> Result<Cell, String> {
         })
         .collect();
     let has_stats = runs.iter().all(|r| r.server.stats.is_some());
-    let master_share: Vec<f64> = runs
+    let rounds: Vec<RoundFigures> = runs.iter().map(|r| round_figures(r)).collect();
+    let col = |f: fn(&RoundFigures) -> f64| -> Spread {
+        spread(&rounds.iter().map(f).collect::<Vec<_>>())
+    };
+    let master_share: Vec<f64> = rounds
         .iter()
         .map(|r| {
-            let total: u64 = r.server.processes.iter().map(|p| p.usage.cpu_us).sum();
-            let master: u64 = r
-                .server
-                .processes
-                .iter()
-                .filter(|p| p.master)
-                .map(|p| p.usage.cpu_us)
-                .sum();
-            if total > 0 {
-                master as f64 / total as f64
+            if r.cpu_us_per_request > 0.0 {
+                r.master_cpu_us_per_request / r.cpu_us_per_request
             } else {
                 0.0
             }
@@ -149,6 +195,8 @@ pub fn cell(runs: &[&RunRecord]) -> Result<Cell, String> {
         .collect();
     let errors: u64 = runs.iter().map(|r| r.loadgen.errors.total()).sum();
     let ok: u64 = runs.iter().map(|r| r.loadgen.ok).sum();
+    let opened: u64 = runs.iter().map(|r| r.loadgen.connections_opened).sum();
+    let answered: u64 = runs.iter().map(|r| r.requests_in_usage_window()).sum();
     let mut kernel = KernelJson::default();
     for r in runs {
         let c = |k: &str| r.kernel.counters.get(k).copied().unwrap_or(0);
@@ -172,15 +220,19 @@ pub fn cell(runs: &[&RunRecord]) -> Result<Cell, String> {
         target: first.target.clone(),
         family: family(&first.target),
         reference: is_reference(&first.target),
-        counts_from: if has_stats {
-            "server".into()
-        } else {
-            "load generator (X-Worker)".into()
-        },
+        counts_from: "load generator (X-Worker)".into(),
         workload: first.workload.clone(),
         workers: first.workers,
         rounds: runs.len(),
+        steady_rounds: rounds.iter().filter(|r| r.steady).count(),
+        fairness_kind: fairness_kind.into(),
         offered_rps: first.offered_rps,
+        own_capacity_rps: first.offered_rps.and(own_capacity),
+        offered_share_of_own: first
+            .offered_rps
+            .zip(own_capacity)
+            .filter(|(_, c)| *c > 0.0)
+            .map(|(o, c)| o / c),
         throughput_rps: spread(&throughput),
         latency: latency_json(&merged_latency(runs)?),
         p99_us_per_round: spread(&p99s),
@@ -203,15 +255,65 @@ pub fn cell(runs: &[&RunRecord]) -> Result<Cell, String> {
             .filter_map(|r| r.server.stats.as_ref())
             .map(|s| s.replacements)
             .sum(),
+        cost: Cost {
+            cpu_us_per_request: col(|r| r.cpu_us_per_request),
+            master_cpu_us_per_request: col(|r| r.master_cpu_us_per_request),
+            workers_cpu_us_per_request: col(|r| r.workers_cpu_us_per_request),
+            master_vcs_per_request: col(|r| r.master_vcs_per_request),
+            workers_vcs_per_request: col(|r| r.workers_vcs_per_request),
+            master_vcs_per_connection: col(|r| r.master_vcs_per_connection),
+            workers_vcs_per_connection: col(|r| r.workers_vcs_per_connection),
+            ivcs_per_request: col(|r| r.ivcs_per_request),
+            connections_per_request: opened as f64 / answered.max(1) as f64,
+        },
+        warmup_s: col(|r| r.warmup_s),
+        per_round: rounds,
         runs: runs.iter().map(|r| r.file_name()).collect(),
     })
 }
 
-/// Groups runs into cells, ordered by workers, workload order, target order.
+/// A cell with nothing in it (for tests that fill in what they need).
+#[cfg(test)]
+pub(crate) fn empty_cell() -> Cell {
+    Cell {
+        target: String::new(),
+        family: String::new(),
+        reference: false,
+        counts_from: String::new(),
+        workload: String::new(),
+        workers: 2,
+        rounds: 0,
+        steady_rounds: 0,
+        fairness_kind: "steady".into(),
+        offered_rps: None,
+        own_capacity_rps: None,
+        offered_share_of_own: None,
+        throughput_rps: Spread::default(),
+        latency: LatencyJson::default(),
+        p99_us_per_round: Spread::default(),
+        fairness: Fairness::default(),
+        wasted_wakeups_per_connection: None,
+        master_cpu_share: 0.0,
+        errors: 0,
+        error_rate: 0.0,
+        kernel: KernelJson::default(),
+        replacements: 0,
+        cost: Cost::default(),
+        warmup_s: Spread::default(),
+        per_round: Vec::new(),
+        runs: Vec::new(),
+    }
+}
+
+/// Groups runs into cells, ordered by workers, workload order, target
+/// order. `fairness_kind` names what a workload's spread shows;
+/// `capacity` is a target's calibrated capacity for a worker count.
 pub fn cells(
     runs: &[RunRecord],
     targets: &[String],
     workloads: &[String],
+    fairness_kind: &dyn Fn(&str) -> String,
+    capacity: &dyn Fn(&str, usize) -> Option<f64>,
 ) -> Result<Vec<Cell>, String> {
     let mut groups: BTreeMap<(usize, usize, usize), Vec<&RunRecord>> = BTreeMap::new();
     let pos = |list: &[String], x: &str| list.iter().position(|y| y == x).unwrap_or(usize::MAX);
@@ -226,10 +328,21 @@ pub fn cells(
             .or_default()
             .push(r);
     }
-    groups.values().map(|g| cell(g)).collect()
+    groups
+        .values()
+        .map(|g| {
+            let r = g[0];
+            cell(
+                g,
+                &fairness_kind(&r.workload),
+                capacity(&r.target, r.workers),
+            )
+        })
+        .collect()
 }
 
-/// The best target of each (workload, workers).
+/// The best targets of each (workload, workers), each with the targets it
+/// cannot be told apart from ([`compare::lead`]).
 pub fn winners(cells: &[Cell]) -> Vec<Winner> {
     let mut groups: BTreeMap<(usize, String), Vec<&Cell>> = BTreeMap::new();
     let mut order: Vec<(usize, String)> = Vec::new();
@@ -244,33 +357,18 @@ pub fn winners(cells: &[Cell]) -> Vec<Winner> {
         .into_iter()
         .map(|key| {
             let g = &groups[&key];
-            let best_tp = g
-                .iter()
-                .max_by(|a, b| a.throughput_rps.median.total_cmp(&b.throughput_rps.median))
-                .expect("non-empty");
-            let best_p99 = g
-                .iter()
-                .filter(|c| c.latency.count > 0)
-                .min_by_key(|c| c.latency.p99_us)
-                .unwrap_or(best_tp);
-            let fairest = g
-                .iter()
-                .max_by(|a, b| {
-                    a.fairness
-                        .connections
-                        .jain
-                        .total_cmp(&b.fairness.connections.jain)
-                })
-                .expect("non-empty");
+            let closed_loop = g.iter().all(|c| c.offered_rps.is_none());
             Winner {
                 workload: key.1.clone(),
                 workers: key.0,
-                throughput_target: best_tp.target.clone(),
-                throughput_rps: best_tp.throughput_rps.median,
-                p99_target: best_p99.target.clone(),
-                p99_us: best_p99.latency.p99_us,
-                fairest_target: fairest.target.clone(),
-                fairest_jain: fairest.fairness.connections.jain,
+                throughput: if closed_loop {
+                    compare::lead(g, Figure::Throughput)
+                } else {
+                    None
+                },
+                p99: compare::lead(g, Figure::P99),
+                fairest: compare::lead(g, Figure::Jain),
+                cheapest: compare::lead(g, Figure::CpuPerRequest),
             }
         })
         .collect()
@@ -310,8 +408,40 @@ pub fn cell_warnings(cells: &[Cell], runs: &[RunRecord]) -> Vec<Warning> {
             });
         }
     }
+    for c in cells {
+        let unsteady: Vec<&RoundFigures> = c.per_round.iter().filter(|r| !r.steady).collect();
+        if let Some(first) = unsteady.first() {
+            w.push(Warning::NotSteady {
+                target: c.target.clone(),
+                workload: c.workload.clone(),
+                workers: c.workers,
+                rounds: unsteady.iter().map(|r| r.round).collect(),
+                why: first.why_not.clone().unwrap_or_default(),
+            });
+        }
+    }
     let mut seen = std::collections::BTreeSet::new();
     for r in runs {
+        if let Some(n) = r
+            .noise
+            .as_ref()
+            .filter(|n| n.steal_pct > NOISY_STEAL_PCT || n.other_cpu_pct > NOISY_OTHER_PCT)
+        {
+            w.push(Warning::Noise {
+                target: r.target.clone(),
+                workload: r.workload.clone(),
+                workers: r.workers,
+                round: r.round,
+                steal_pct: n.steal_pct,
+                other_cpu_pct: n.other_cpu_pct,
+                detail: n
+                    .others
+                    .iter()
+                    .map(|o| format!("{} (pid {}) {:.0} ms", o.comm, o.pid, o.cpu_ms))
+                    .collect::<Vec<_>>()
+                    .join(", "),
+            });
+        }
         // A generator on another host that fell behind its share.
         for part in r
             .remote

@@ -7,7 +7,7 @@ use clap::{Args, Parser, Subcommand};
 use loadgen::duration::parse_duration;
 
 use crate::measure::targets::TargetSpec;
-use crate::model::names::{all_targets, FAULT_TARGETS, STRATEGIES};
+use crate::model::names::{all_targets, DEFAULT_TARGETS, FAULT_TARGETS, STRATEGIES};
 use crate::model::remote::Host;
 use crate::model::workload::{Workload, WORKLOADS};
 use crate::run::{BenchConfig, RemoteOpts};
@@ -59,31 +59,53 @@ pub struct GuardOpts {
 /// Options of `bench`.
 #[derive(Args, Debug)]
 pub struct BenchOpts {
-    /// A reduced matrix: 2 workers, 3 steady workloads and the worker crash, 1 round (about 50 s on 2 cores).
-    #[arg(long)]
+    /// A look in about a minute: master-pass, shared:epoll and reuseport,
+    /// 2 workers, recycled, close, open-50 and the worker crash, 3 rounds of
+    /// 500 ms.
+    #[arg(long, conflicts_with = "full")]
     pub quick: bool,
-    /// Strategies and reference servers to run, comma-separated [default: all
-    /// strategies, and nginx:* and node:* where installed; the fault scenarios
-    /// on one target per mechanism and reuseport+migrate]. A target named here
-    /// runs every workload asked for.
+    /// The whole matrix: every strategy and reference, every workload, 2 and
+    /// 4 workers and the CPU count (about an hour on 2 cores).
+    #[arg(long)]
+    pub full: bool,
+    /// Strategies and reference servers to run, comma-separated [default:
+    /// one per mechanism and the variants real servers use (master-pass,
+    /// shared:blocking, shared:epoll, shared:epoll-exclusive,
+    /// shared:accept-mutex, reuseport) and nginx:reuseport,
+    /// nginx:epoll-exclusive, node:rr where installed; full: all]. A target
+    /// named here runs every workload asked for. NAME@LABEL runs NAME as a
+    /// cell of its own (an A/A check: reuseport,reuseport@b).
     #[arg(long, value_delimiter = ',')]
     pub strategies: Vec<String>,
-    /// Workloads to run, comma-separated [default: all; quick: keepalive,close,heavy-tail,worker-crash].
+    /// Workloads to run, comma-separated [default: keepalive, recycled,
+    /// close, open-50, worker-crash; quick: recycled, close, open-50,
+    /// worker-crash; full: all].
     #[arg(long, value_delimiter = ',')]
     pub workloads: Vec<String>,
-    /// Worker counts, comma-separated [default: 2,4 and the CPU count if larger; quick: 2].
+    /// Worker counts, comma-separated [default: the CPU count, at least 2;
+    /// full: 2, 4 and the CPU count].
     #[arg(long, value_delimiter = ',')]
     pub workers: Vec<usize>,
-    /// Rounds of the whole matrix [default: 3; quick: 1].
+    /// Rounds of the whole matrix, interleaved [default: 5; quick: 3]. A
+    /// finding needs at least 3 steady rounds of both cells.
     #[arg(long)]
     pub rounds: Option<usize>,
-    /// Measured time per run of a steady workload [default: 500ms] (a fault
-    /// scenario has its own length).
+    /// Measured time per run of a steady workload [default: 1s; quick:
+    /// 500ms] (a fault scenario has its own length).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// Warm-up per run, discarded [default: 200ms].
+    /// The least warm-up per run [default: 600ms]: each run is warmed with
+    /// probes of its own workload until their last slices agree.
     #[arg(long, value_parser = parse_duration)]
     pub warmup: Option<Duration>,
+    /// The most warm-up per run; past it the run is measured anyway and
+    /// marked not steady [default: 10s for Node.js (JIT), 3s for the others].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup_cap: Option<Duration>,
+    /// TEST ONLY: run lab target TARGET with US extra µs of CPU per request
+    /// (repeatable), to show that a real difference becomes a finding.
+    #[arg(long, value_name = "TARGET=US", hide = true)]
+    pub test_only_inject_cpu_us: Vec<String>,
     /// Where sessions go.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
@@ -157,25 +179,36 @@ pub struct RunOpts {
     /// Measured time.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// Warm-up, discarded.
-    #[arg(long, default_value = "300ms", value_parser = parse_duration)]
+    /// The least warm-up: the run is warmed with probes of its workload
+    /// until their last slices agree.
+    #[arg(long, default_value = "600ms", value_parser = parse_duration)]
     pub warmup: Duration,
+    /// The most warm-up; past it the run is measured anyway and marked not
+    /// steady [default: 10s for Node.js (JIT), 3s for the others].
+    #[arg(long, value_parser = parse_duration)]
+    pub warmup_cap: Option<Duration>,
     /// Where sessions go.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
 }
 
-/// Targets by name; the default is every strategy and every reference (a
-/// reference whose server is not installed is skipped when the bench runs).
-fn check_targets(names: &[String]) -> Result<Vec<String>, String> {
+/// Targets by name; `default` when none is named (a reference whose
+/// server is not installed is skipped when the bench runs).
+fn check_targets(names: &[String], default: &[&str]) -> Result<Vec<String>, String> {
     if names.is_empty() {
-        return Ok(all_targets().map(|s| s.to_string()).collect());
+        return Ok(default.iter().map(|s| s.to_string()).collect());
+    }
+    let mut seen = std::collections::BTreeSet::new();
+    if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
+        return Err(format!(
+            "{dup:?} is named twice: to run one target under two names, label one (NAME@LABEL, e.g. {dup}@b)"
+        ));
     }
     for n in names {
         if TargetSpec::parse(n).is_none() {
             let all: Vec<&str> = all_targets().collect();
             return Err(format!(
-                "unknown strategy {n:?}: choose from {}",
+                "unknown strategy {n:?}: choose from {} (a label goes after @: NAME@LABEL, letters, digits, - and _)",
                 all.join(", ")
             ));
         }
@@ -219,30 +252,46 @@ impl BenchOpts {
     pub fn config(&self) -> Result<BenchConfig, String> {
         let cpus = crate::measure::environment::allowed_cpus().len();
         let all: Vec<&str> = WORKLOADS.iter().map(|w| w.name).collect();
-        let default_workloads: &[&str] = if self.quick {
-            &["keepalive", "close", "heavy-tail", "worker-crash"]
+        let all_targets: Vec<&str> = all_targets().collect();
+        let (default_targets, default_workloads): (&[&str], &[&str]) = if self.full {
+            (&all_targets, &all)
+        } else if self.quick {
+            (QUICK_TARGETS, QUICK_WORKLOADS)
         } else {
-            &all
+            (DEFAULT_TARGETS, DEFAULT_WORKLOADS)
         };
         let workers = if !self.workers.is_empty() {
             self.workers.clone()
-        } else if self.quick {
-            vec![2]
-        } else if cpus > 4 {
-            vec![2, 4, cpus]
+        } else if self.full {
+            let mut w = vec![2, 4];
+            if cpus > 4 {
+                w.push(cpus);
+            }
+            w
         } else {
-            vec![2, 4]
+            vec![cpus.max(2)]
         };
         check_workers(&workers)?;
-        let rounds = self.rounds.unwrap_or(if self.quick { 1 } else { 3 });
+        let rounds = self.rounds.unwrap_or(if self.quick { 3 } else { 5 });
         if rounds == 0 {
             return Err("--rounds 0: at least one round is needed".into());
         }
-        let duration = self.duration.unwrap_or(Duration::from_millis(500));
+        let duration = self.duration.unwrap_or(if self.quick {
+            Duration::from_millis(500)
+        } else {
+            Duration::from_secs(1)
+        });
         if duration.is_zero() {
             return Err("--duration 0s: a run needs some measured time".into());
         }
-        let targets = check_targets(&self.strategies)?;
+        let warmup = self.warmup.unwrap_or(Duration::from_millis(600));
+        check_warmup_cap(warmup, self.warmup_cap)?;
+        let targets = check_targets(&self.strategies, default_targets)?;
+        let inject_cpu_us = self
+            .test_only_inject_cpu_us
+            .iter()
+            .map(|x| parse_injection(x, &targets))
+            .collect::<Result<Vec<_>, _>>()?;
         // Named targets run every workload asked for; by default the fault
         // scenarios run on one target per mechanism (names::FAULT_TARGETS).
         let fault_targets = if self.strategies.is_empty() {
@@ -262,14 +311,52 @@ impl BenchOpts {
             workers,
             rounds,
             duration,
-            warmup: self.warmup.unwrap_or(Duration::from_millis(200)),
+            warmup,
+            warmup_cap: self.warmup_cap,
             quick: self.quick,
+            full: self.full,
+            inject_cpu_us,
             results_root: self.results.clone(),
             seed: self.seed.unwrap_or_else(seed_from_clock),
             server_bin: self.server_bin.clone(),
             ready_timeout: self.ready_timeout,
         })
     }
+}
+
+/// The default bench's workloads: the burst and the steady spread of
+/// keep-alive connections, a connection per request, the tail and the cost
+/// at a fixed open-loop load, and a worker that crashes.
+const DEFAULT_WORKLOADS: &[&str] = &["keepalive", "recycled", "close", "open-50", "worker-crash"];
+/// `--quick`'s targets: one per way of sharing.
+const QUICK_TARGETS: &[&str] = &["master-pass", "shared:epoll", "reuseport"];
+/// `--quick`'s workloads.
+const QUICK_WORKLOADS: &[&str] = &["recycled", "close", "open-50", "worker-crash"];
+
+fn check_warmup_cap(warmup: Duration, cap: Option<Duration>) -> Result<(), String> {
+    match cap {
+        Some(c) if c < warmup => Err(format!(
+            "--warmup-cap {c:?} is shorter than --warmup {warmup:?}: give a cap at least as long as the least warm-up"
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// `TARGET=US` of `--test-only-inject-cpu-us`, for a lab target of the session.
+fn parse_injection(x: &str, targets: &[String]) -> Result<(String, u64), String> {
+    let (t, us) = x.split_once('=').ok_or_else(|| {
+        format!("--test-only-inject-cpu-us {x:?}: give TARGET=US, e.g. reuseport@slow=200")
+    })?;
+    let us: u64 = us
+        .parse()
+        .map_err(|_| format!("--test-only-inject-cpu-us {x:?}: US must be a whole number"))?;
+    if !targets.iter().any(|n| n == t) || !matches!(TargetSpec::parse(t), Some(TargetSpec::Lab(_)))
+    {
+        return Err(format!(
+            "--test-only-inject-cpu-us {x:?}: {t} is not a lab strategy of this session"
+        ));
+    }
+    Ok((t.to_string(), us))
 }
 
 impl RunOpts {
@@ -279,16 +366,20 @@ impl RunOpts {
         if self.duration.is_zero() {
             return Err("--duration 0s: a run needs some measured time".into());
         }
+        check_warmup_cap(self.warmup, self.warmup_cap)?;
         Ok(BenchConfig {
             remote: None,
-            targets: check_targets(std::slice::from_ref(&self.strategy))?,
+            targets: check_targets(std::slice::from_ref(&self.strategy), &[])?,
             fault_targets: vec![self.strategy.clone()],
             workloads: check_workloads(std::slice::from_ref(&self.workload), &[])?,
             workers: vec![self.workers],
             rounds: 1,
             duration: self.duration,
             warmup: self.warmup,
+            warmup_cap: self.warmup_cap,
             quick: false,
+            full: false,
+            inject_cpu_us: Vec::new(),
             results_root: self.results.clone(),
             seed: seed_from_clock(),
             server_bin: None,

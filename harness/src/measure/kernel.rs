@@ -193,19 +193,24 @@ impl QueueSampler {
     }
 }
 
-/// Reads `pid`'s usage now; `None` if the process is gone.
+/// A `Name:  value` field of a `/proc/.../status` file (0 if missing).
+fn status_field(status: &str, name: &str) -> u64 {
+    status
+        .lines()
+        .find(|l| l.starts_with(name))
+        .and_then(|l| l.split_whitespace().nth(1))
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads `pid`'s usage now, all its threads added (`/proc/PID/status`
+/// counts the context switches of the main thread only; each thread's are
+/// in `/proc/PID/task/TID/status`); `None` if the process is gone.
 pub fn proc_usage(pid: i32) -> Option<ProcUsage> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
     let mut cpu_ns = 0u64;
     let mut have_schedstat = false;
+    let (mut voluntary, mut involuntary, mut threads) = (0, 0, 0);
     if let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) {
         for t in tasks.flatten() {
             if let Ok(s) = std::fs::read_to_string(t.path().join("schedstat")) {
@@ -218,7 +223,16 @@ pub fn proc_usage(pid: i32) -> Option<ProcUsage> {
                     have_schedstat = true;
                 }
             }
+            if let Ok(s) = std::fs::read_to_string(t.path().join("status")) {
+                voluntary += status_field(&s, "voluntary_ctxt_switches:");
+                involuntary += status_field(&s, "nonvoluntary_ctxt_switches:");
+                threads += 1;
+            }
         }
+    }
+    if threads == 0 {
+        voluntary = status_field(&status, "voluntary_ctxt_switches:");
+        involuntary = status_field(&status, "nonvoluntary_ctxt_switches:");
     }
     let cpu_us = if have_schedstat {
         cpu_ns / 1000
@@ -237,8 +251,8 @@ pub fn proc_usage(pid: i32) -> Option<ProcUsage> {
     };
     Some(ProcUsage {
         cpu_us,
-        voluntary_ctxt_switches: field("voluntary_ctxt_switches:"),
-        involuntary_ctxt_switches: field("nonvoluntary_ctxt_switches:"),
+        voluntary_ctxt_switches: voluntary,
+        involuntary_ctxt_switches: involuntary,
     })
 }
 

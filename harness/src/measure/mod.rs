@@ -6,6 +6,7 @@ pub mod environment;
 pub mod faults;
 pub mod guard;
 pub mod kernel;
+pub mod noise;
 pub mod procs;
 pub mod remote;
 pub mod targets;

@@ -37,7 +37,7 @@ pub struct ProcUsage {
     /// CPU time of all its threads, µs (`/proc/PID/task/*/schedstat`, or
     /// utime+stime in clock ticks where schedstat is missing).
     pub cpu_us: u64,
-    /// Voluntary context switches (`/proc/PID/status`).
+    /// Voluntary context switches, all threads (`/proc/PID/task/*/status`).
     pub voluntary_ctxt_switches: u64,
     /// Involuntary context switches.
     pub involuntary_ctxt_switches: u64,

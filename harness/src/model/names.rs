@@ -39,9 +39,19 @@ pub const MIGRATE_VARIANTS: &[&str] = &[
     "nginx:reuseport+migrate",
 ];
 
+/// Separates a target from a label of the user's: `reuseport@b` runs
+/// exactly what `reuseport` runs, as a cell of its own (an A/A check runs
+/// one target under two labels; a finding between them is a false one).
+pub const LABEL_SEP: char = '@';
+
+/// The target name without its label (`reuseport@b` -> `reuseport`).
+pub fn unlabelled(target: &str) -> &str {
+    target.split_once(LABEL_SEP).map_or(target, |(t, _)| t)
+}
+
 /// Whether `target` runs with `net.ipv4.tcp_migrate_req=1`.
 pub fn migrate_req(target: &str) -> bool {
-    target.ends_with(MIGRATE_SUFFIX)
+    unlabelled(target).ends_with(MIGRATE_SUFFIX)
 }
 
 /// The lab strategy each reference shares its mechanism with (for the
@@ -52,6 +62,40 @@ pub const TWINS: &[(&str, &str)] = &[
     ("nginx:epoll-exclusive", "shared:epoll-exclusive"),
     ("nginx:accept-mutex", "shared:accept-mutex"),
     ("nginx:reuseport", "reuseport"),
+];
+
+/// The lab strategy a reference shares its mechanism with; a labelled
+/// reference (`node:rr@b`) is compared with the same label's twin if one
+/// ran, else with the bare twin (the caller looks both up).
+pub fn twin_of(target: &str) -> Option<String> {
+    let (base, label) = match target.split_once(LABEL_SEP) {
+        Some((b, l)) => (b, Some(l)),
+        None => (target, None),
+    };
+    let ours = TWINS.iter().find(|(t, _)| *t == base)?.1;
+    Some(match label {
+        Some(l) => format!("{ours}{LABEL_SEP}{l}"),
+        None => ours.to_string(),
+    })
+}
+
+/// The targets of the default bench: one per mechanism and the variants
+/// real servers use (master-pass as Node's round-robin, the four ways of
+/// sharing one listener, reuseport), and the references with a twin among
+/// them. The rest (master-pass's other schedulers, the cBPF reuseport,
+/// node:none, nginx's accept mutex) runs with `--full`. Fewer cells with
+/// longer, steadier windows and enough rounds for an interval: see
+/// `harness/BENCH.md` for the time budget.
+pub const DEFAULT_TARGETS: &[&str] = &[
+    "master-pass",
+    "shared:blocking",
+    "shared:epoll",
+    "shared:epoll-exclusive",
+    "shared:accept-mutex",
+    "reuseport",
+    "nginx:reuseport",
+    "nginx:epoll-exclusive",
+    "node:rr",
 ];
 
 /// The targets a default bench runs the fault scenarios on: one of each
@@ -74,7 +118,8 @@ pub const FAULT_TARGETS: &[&str] = &[
 /// The strategy family of a target name (`master-pass:rotate` -> `master-pass`,
 /// `nginx:reuseport` -> `nginx`).
 pub fn family(target: &str) -> String {
-    target.split(':').next().unwrap_or(target).to_string()
+    let t = unlabelled(target);
+    t.split(':').next().unwrap_or(t).to_string()
 }
 
 /// Every target name `--strategies` takes: the strategies, the references,
@@ -91,6 +136,7 @@ pub fn all_targets() -> impl Iterator<Item = &'static str> {
 /// without its `+migrate` suffix, rather than a lab strategy; `false` for a
 /// name that is not in the catalogue.
 pub fn is_reference(target: &str) -> bool {
+    let target = unlabelled(target);
     let base = match target.strip_suffix(MIGRATE_SUFFIX) {
         Some(base) if MIGRATE_VARIANTS.contains(&target) => base,
         Some(_) => return false,
@@ -119,5 +165,13 @@ mod tests {
         assert!(!is_reference("node:rr+migrate"));
         assert!(!is_reference("nginx"));
         assert_eq!(all_targets().count(), 9 + 5 + 3);
+        assert!(is_reference("node:rr@b"));
+        assert!(migrate_req("reuseport+migrate@b"));
+        assert_eq!(family("shared:epoll@2"), "shared");
+        assert_eq!(twin_of("node:rr@b").as_deref(), Some("master-pass@b"));
+        assert_eq!(twin_of("node:rr").as_deref(), Some("master-pass"));
+        assert!(DEFAULT_TARGETS
+            .iter()
+            .all(|t| all_targets().any(|a| a == *t)));
     }
 }

@@ -9,7 +9,11 @@ use crate::model::kernel::{Counters, ProcUsage, QueueSamples};
 use crate::model::remote::PartJson;
 
 /// Version tag of a run file.
-pub const RUN_SCHEMA: &str = "prefork-lab.harness.run.v1";
+pub const RUN_SCHEMA: &str = "prefork-lab.harness.run.v2";
+
+/// The run files of earlier versions, still read: v1 has no
+/// `steadiness`, `noise` or `usage_window`.
+pub const RUN_SCHEMAS_READ: &[&str] = &[RUN_SCHEMA, "prefork-lab.harness.run.v1"];
 
 /// One run: one target, one workload, one worker count, one round.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -47,6 +51,110 @@ pub struct RunRecord {
     /// and each generator's share (`loadgen` above is their exact merge).
     #[serde(default)]
     pub remote: Option<RemoteRun>,
+    /// How long the run was warmed up, and whether its measured window was
+    /// steady (absent in v1 run files).
+    #[serde(default)]
+    pub steadiness: Option<Steadiness>,
+    /// What else used the machine's CPUs during the measured window.
+    #[serde(default)]
+    pub noise: Option<Noise>,
+}
+
+impl RunRecord {
+    /// Requests the server answered while its processes' usage
+    /// (`server.processes`) was measured: the measured loadgen process's
+    /// own warm-up and measured window.
+    pub fn requests_in_usage_window(&self) -> u64 {
+        let l = &self.loadgen;
+        l.ok + l.errors.total() + l.warmup.ok + l.warmup.errors
+    }
+
+    /// Whether the run counts for winners and findings: steady, or from a
+    /// version of the harness that did not test it (v1).
+    pub fn steady(&self) -> bool {
+        self.steadiness.as_ref().is_none_or(|s| s.steady)
+    }
+}
+
+/// How a run reached its steady state before it was measured, and whether
+/// the measured window itself was steady.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Steadiness {
+    /// Load time spent warming up (the probes), s.
+    pub warmup_s: f64,
+    /// The most warm-up this target was allowed, s.
+    pub warmup_cap_s: f64,
+    /// Width of each warm-up slice, s.
+    pub slice_s: f64,
+    /// The warm-up, slice by slice, in order (several loadgen probes, each
+    /// on fresh connections, back to back).
+    pub warmup_slices: Vec<ProbeSlice>,
+    /// The warm-up ended because its last slices agreed (false: at the cap).
+    pub warmed: bool,
+    /// The measured window's trend.
+    pub trend: Trend,
+    /// Warmed and without a trend: the run counts for winners and findings.
+    pub steady: bool,
+    /// Why not, in words; `None` when steady.
+    pub why_not: Option<String>,
+}
+
+/// One slice of a warm-up probe.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct ProbeSlice {
+    /// Successful requests per second.
+    pub throughput_rps: f64,
+    /// 99th percentile latency, µs (0 if none).
+    pub p99_us: u64,
+    /// Successful requests in it.
+    pub ok: u64,
+    /// Failed requests in it.
+    pub errors: u64,
+}
+
+/// The measured window's trend: a least-squares line through the
+/// per-slice throughput, and the tail of each half.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Trend {
+    /// Slices of the timeline used.
+    pub slices: usize,
+    /// Change of throughput over the window along the fitted line, as a
+    /// share of the mean (+0.2: 20% more at the end than at the start).
+    pub throughput_change: f64,
+    /// 95% interval of that change.
+    pub throughput_change_ci: [f64; 2],
+    /// p99 of the first half of the window, µs.
+    pub first_half_p99_us: u64,
+    /// p99 of the second half, µs.
+    pub second_half_p99_us: u64,
+}
+
+/// What else used the machine's CPUs during a run's measured window: CPU
+/// time stolen by the hypervisor and the CPU time of processes that are
+/// not part of the run (neither the server, the load generator, the
+/// harness nor a kernel thread).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Noise {
+    /// Length of the window, s.
+    pub window_s: f64,
+    /// Steal time over all CPU time of the machine, percent (`/proc/stat`).
+    pub steal_pct: f64,
+    /// CPU time of the other processes over all CPU time of the machine,
+    /// percent.
+    pub other_cpu_pct: f64,
+    /// The busiest of those processes (at most 3).
+    pub others: Vec<OtherProcess>,
+}
+
+/// A process that is not part of the run.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct OtherProcess {
+    /// Pid.
+    pub pid: i32,
+    /// Its command name.
+    pub comm: String,
+    /// CPU time during the window, ms.
+    pub cpu_ms: f64,
 }
 
 impl RunRecord {

@@ -8,7 +8,7 @@ use crate::model::environment::Environment;
 use crate::model::warnings::Warning;
 
 /// Version tag of this layout.
-pub const SCHEMA: &str = "prefork-lab.harness.summary.v3";
+pub const SCHEMA: &str = "prefork-lab.harness.summary.v4";
 
 /// The whole comparison.
 #[derive(Clone, Debug, Serialize, Deserialize)]
@@ -57,10 +57,20 @@ pub struct BenchConfigJson {
     pub rounds: usize,
     /// Measured time of each run, s.
     pub duration_s: f64,
-    /// Warm-up of each run, s.
+    /// The least warm-up of each run, s (each is warmed until steady).
     pub warmup_s: f64,
+    /// The most warm-up of each run, s (`None`: each target's own cap).
+    #[serde(default)]
+    pub warmup_cap_s: Option<f64>,
     /// `--quick`.
     pub quick: bool,
+    /// `--full`.
+    #[serde(default)]
+    pub full: bool,
+    /// TEST ONLY: targets slowed on purpose (`TARGET=US`); a session with
+    /// any is not a measurement to publish.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub test_only_inject_cpu_us: Vec<String>,
     /// Load generators or the server on other hosts (`None`: all here).
     #[serde(default)]
     pub remote: Option<crate::model::remote::RemoteJson>,
@@ -77,6 +87,9 @@ pub struct WorkloadJson {
     pub loadgen_args: Vec<String>,
     /// Open loop: share of the calibrated capacity offered.
     pub capacity_share: Option<f64>,
+    /// What its per-worker spread of connections shows: `burst` or `steady`.
+    #[serde(default)]
+    pub fairness: String,
     /// A fault scenario: its kind (`worker-crash`, `rolling-restart`,
     /// `slow-worker`, `overload`).
     #[serde(default)]
@@ -86,7 +99,11 @@ pub struct WorkloadJson {
     pub measured_s: Option<f64>,
 }
 
-/// Capacity for one worker count.
+/// A target's capacity for one worker count: closed loop, keep-alive, the
+/// open-loop workloads' request. The offered rates are shares of
+/// [`CALIBRATION_TARGET`](crate::model::workload::CALIBRATION_TARGET)'s, so
+/// every target is offered the same load; each target's own capacity says
+/// how close that load is to what it can do.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Calibration {
     /// Worker count.
@@ -199,8 +216,18 @@ pub struct Cell {
     pub workers: usize,
     /// Rounds that ran.
     pub rounds: usize,
+    /// Of those, steady (only these count for winners and findings).
+    pub steady_rounds: usize,
+    /// What its per-worker spread shows: `burst` (connections opened
+    /// together at the start and kept) or `steady` (connections keep
+    /// arriving during the measured window).
+    pub fairness_kind: String,
     /// Open loop: the rate offered, req/s.
     pub offered_rps: Option<f64>,
+    /// Open loop: the target's own capacity (its calibration), req/s.
+    pub own_capacity_rps: Option<f64>,
+    /// Open loop: the offered rate as a share of the target's own capacity.
+    pub offered_share_of_own: Option<f64>,
     /// Successful requests per second, across rounds.
     pub throughput_rps: Spread,
     /// Latency, all rounds' histograms added.
@@ -222,29 +249,133 @@ pub struct Cell {
     pub kernel: KernelJson,
     /// Workers replaced during the runs.
     pub replacements: u64,
+    /// What the server spent per request and per connection.
+    pub cost: Cost,
+    /// Warm-up each round needed, s.
+    pub warmup_s: Spread,
+    /// Each round's own figures, in run order (pairs of cells are compared
+    /// round by round: the rounds interleave).
+    pub per_round: Vec<RoundFigures>,
     /// The run files of this cell, relative to the results directory.
     pub runs: Vec<String>,
 }
 
-/// The best target of one (workload, workers).
+/// What the server spent during a cell's measured windows (medians over
+/// rounds; per request: over the requests answered meanwhile).
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Cost {
+    /// Server CPU time per request (master and workers), µs.
+    pub cpu_us_per_request: Spread,
+    /// The master's part, µs (0 where the master does nothing per request).
+    pub master_cpu_us_per_request: Spread,
+    /// The workers' part, µs.
+    pub workers_cpu_us_per_request: Spread,
+    /// Voluntary context switches of the master (all its threads) per request.
+    pub master_vcs_per_request: Spread,
+    /// Voluntary context switches of all workers (all threads) per request.
+    pub workers_vcs_per_request: Spread,
+    /// Voluntary context switches of the master per connection.
+    pub master_vcs_per_connection: Spread,
+    /// Voluntary context switches of all workers per connection.
+    pub workers_vcs_per_connection: Spread,
+    /// Involuntary context switches of the server per request.
+    pub ivcs_per_request: Spread,
+    /// Connections opened per request (1 when every request has its own).
+    pub connections_per_request: f64,
+}
+
+/// One round of a cell.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct RoundFigures {
+    /// Round number.
+    pub round: usize,
+    /// Steady: it counts for winners and findings.
+    pub steady: bool,
+    /// Why it was not steady.
+    #[serde(default)]
+    pub why_not: Option<String>,
+    /// Warm-up it needed, s.
+    pub warmup_s: f64,
+    /// Successful requests per second.
+    pub throughput_rps: f64,
+    /// p99 latency of this round, µs.
+    pub p99_us: u64,
+    /// Jain's index of connections per worker.
+    pub jain_connections: f64,
+    /// The largest worker's share of the connections.
+    pub top_connection_share: f64,
+    /// Server CPU time per request, µs.
+    pub cpu_us_per_request: f64,
+    /// The master's CPU time per request, µs.
+    pub master_cpu_us_per_request: f64,
+    /// The workers' CPU time per request, µs.
+    pub workers_cpu_us_per_request: f64,
+    /// Master's voluntary context switches per request.
+    pub master_vcs_per_request: f64,
+    /// Workers' voluntary context switches per request.
+    pub workers_vcs_per_request: f64,
+    /// Master's voluntary context switches per connection.
+    pub master_vcs_per_connection: f64,
+    /// Workers' voluntary context switches per connection.
+    pub workers_vcs_per_connection: f64,
+    /// Involuntary context switches of the server per request.
+    pub ivcs_per_request: f64,
+    /// CPU steal during the window, percent of the machine.
+    pub steal_pct: f64,
+    /// Other processes' CPU during the window, percent of the machine.
+    pub other_cpu_pct: f64,
+}
+
+/// A ratio A/B of two cells' figures with its interval: the median of the
+/// per-round ratios (paired by round) and a bootstrap 95% interval of it.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Interval {
+    /// Lower bound.
+    pub low: f64,
+    /// The estimate (median of the paired ratios).
+    pub estimate: f64,
+    /// Upper bound.
+    pub high: f64,
+    /// Rounds paired (both steady).
+    pub rounds: usize,
+    /// The whole interval is outside the band of no difference (the
+    /// minimum effect either way): a finding may be printed.
+    pub significant: bool,
+}
+
+/// The best of one figure in one (workload, workers), and who it cannot be
+/// told apart from.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Lead {
+    /// The best target by the median over steady rounds.
+    pub target: String,
+    /// Its value (req/s, µs or Jain's index).
+    pub value: f64,
+    /// The next best.
+    pub runner_up: Option<String>,
+    /// Best over runner-up (p99, CPU: runner-up over best), so above 1
+    /// means the best is better.
+    pub lead: Option<Interval>,
+    /// The targets not significantly worse than the best, the best first:
+    /// one entry when it wins outright.
+    pub tied: Vec<String>,
+}
+
+/// The best targets of one (workload, workers).
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct Winner {
     /// Workload name.
     pub workload: String,
     /// Worker count.
     pub workers: usize,
-    /// Highest median throughput.
-    pub throughput_target: String,
-    /// Its median throughput, req/s.
-    pub throughput_rps: f64,
-    /// Lowest p99 latency (all rounds merged).
-    pub p99_target: String,
-    /// Its p99, µs.
-    pub p99_us: u64,
+    /// Highest throughput (closed loop only: open loop serves what is offered).
+    pub throughput: Option<Lead>,
+    /// Lowest p99 latency.
+    pub p99: Option<Lead>,
     /// Most even connection spread (Jain's index).
-    pub fairest_target: String,
-    /// Its Jain's index of connections.
-    pub fairest_jain: f64,
+    pub fairest: Option<Lead>,
+    /// Least server CPU per request.
+    pub cheapest: Option<Lead>,
 }
 
 /// A target or a (target, workload) that did not run.
@@ -285,4 +416,14 @@ pub struct Comparison {
     pub ours_jain: f64,
     /// Theirs.
     pub theirs_jain: f64,
+    /// Ours over theirs, throughput, with its interval.
+    pub throughput_interval: Option<Interval>,
+    /// Ours over theirs, p99, with its interval.
+    pub p99_interval: Option<Interval>,
+    /// Our CPU per request over theirs, with its interval.
+    pub cpu_interval: Option<Interval>,
+    /// Our CPU per request, µs.
+    pub ours_cpu_us_per_request: f64,
+    /// Theirs.
+    pub theirs_cpu_us_per_request: f64,
 }

@@ -49,6 +49,38 @@ pub enum Warning {
         /// Errors by kind, as loadgen named them.
         detail: String,
     },
+    /// Runs whose measured window was not steady: kept and shown, but left
+    /// out of winners and findings.
+    NotSteady {
+        /// Target.
+        target: String,
+        /// Workload.
+        workload: String,
+        /// Workers.
+        workers: usize,
+        /// The rounds that were not steady.
+        rounds: Vec<usize>,
+        /// Why (the first such round's reason).
+        why: String,
+    },
+    /// Something else used the CPUs during a run: steal by the hypervisor
+    /// or processes that are not part of the run.
+    Noise {
+        /// Target.
+        target: String,
+        /// Workload.
+        workload: String,
+        /// Workers.
+        workers: usize,
+        /// Round.
+        round: usize,
+        /// Steal, percent of the machine's CPU time.
+        steal_pct: f64,
+        /// Other processes, percent of the machine's CPU time.
+        other_cpu_pct: f64,
+        /// The busiest of them.
+        detail: String,
+    },
     /// The session ended before every planned run did (interrupted, a run
     /// failed, or the harness was killed): the numbers cover what ran.
     Incomplete {
@@ -77,6 +109,14 @@ impl Warning {
             ),
             Warning::Errors { target, workload, workers, errors, detail } => format!(
                 "{target} / {workload} / {workers} workers: {errors} requests failed ({detail}); see the run files"
+            ),
+            Warning::NotSteady { target, workload, workers, rounds, why } => format!(
+                "{target} / {workload} / {workers} workers: not steady in round{} {} ({why}); those rounds are shown but left out of winners and findings: give the target a longer --warmup-cap, or look at its timeline in the run file",
+                if rounds.len() > 1 { "s" } else { "" },
+                rounds.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
+            ),
+            Warning::Noise { target, workload, workers, round, steal_pct, other_cpu_pct, detail } => format!(
+                "{target} / {workload} / {workers} workers, round {round}: {steal_pct:.1}% of the CPU time was stolen by the hypervisor and {other_cpu_pct:.1}% went to other processes ({detail}); its figures are less reliable: stop those processes or use a quieter machine"
             ),
             Warning::Incomplete { completed, planned, why } => format!(
                 "the session is incomplete: {completed} of {planned} runs ({why}); cells may have fewer rounds than configured, and some none: run the bench again for the whole matrix"

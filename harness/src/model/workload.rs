@@ -7,6 +7,38 @@ use crate::model::summary::WorkloadJson;
 /// The request target every open-loop workload uses, and the calibration.
 pub const CALIBRATION_PATH: &str = "/?cpu_us=50";
 
+/// The target whose capacity the open-loop rates are shares of (every
+/// target is offered the same rate).
+pub const CALIBRATION_TARGET: &str = "reuseport";
+
+/// Keep-alive connections of the steady-fairness workloads are closed by
+/// the client after this many responses and replaced, as clients and
+/// proxies recycle theirs (nginx closes one after 1000 requests by
+/// default), so that connections keep arriving during the measured window.
+pub const REQUESTS_PER_CONN: &str = "100";
+
+/// What a workload's per-worker spread of connections shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum FairnessKind {
+    /// Where connections opened together at the start landed: they stay
+    /// for the whole run, so whichever worker ran in the first
+    /// milliseconds keeps them.
+    Burst,
+    /// Connections keep arriving during the measured window (a new one per
+    /// request, or recycled keep-alive connections): the steady spread.
+    Steady,
+}
+
+impl FairnessKind {
+    /// As recorded.
+    pub fn name(self) -> &'static str {
+        match self {
+            FairnessKind::Burst => "burst",
+            FairnessKind::Steady => "steady",
+        }
+    }
+}
+
 /// How a workload drives load.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Workload {
@@ -18,6 +50,8 @@ pub struct Workload {
     pub args: &'static [&'static str],
     /// Open loop at this share of the calibrated capacity.
     pub capacity_share: Option<f64>,
+    /// What its per-worker spread shows.
+    pub fairness: FairnessKind,
     /// A fault scenario: what goes wrong during the run, and its own
     /// measured time (the scenario's timing is part of its definition, so
     /// `--duration` does not change it).
@@ -117,6 +151,15 @@ pub const WORKLOADS: &[Workload] = &[
         description: "closed loop, keep-alive, 64 connections, GET / (cheap requests)",
         args: &["--mode", "keepalive", "--connections", "64", "--path", "/"],
         capacity_share: None,
+        fairness: FairnessKind::Burst,
+        fault: None,
+    },
+    Workload {
+        name: "recycled",
+        description: "closed loop, keep-alive, 64 connections, each closed by the client after 100 responses and replaced, GET / (the steady spread of keep-alive connections)",
+        args: &["--mode", "keepalive", "--connections", "64", "--requests-per-conn", REQUESTS_PER_CONN, "--path", "/"],
+        capacity_share: None,
+        fairness: FairnessKind::Steady,
         fault: None,
     },
     Workload {
@@ -124,27 +167,31 @@ pub const WORKLOADS: &[Workload] = &[
         description: "closed loop, a new TCP connection per request, 32 at a time, GET /",
         args: &["--mode", "close", "--connections", "32", "--path", "/"],
         capacity_share: None,
+        fairness: FairnessKind::Steady,
         fault: None,
     },
     Workload {
         name: "open-50",
-        description: "open loop (Poisson) at 50% of capacity, keep-alive, 64 connections, 50 us of CPU per request",
-        args: &["--mode", "keepalive", "--connections", "64", "--arrivals", "poisson", "--path", CALIBRATION_PATH],
+        description: "open loop (Poisson) at 50% of capacity, keep-alive, 64 connections recycled after 100 responses, 50 us of CPU per request",
+        args: &["--mode", "keepalive", "--connections", "64", "--requests-per-conn", REQUESTS_PER_CONN, "--arrivals", "poisson", "--path", CALIBRATION_PATH],
         capacity_share: Some(0.5),
+        fairness: FairnessKind::Steady,
         fault: None,
     },
     Workload {
         name: "open-90",
-        description: "open loop (Poisson) at 90% of capacity, keep-alive, 64 connections, 50 us of CPU per request",
-        args: &["--mode", "keepalive", "--connections", "64", "--arrivals", "poisson", "--path", CALIBRATION_PATH],
+        description: "open loop (Poisson) at 90% of capacity, keep-alive, 64 connections recycled after 100 responses, 50 us of CPU per request",
+        args: &["--mode", "keepalive", "--connections", "64", "--requests-per-conn", REQUESTS_PER_CONN, "--arrivals", "poisson", "--path", CALIBRATION_PATH],
         capacity_share: Some(0.9),
+        fairness: FairnessKind::Steady,
         fault: None,
     },
     Workload {
         name: "heavy-tail",
-        description: "open loop (Poisson) at 50% of capacity, 99% of requests 20 us of CPU, 1% 2000 us",
-        args: &["--mode", "keepalive", "--connections", "64", "--arrivals", "poisson", "--mix", "99:/?cpu_us=20,1:/?cpu_us=2000"],
+        description: "open loop (Poisson) at 50% of capacity, keep-alive, 64 connections recycled after 100 responses, 99% of requests 20 us of CPU, 1% 2000 us",
+        args: &["--mode", "keepalive", "--connections", "64", "--requests-per-conn", REQUESTS_PER_CONN, "--arrivals", "poisson", "--mix", "99:/?cpu_us=20,1:/?cpu_us=2000"],
         capacity_share: Some(0.5),
+        fairness: FairnessKind::Steady,
         fault: None,
     },
     Workload {
@@ -152,6 +199,7 @@ pub const WORKLOADS: &[Workload] = &[
         description: "fault: open loop (Poisson) at 25% of capacity, a new connection per request; the busiest worker hangs (SIGSTOP) 0.4 s into the measured window (1.2 s), is SIGKILLed 200 ms later as a watchdog would, and is replaced by the master",
         args: FAULT_ARGS,
         capacity_share: Some(FAULT_SHARE),
+        fairness: FairnessKind::Steady,
         fault: Some(Fault::WorkerCrash {
             at_ms: 400,
             hang_ms: 200,
@@ -162,6 +210,7 @@ pub const WORKLOADS: &[Workload] = &[
         description: "fault: open loop (Poisson) at 25% of capacity, a new connection per request; every worker replaced gracefully, one at a time, from 0.4 s (of 1.5 s)",
         args: FAULT_ARGS,
         capacity_share: Some(FAULT_SHARE),
+        fairness: FairnessKind::Steady,
         fault: Some(Fault::RollingRestart { at_ms: 400 }),
     },
     Workload {
@@ -169,6 +218,7 @@ pub const WORKLOADS: &[Workload] = &[
         description: "fault: open loop (Poisson) at 25% of capacity, a new connection per request; the busiest worker stopped (SIGSTOP) for 200 ms at 0.3 s and again at 0.9 s (of 1.4 s)",
         args: FAULT_ARGS,
         capacity_share: Some(FAULT_SHARE),
+        fairness: FairnessKind::Steady,
         fault: Some(Fault::SlowWorker {
             first_ms: 300,
             every_ms: 600,
@@ -181,6 +231,7 @@ pub const WORKLOADS: &[Workload] = &[
         description: "fault: open loop (Poisson), a new connection per request, up to 2048 at once; 25% of capacity, then 150% for 0.8 s from 0.4 s, then 25% again while the backlog drains (3 s in all)",
         args: FAULT_ARGS,
         capacity_share: Some(FAULT_SHARE),
+        fairness: FairnessKind::Steady,
         fault: Some(Fault::Overload {
             from_ms: 400,
             to_ms: 1200,
@@ -202,6 +253,7 @@ impl Workload {
             description: self.description.into(),
             loadgen_args: self.args.iter().map(|s| s.to_string()).collect(),
             capacity_share: self.capacity_share,
+            fairness: self.fairness.name().into(),
             fault: self.fault.map(|f| f.kind().to_string()),
             measured_s: self.fault.map(|f| f.measured_ms() as f64 / 1000.0),
         }

@@ -2,6 +2,7 @@
 //! and the tolerances of a comparison with a baseline from another machine.
 
 use super::{Figures, SavedBaseline, SavedStrategy, Verdict, YARDSTICK};
+pub use crate::analyse::stats::bootstrap_median_ci;
 use crate::analyse::stats::median;
 
 /// Tolerances of the cross-machine comparison.
@@ -12,30 +13,6 @@ pub const TOL_NORMALISED: f64 = 0.40;
 pub const TOL_JAIN: f64 = 0.15;
 /// Jain's index is gated only for strategies at least this even in the baseline.
 pub const JAIN_GATED_FROM: f64 = 0.9;
-
-/// Bootstrap 95% interval of the median of `xs` (seeded, 2000 resamples).
-pub fn bootstrap_median_ci(xs: &[f64], seed: u64) -> [f64; 3] {
-    if xs.is_empty() {
-        return [0.0; 3];
-    }
-    let mut rng = seed | 1;
-    let mut next = || {
-        rng ^= rng << 13;
-        rng ^= rng >> 7;
-        rng ^= rng << 17;
-        rng
-    };
-    let mut medians: Vec<f64> = (0..2000)
-        .map(|_| {
-            let sample: Vec<f64> = (0..xs.len())
-                .map(|_| xs[(next() % xs.len() as u64) as usize])
-                .collect();
-            median(&sample)
-        })
-        .collect();
-    medians.sort_by(|a, b| a.total_cmp(b));
-    [medians[49], median(xs), medians[1949]]
-}
 
 /// Judges paired per-round ratios candidate/baseline of a metric where
 /// `higher_is_better`, with a minimum effect.

@@ -44,10 +44,17 @@ pub struct BenchConfig {
     pub rounds: usize,
     /// Measured time per run.
     pub duration: Duration,
-    /// Warm-up per run.
+    /// The least warm-up per run (each is warmed until steady).
     pub warmup: Duration,
+    /// The most warm-up per run (`None`: each target's own cap).
+    pub warmup_cap: Option<Duration>,
     /// `--quick`.
     pub quick: bool,
+    /// `--full`.
+    pub full: bool,
+    /// TEST ONLY: lab targets whose server burns this many extra µs of CPU
+    /// per request (`--test-only-inject-cpu-us TARGET=US`).
+    pub inject_cpu_us: Vec<(String, u64)>,
     /// Where sessions go (`results/`).
     pub results_root: PathBuf,
     /// Seed of the run order.
@@ -61,6 +68,14 @@ pub struct BenchConfig {
 }
 
 impl BenchConfig {
+    /// TEST ONLY: the extra CPU per request `target` is run with.
+    fn injected(&self, target: &str) -> u64 {
+        self.inject_cpu_us
+            .iter()
+            .find(|(t, _)| t == target)
+            .map_or(0, |(_, us)| *us)
+    }
+
     fn json(&self) -> BenchConfigJson {
         BenchConfigJson {
             targets: self.targets.clone(),
@@ -69,7 +84,14 @@ impl BenchConfig {
             rounds: self.rounds,
             duration_s: self.duration.as_secs_f64(),
             warmup_s: self.warmup.as_secs_f64(),
+            warmup_cap_s: self.warmup_cap.map(|d| d.as_secs_f64()),
             quick: self.quick,
+            full: self.full,
+            test_only_inject_cpu_us: self
+                .inject_cpu_us
+                .iter()
+                .map(|(t, us)| format!("{t}={us}"))
+                .collect(),
             remote: self.remote.as_ref().map(|r| RemoteJson {
                 loadgen_hosts: r.loadgen_hosts.iter().map(|h| h.name.clone()).collect(),
                 server_host: r.server_host.as_ref().map(|h| h.name.clone()),
@@ -236,7 +258,7 @@ fn bench_with(
     };
     s.announce(&planned, active.len());
     let mut records: Vec<RunRecord> = Vec::new();
-    let mut ended_early = s.calibrate(&mut session)?;
+    let mut ended_early = s.calibrate(&planned, &mut session)?;
     if ended_early.is_none() {
         ended_early = s.run_planned(&planned, &mut session, &mut records)?;
     }

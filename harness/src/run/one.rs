@@ -6,15 +6,18 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
+use crate::analyse::steadiness::{judge, probe_slices};
 use crate::measure::faults::{self, Injector, MigrateReq, Victims};
 use crate::measure::kernel::{self, usage_delta, QueueSampler};
+use crate::measure::noise::NoiseProbe;
 use crate::measure::procs::{run_loadgen, Binaries};
 use crate::measure::remote::Remote;
 use crate::measure::targets::{Running, StartCtx, TargetSpec};
 use crate::model::faults::{FaultRecord, Surge};
 use crate::model::names::migrate_req;
 use crate::model::record::{
-    KernelSide, Pinning, ProcRecord, RemoteRun, RunRecord, ServerSide, RUN_SCHEMA,
+    KernelSide, Noise, Pinning, ProbeSlice, ProcRecord, RemoteRun, RunRecord, ServerSide,
+    Steadiness, RUN_SCHEMA,
 };
 use crate::model::remote::PartJson;
 use crate::model::workload::Fault;
@@ -37,8 +40,11 @@ pub(super) struct RunSpec<'a> {
     pub rate: Option<f64>,
     /// Measured time.
     pub duration: Duration,
-    /// Warm-up asked for (a target may need more: [`TargetSpec::min_warmup`]).
+    /// The least warm-up (the run is warmed until steady, from this on).
     pub warmup: Duration,
+    /// The most warm-up (`None`: the target's own cap,
+    /// [`TargetSpec::warmup_cap`]).
+    pub warmup_cap: Option<Duration>,
     /// CPUs of the server and of the generator.
     pub place: &'a Placement,
     /// The session directory.
@@ -47,6 +53,8 @@ pub(super) struct RunSpec<'a> {
     pub index: usize,
     /// How long the server may take to serve.
     pub ready_timeout: Duration,
+    /// TEST ONLY: extra µs of CPU per request for a lab target (0 normally).
+    pub inject_cpu_us: u64,
 }
 
 fn ms(d: Duration) -> String {
@@ -63,10 +71,12 @@ pub(super) fn run_one(spec: &RunSpec<'_>, stop: &AtomicBool) -> Result<RunRecord
         rate,
         duration,
         warmup,
+        warmup_cap,
         place,
         dir,
         index,
         ready_timeout,
+        inject_cpu_us,
     } = *spec;
     let started = Instant::now();
     let started_unix_ms = now_ms();
@@ -78,7 +88,7 @@ pub(super) fn run_one(spec: &RunSpec<'_>, stop: &AtomicBool) -> Result<RunRecord
         .map_err(|e| format!("cannot create {}: {e}", work_dir.display()))?;
     let spec =
         TargetSpec::parse(&p.target).ok_or_else(|| format!("unknown target {:?}", p.target))?;
-    let warmup = warmup.max(spec.min_warmup());
+    let warmup_cap = warmup_cap.unwrap_or_else(|| spec.warmup_cap()).max(warmup);
     // tcp_migrate_req matters only where a SO_REUSEPORT group exists: the
     // +migrate targets run with 1, the others with 0 (or what the machine
     // has if it cannot be changed: recorded).
@@ -96,6 +106,7 @@ pub(super) fn run_one(spec: &RunSpec<'_>, stop: &AtomicBool) -> Result<RunRecord
         cpus: &place.server,
         work_dir: &work_dir,
         ready_timeout,
+        inject_cpu_us,
     };
     let started_server = match (remote, &spec) {
         (Some(r), TargetSpec::Lab(strategy)) => match (&r.remote.server_host, &r.server_ip) {
@@ -123,32 +134,42 @@ pub(super) fn run_one(spec: &RunSpec<'_>, stop: &AtomicBool) -> Result<RunRecord
         _ => spec.start(&ctx),
     };
     let result = started_server.and_then(|server| {
-        let mut args: Vec<String> = vec![
-            "--target".into(),
-            server.addr(),
-            "--duration".into(),
-            ms(duration),
-            "--warmup".into(),
-            ms(warmup),
-            "--threads".into(),
-            place.loadgen_threads.to_string(),
-            "--seed".into(),
-            index.to_string(),
-        ];
+        let common = |duration: Duration, warmup: Duration| -> Vec<String> {
+            let mut args: Vec<String> = vec![
+                "--target".into(),
+                server.addr(),
+                "--duration".into(),
+                ms(duration),
+                "--warmup".into(),
+                ms(warmup),
+                "--threads".into(),
+                place.loadgen_threads.to_string(),
+                "--seed".into(),
+                index.to_string(),
+            ];
+            if let Some(r) = rate {
+                args.extend(["--rate".into(), format!("{r:.1}")]);
+            }
+            if remote.is_some() {
+                // Told to: the hosts were named on the command line.
+                args.push("--allow-remote".into());
+            }
+            args
+        };
+        let mut args = common(duration, LEAD_IN);
         args.extend(workload_args.iter().cloned());
-        if let Some(r) = rate {
-            args.extend(["--rate".into(), format!("{r:.1}")]);
-        }
-        if remote.is_some() {
-            // Told to: the hosts were named on the command line.
-            args.push("--allow-remote".into());
-        }
+        // The probes run the workload without a scenario's rate steps.
+        let mut probe_args = common(PROBE, Duration::ZERO);
+        probe_args.extend(["--timeline-interval".into(), ms(PROBE_SLICE)]);
+        probe_args.extend(p.workload.args.iter().map(|s| s.to_string()));
         let load = Load {
             bins,
             args: &args,
+            probe_args: &probe_args,
             loadgen_cpus: &place.loadgen,
             lg_path: &work_dir.join("loadgen.json"),
-            warmup,
+            warmup_min: warmup,
+            warmup_cap,
             duration,
             fault: p.workload.fault,
             generators: remote
@@ -165,7 +186,10 @@ pub(super) fn run_one(spec: &RunSpec<'_>, stop: &AtomicBool) -> Result<RunRecord
         mut kernel,
         mut fault,
         parts,
+        warm,
+        noise,
     } = result?;
+    let steadiness = steadiness(warm, &loadgen, warmup_cap, p.workload.fault.is_some())?;
     if let (Some(rec), Some(Fault::Overload { from_ms, to_ms, .. })) =
         (fault.as_mut(), p.workload.fault)
     {
@@ -205,6 +229,83 @@ pub(super) fn run_one(spec: &RunSpec<'_>, stop: &AtomicBool) -> Result<RunRecord
             server_host: r.remote.server_host.as_ref().map(|h| h.name.clone()),
             parts,
         }),
+        steadiness: Some(steadiness),
+        noise,
+    })
+}
+
+/// The measured loadgen's own warm-up: its connections open and its first
+/// requests go out before the window starts (the server is warm by then).
+const LEAD_IN: Duration = Duration::from_millis(100);
+/// Length of one warm-up probe (one loadgen process).
+const PROBE: Duration = Duration::from_millis(600);
+/// Its slices (the probe is warm when its timeline has no trend).
+const PROBE_SLICE: Duration = Duration::from_millis(100);
+
+/// What the warm-up did.
+struct Warm {
+    slices: Vec<ProbeSlice>,
+    spent: Duration,
+    /// `Err`: the cap was reached; why the slices did not agree.
+    warmed: Result<(), String>,
+}
+
+/// Warms the server with loadgen probes, back to back, until at least
+/// `min` of load has gone by and a probe is steady (the test the measured
+/// window gets), or `cap` has.
+fn warm_up(load: &Load<'_>, stop: &AtomicBool) -> Result<Warm, String> {
+    let path = load.lg_path.with_file_name("probe.json");
+    let mut slices = Vec::new();
+    let mut spent = Duration::ZERO;
+    loop {
+        let r = run_loadgen(
+            load.bins,
+            load.probe_args,
+            load.loadgen_cpus,
+            &path,
+            PROBE + Duration::from_secs(20),
+            stop,
+        )
+        .map_err(|e| format!("warm-up: {e}"))?;
+        spent += PROBE;
+        slices.extend(probe_slices(&r.timeline, PROBE_SLICE.as_secs_f64()));
+        let verdict = judge(&r.timeline).map_err(|e| format!("warm-up: {e}"))?.1;
+        if spent >= load.warmup_min && verdict.is_ok() || spent >= load.warmup_cap {
+            return Ok(Warm {
+                slices,
+                spent,
+                warmed: verdict,
+            });
+        }
+    }
+}
+
+/// The run's steadiness: its warm-up, and its measured window's trend (a
+/// fault scenario's window is disturbed on purpose: only its warm-up counts).
+fn steadiness(
+    warm: Warm,
+    loadgen: &loadgen::result::LoadResult,
+    cap: Duration,
+    fault: bool,
+) -> Result<Steadiness, String> {
+    let (trend, measured) = judge(&loadgen.timeline)?;
+    let why_not = match (&warm.warmed, fault) {
+        (Err(why), _) => Some(format!(
+            "still warming at the {:.1} s warm-up cap: {why}",
+            cap.as_secs_f64()
+        )),
+        (Ok(()), false) => measured.err().map(|e| format!("measured window: {e}")),
+        (Ok(()), true) => None,
+    };
+    Ok(Steadiness {
+        warmup_s: warm.spent.as_secs_f64(),
+        warmup_cap_s: cap.as_secs_f64(),
+        slice_s: PROBE_SLICE.as_secs_f64(),
+        warmup_slices: warm.slices,
+        warmed: warm.warmed.is_ok(),
+        trend,
+        steady: why_not.is_none(),
+        why_not,
     })
 }
 
@@ -213,11 +314,16 @@ struct Load<'a> {
     bins: &'a Binaries,
     /// loadgen's arguments.
     args: &'a [String],
+    /// A warm-up probe's arguments.
+    probe_args: &'a [String],
     /// CPUs of a generator on this machine.
     loadgen_cpus: &'a [usize],
     /// Where loadgen writes its JSON result.
     lg_path: &'a Path,
-    warmup: Duration,
+    /// The least warm-up.
+    warmup_min: Duration,
+    /// The most.
+    warmup_cap: Duration,
     duration: Duration,
     /// The scenario's fault, if any.
     fault: Option<Fault>,
@@ -233,6 +339,10 @@ struct Measured {
     fault: Option<FaultRecord>,
     /// Each remote generator's part (empty: one generator here).
     parts: Vec<PartJson>,
+    /// The warm-up.
+    warm: Warm,
+    /// What else ran during the measured window.
+    noise: Option<Noise>,
 }
 
 /// Loads a started server and collects what the kernel and its processes
@@ -242,16 +352,24 @@ fn measure(
     load: &Load<'_>,
     stop: &AtomicBool,
 ) -> Result<Measured, String> {
+    let warm = match warm_up(load, stop) {
+        Ok(w) => w,
+        Err(e) => {
+            let _ = server.stop(Duration::from_secs(5));
+            return Err(e);
+        }
+    };
     let Load {
         bins,
         args,
         loadgen_cpus,
         lg_path,
-        warmup,
         duration,
         fault,
         generators,
+        ..
     } = *load;
+    let warmup = LEAD_IN;
     let (master_pid, worker_pids) = (server.master_pid(), server.worker_pids());
     let mut pids = vec![master_pid];
     pids.extend(&worker_pids);
@@ -277,6 +395,7 @@ fn measure(
         Injector::start(f, victims, Instant::now() + warmup)
     });
     let mut parts = Vec::new();
+    let noise_probe = NoiseProbe::start();
     let loadgen = match generators {
         Some(g) => crate::measure::remote::run_loadgens(
             g,
@@ -293,6 +412,7 @@ fn measure(
         }),
         None => run_loadgen(bins, args, loadgen_cpus, lg_path, hang_guard, stop),
     };
+    let noise = noise_probe.finish();
     let fault = injector.map(|i| i.finish(true));
     let accept_queue = sampler.map(QueueSampler::finish).unwrap_or_default();
     let counters_after = server.kernel_counters();
@@ -324,5 +444,7 @@ fn measure(
         },
         fault,
         parts,
+        warm,
+        noise,
     })
 }

@@ -75,8 +75,8 @@ mod tests {
         let targets: Vec<String> = STRATEGIES.iter().map(|s| s.to_string()).collect();
         let wl: Vec<&Workload> = WORKLOADS.iter().collect();
         let p = plan(&targets, &targets, &wl, &[2, 4], 3, 7);
-        // 5 steady workloads at 2 and 4 workers; 4 fault scenarios at 4 only.
-        assert_eq!(p.len(), 9 * 5 * 2 * 3 + 9 * 4 * 3);
+        // 6 steady workloads at 2 and 4 workers; 4 fault scenarios at 4 only.
+        assert_eq!(p.len(), 9 * 6 * 2 * 3 + 9 * 4 * 3);
         assert!(p
             .iter()
             .all(|x| x.workload.fault.is_none() || x.workers == 4));
@@ -94,7 +94,7 @@ mod tests {
         s2.sort();
         assert_eq!(s1, s2, "each round has every cell exactly once");
         s1.dedup();
-        assert_eq!(s1.len(), 90 + 36);
+        assert_eq!(s1.len(), 108 + 36);
     }
 
     #[test]
@@ -125,10 +125,17 @@ mod tests {
             cells("reuseport+migrate"),
             ["rolling-restart", "worker-crash"]
         );
-        assert_eq!(cells("reuseport").len(), 9);
+        assert_eq!(cells("reuseport").len(), 10);
         assert_eq!(
             cells("shared:epoll"),
-            ["close", "heavy-tail", "keepalive", "open-50", "open-90"]
+            [
+                "close",
+                "heavy-tail",
+                "keepalive",
+                "open-50",
+                "open-90",
+                "recycled"
+            ]
         );
     }
 }

@@ -14,16 +14,13 @@ use crate::model::names::migrate_req;
 use crate::model::record::RunRecord;
 use crate::model::session::Session;
 use crate::model::summary::{Calibration, Skipped};
-use crate::model::workload::{applies, CALIBRATION_PATH, WORKLOADS};
+use crate::model::workload::{applies, CALIBRATION_PATH, CALIBRATION_TARGET, WORKLOADS};
 use crate::store::results::write_json;
 
 use super::one::{run_one, RunSpec};
 use super::plan::{plan, Planned};
 use super::remote::RemoteSetup;
 use super::{placement, BenchConfig, EndedEarly};
-
-/// The target that measures the capacity the open-loop rates are shares of.
-const CALIBRATION_TARGET: &str = "reuseport";
 
 /// The targets that can run here. References whose server is not
 /// installed are skipped with a plain message, not a failed bench; so is a
@@ -131,19 +128,27 @@ pub(super) struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    fn needs_calibration(&self) -> bool {
-        self.cfg
-            .workloads
-            .iter()
-            .any(|w| w.capacity_share.is_some())
+    /// The targets to calibrate: the one the rates are shares of, then
+    /// every target with a steady open-loop run planned (its own capacity
+    /// says how close the offered rate is to what it can do).
+    fn calibration_targets(&self, planned: &[Planned]) -> Vec<String> {
+        if !planned.iter().any(|p| p.workload.capacity_share.is_some()) {
+            return Vec::new();
+        }
+        let mut out = vec![CALIBRATION_TARGET.to_string()];
+        for p in planned {
+            if p.workload.capacity_share.is_some()
+                && p.workload.fault.is_none()
+                && !out.contains(&p.target)
+            {
+                out.push(p.target.clone());
+            }
+        }
+        out
     }
 
-    fn calibrations(&self) -> usize {
-        if self.needs_calibration() {
-            self.cfg.workers.len()
-        } else {
-            0
-        }
+    fn calibrations(&self, planned: &[Planned]) -> usize {
+        self.calibration_targets(planned).len() * self.cfg.workers.len()
     }
 
     fn stopped(&self) -> bool {
@@ -163,7 +168,17 @@ impl Runner<'_> {
     /// about how long.
     pub(super) fn announce(&mut self, planned: &[Planned], targets: usize) {
         let cfg = self.cfg;
-        let per_run = cfg.warmup + cfg.duration + Duration::from_millis(200);
+        // Start, lead-in and stop take about 0.3 s; a JIT warms for about 2 s.
+        let overhead = Duration::from_millis(300);
+        let warmup = |target: &str| {
+            let jit =
+                TargetSpec::parse(target).is_some_and(|t| t.warmup_cap() > Duration::from_secs(3));
+            cfg.warmup.max(Duration::from_millis(600)).max(if jit {
+                Duration::from_secs(2)
+            } else {
+                Duration::ZERO
+            })
+        };
         let estimate: Duration = planned
             .iter()
             .map(|p| {
@@ -171,12 +186,13 @@ impl Runner<'_> {
                     .workload
                     .fault
                     .map_or(cfg.duration, |f| Duration::from_millis(f.measured_ms()));
-                let warmup = TargetSpec::parse(&p.target)
-                    .map_or(cfg.warmup, |t| cfg.warmup.max(t.min_warmup()));
-                warmup + measured + Duration::from_millis(200)
+                warmup(&p.target) + measured + overhead
             })
             .sum();
-        let calibrations = self.calibrations();
+        let calibrations = self.calibrations(planned);
+        let per_run = cfg.warmup.max(Duration::from_millis(600))
+            + cfg.duration.max(Duration::from_secs(1))
+            + overhead;
         self.progress.bar = ProgressBar::new((planned.len() + calibrations) as u64);
         self.progress.bar.set_style(
             ProgressStyle::with_template(
@@ -196,18 +212,26 @@ impl Runner<'_> {
         );
     }
 
-    /// Measures the capacity per worker count, for the open-loop workloads;
-    /// `Some` when the session must end.
-    pub(super) fn calibrate(&self, session: &mut Session) -> Result<Option<EndedEarly>, String> {
-        if !self.needs_calibration() {
-            return Ok(None);
-        }
+    /// Measures the capacity per worker count, for the open-loop workloads:
+    /// the calibration target's (the rates are shares of it) and each
+    /// open-loop target's own; `Some` when the session must end.
+    pub(super) fn calibrate(
+        &self,
+        planned: &[Planned],
+        session: &mut Session,
+    ) -> Result<Option<EndedEarly>, String> {
+        let targets = self.calibration_targets(planned);
         let mut ended_early = None;
-        for &workers in &self.cfg.workers {
+        let cells = self
+            .cfg
+            .workers
+            .iter()
+            .flat_map(|&w| targets.iter().map(move |t| (w, t)));
+        for (workers, target) in cells {
             if self.stopped() {
                 break;
             }
-            self.say(format!("calibrating capacity with {workers} workers"));
+            self.say(format!("calibrating {target} with {workers} workers"));
             let args: Vec<String> = [
                 "--mode",
                 "keepalive",
@@ -221,7 +245,7 @@ impl Runner<'_> {
             .collect();
             let place = placement(self.cpus, workers);
             let probe = Planned {
-                target: CALIBRATION_TARGET.into(),
+                target: target.clone(),
                 workload: &WORKLOADS[0],
                 workers,
                 round: 0,
@@ -234,20 +258,22 @@ impl Runner<'_> {
                 rate: None,
                 duration: self.cfg.duration.max(Duration::from_secs(1)),
                 warmup: self.cfg.warmup,
+                warmup_cap: self.cfg.warmup_cap,
                 place: &place,
                 dir: self.dir,
                 index: 0,
                 ready_timeout: self.cfg.ready_timeout,
+                inject_cpu_us: self.cfg.injected(target),
             };
             match run_one(&spec, self.stop) {
                 Ok(r) => session.calibration.push(Calibration {
                     workers,
-                    target: CALIBRATION_TARGET.into(),
+                    target: target.clone(),
                     loadgen_args: args,
                     capacity_rps: r.loadgen.throughput_rps,
                 }),
                 Err(e) => {
-                    let why = format!("calibration with {workers} workers failed: {e}");
+                    let why = format!("calibrating {target} with {workers} workers failed: {e}");
                     ended_early = Some(if self.stopped() {
                         EndedEarly::Interrupted(why)
                     } else {
@@ -284,7 +310,7 @@ impl Runner<'_> {
             let capacity = session
                 .calibration
                 .iter()
-                .find(|c| c.workers == p.workers)
+                .find(|c| c.workers == p.workers && c.target == CALIBRATION_TARGET)
                 .map(|c| c.capacity_rps);
             let rate = p
                 .workload
@@ -311,10 +337,12 @@ impl Runner<'_> {
                 rate,
                 duration,
                 warmup: cfg.warmup,
+                warmup_cap: cfg.warmup_cap,
                 place: &place,
                 dir: self.dir,
                 index: i + 1,
                 ready_timeout: cfg.ready_timeout,
+                inject_cpu_us: cfg.injected(&p.target),
             };
             match run_one(&spec, self.stop) {
                 Ok(record) => {

@@ -1,6 +1,6 @@
 //! Reading a session directory back: `session.json` and the run files.
 
-use crate::model::record::{RunRecord, RUN_SCHEMA};
+use crate::model::record::{RunRecord, RUN_SCHEMAS_READ};
 use crate::model::session::{Session, SESSION_SCHEMA};
 
 /// Reads a session directory's `session.json`.
@@ -46,12 +46,12 @@ pub fn read_runs(dir: &std::path::Path) -> Result<Vec<RunRecord>, String> {
                 .map_err(|e| format!("cannot read {}: {e}", p.display()))?;
             let r: RunRecord =
                 serde_json::from_str(&text).map_err(|e| format!("{}: {e}", p.display()))?;
-            if r.schema != RUN_SCHEMA {
+            if !RUN_SCHEMAS_READ.contains(&r.schema.as_str()) {
                 return Err(format!(
-                    "{}: schema {:?}, expected {:?}",
+                    "{}: schema {:?}, expected one of {:?}",
                     p.display(),
                     r.schema,
-                    RUN_SCHEMA
+                    RUN_SCHEMAS_READ
                 ));
             }
             Ok(r)

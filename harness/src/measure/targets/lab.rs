@@ -3,19 +3,28 @@
 use std::time::Duration;
 
 use super::{Running, StartCtx};
-use crate::measure::procs::{start_lab_server, RunningServer};
+use crate::measure::procs::{start_lab_server_with, RunningServer};
 use crate::model::record::ServerStats;
 
 /// Starts `lab-server --strategy strategy`.
 pub fn start(strategy: &str, ctx: &StartCtx<'_>) -> Result<Box<dyn Running>, String> {
     let stats = ctx.work_dir.join("server-stats.json");
-    Ok(Box::new(start_lab_server(
+    let extra: Vec<String> = if ctx.inject_cpu_us > 0 {
+        vec![
+            "--test-only-inject-cpu-us".into(),
+            ctx.inject_cpu_us.to_string(),
+        ]
+    } else {
+        Vec::new()
+    };
+    Ok(Box::new(start_lab_server_with(
         ctx.bins,
         strategy,
         ctx.workers,
         ctx.cpus,
         &stats,
         ctx.ready_timeout,
+        &extra,
     )?))
 }
 

@@ -609,8 +609,8 @@ mod tests {
             e.contains("cannot burn CPU") && e.contains("cpu_us=20"),
             "{e}"
         );
-        // keepalive, close and the four fault scenarios (GET /).
-        assert_eq!(WORKLOADS.iter().filter(|w| supports(w).is_ok()).count(), 6);
+        // keepalive, recycled, close and the four fault scenarios (GET /).
+        assert_eq!(WORKLOADS.iter().filter(|w| supports(w).is_ok()).count(), 7);
     }
 
     #[test]
@@ -620,6 +620,7 @@ mod tests {
             description: "",
             args,
             capacity_share: None,
+            fairness: crate::model::workload::FairnessKind::Steady,
             fault: None,
         };
         assert!(supports(&w(&["--path", "/?sleep_us=100"]))

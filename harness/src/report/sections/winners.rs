@@ -1,9 +1,34 @@
-//! "Who wins": the best target of each workload and worker count.
+//! "Who wins": the best target of each workload and worker count, per
+//! figure, with the targets it cannot be told apart from.
 
-use crate::model::summary::Summary;
-use crate::report::doc::{heading, text, Block, Inline};
+use crate::model::summary::{Lead, Summary};
+use crate::report::doc::{heading, text, Block, Inline, Line};
 use crate::report::fmt::{fmt_num, fmt_rps, fmt_us};
 use crate::report::index::Index;
+
+/// One table cell: the winner in bold with its value and lead, or the
+/// targets tied with it.
+fn lead_cell(l: &Option<Lead>, value: impl Fn(f64) -> String) -> Line {
+    let Some(l) = l else {
+        return text("-");
+    };
+    let lead = l.lead.as_ref().map_or(String::new(), |i| {
+        format!("; {:.2}x [{:.2}-{:.2}] the next", i.estimate, i.low, i.high)
+    });
+    if l.tied.len() > 1 {
+        vec![Inline::Text(format!(
+            "no significant difference: {} ({} {}{lead})",
+            l.tied.join(", "),
+            l.target,
+            value(l.value)
+        ))]
+    } else {
+        vec![
+            Inline::Strong(l.target.clone()),
+            Inline::Text(format!(" {}{lead}", value(l.value))),
+        ]
+    }
+}
 
 /// The winners table.
 pub(super) fn section(doc: &mut Vec<Block>, summary: &Summary, m: &Index) {
@@ -12,6 +37,9 @@ pub(super) fn section(doc: &mut Vec<Block>, summary: &Summary, m: &Index) {
         doc.push(Block::Paragraph(text("No cell finished, so nothing won.")));
         return;
     }
+    doc.push(Block::Paragraph(text(
+        "The best target by its median over steady rounds. A target wins only when the whole interval of its lead over every other target (the ratio paired round by round, bootstrap 95%) is beyond the minimum effect (10% for throughput, Jain's index and CPU, 25% for p99); otherwise the cell lists every target it cannot be told apart from. [lo-hi] is the interval of the lead over the runner-up. Open loop serves what is offered, so it has no throughput winner.",
+    )));
     let mut ws: Vec<_> = summary.winners.iter().collect();
     let pos = |w: &str| {
         m.workloads
@@ -26,18 +54,10 @@ pub(super) fn section(doc: &mut Vec<Block>, summary: &Summary, m: &Index) {
             vec![
                 text(&w.workload),
                 text(w.workers.to_string()),
-                vec![
-                    Inline::Strong(w.throughput_target.clone()),
-                    Inline::Text(format!(" {}", fmt_rps(w.throughput_rps))),
-                ],
-                vec![
-                    Inline::Strong(w.p99_target.clone()),
-                    Inline::Text(format!(" {}", fmt_us(w.p99_us as f64))),
-                ],
-                vec![
-                    Inline::Strong(w.fairest_target.clone()),
-                    Inline::Text(format!(" Jain {}", fmt_num(w.fairest_jain, 3))),
-                ],
+                lead_cell(&w.throughput, fmt_rps),
+                lead_cell(&w.p99, fmt_us),
+                lead_cell(&w.fairest, |j| format!("Jain {}", fmt_num(j, 3))),
+                lead_cell(&w.cheapest, |c| format!("{} µs/req", fmt_num(c, 1))),
             ]
         })
         .collect();
@@ -48,10 +68,11 @@ pub(super) fn section(doc: &mut Vec<Block>, summary: &Summary, m: &Index) {
             "most throughput",
             "lowest p99",
             "fairest (connections)",
+            "least CPU per request",
         ]
         .map(String::from)
         .to_vec(),
-        numeric: vec![false, true, false, false, false],
+        numeric: vec![false, true, false, false, false, false],
         rows,
     });
 }

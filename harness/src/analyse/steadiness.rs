@@ -1,0 +1,208 @@
+//! Is a run steady? One pure test on a loadgen timeline, used twice: a
+//! window is steady when the line through its per-slice throughput moves
+//! by at most [`TREND_LIMIT`] of its mean, or its 95% interval includes no
+//! change (noise), and the p99s of its halves are within
+//! [`TREND_P99_FACTOR`]. The harness warms a run with probes of its own
+//! workload until a probe passes (or the target's cap), then tests the
+//! measured window the same way.
+
+use loadgen::result::SliceJson;
+
+use crate::model::record::{ProbeSlice, Trend};
+
+/// p99 is compared only for halves with at least this many requests (one
+/// request in a hundred is then above it).
+pub const MIN_P99_SAMPLES: u64 = 200;
+/// A measured window whose throughput moves by more than this share of its
+/// mean (along the fitted line, with an interval that excludes 0) has a trend.
+pub const TREND_LIMIT: f64 = 0.10;
+/// ... or whose halves' p99s differ by more than this factor.
+pub const TREND_P99_FACTOR: f64 = 2.0;
+
+/// A timeline as warm-up slices (their throughput over `slice_s`).
+pub fn probe_slices(timeline: &[SliceJson], slice_s: f64) -> Vec<ProbeSlice> {
+    timeline
+        .iter()
+        .map(|s| ProbeSlice {
+            throughput_rps: s.ok as f64 / slice_s.max(1e-9),
+            p99_us: s.p99_us,
+            ok: s.ok,
+            errors: s.errors_total(),
+        })
+        .collect()
+}
+
+/// Two-sided 97.5% quantile of Student's t with `df` degrees of freedom.
+fn t975(df: usize) -> f64 {
+    const T: [f64; 30] = [
+        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
+        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
+        2.052, 2.048, 2.045, 2.042,
+    ];
+    match df {
+        0 => f64::INFINITY,
+        d if d <= 30 => T[d - 1],
+        _ => 1.96,
+    }
+}
+
+/// The measured window's trend, from its timeline (slices of equal width;
+/// a shorter last slice is left out).
+pub fn trend(timeline: &[SliceJson]) -> Result<Trend, String> {
+    let mut slices: Vec<&SliceJson> = timeline.iter().collect();
+    if slices.len() >= 2 {
+        let w = |s: &[&SliceJson], i: usize| s[i + 1].start_s - s[i].start_s;
+        let width = w(&slices, 0);
+        // The last slice is as wide as the others only if the duration is
+        // a multiple of the interval; its width is unknown here, so it is
+        // dropped when its due count is clearly short.
+        let last = slices.len() - 1;
+        let typical = slices[..last].iter().map(|s| s.due).max().unwrap_or(0);
+        if width > 0.0 && (slices[last].due as f64) < 0.8 * typical as f64 {
+            slices.pop();
+        }
+    }
+    let n = slices.len();
+    let ys: Vec<f64> = slices.iter().map(|s| s.ok as f64).collect();
+    let mean = ys.iter().sum::<f64>() / n.max(1) as f64;
+    let (change, ci) = if n >= 3 && mean > 0.0 {
+        let xm = (n - 1) as f64 / 2.0;
+        let sxx: f64 = (0..n).map(|i| (i as f64 - xm).powi(2)).sum();
+        let b: f64 = (0..n)
+            .map(|i| (i as f64 - xm) * (ys[i] - mean))
+            .sum::<f64>()
+            / sxx;
+        let sse: f64 = (0..n)
+            .map(|i| (ys[i] - mean - b * (i as f64 - xm)).powi(2))
+            .sum();
+        let se = (sse / (n - 2) as f64 / sxx).sqrt();
+        let span = (n - 1) as f64 / mean;
+        let t = t975(n - 2);
+        (b * span, [(b - t * se) * span, (b + t * se) * span])
+    } else {
+        (0.0, [0.0, 0.0])
+    };
+    let half = |part: &[&SliceJson]| -> Result<u64, String> {
+        let mut h = loadgen::histo::new_histogram();
+        for s in part {
+            h.add(&loadgen::histo::decode_v2_base64(&s.hdr_v2_base64)?)
+                .map_err(|e| format!("adding histograms: {e:?}"))?;
+        }
+        Ok(if h.is_empty() {
+            0
+        } else {
+            h.value_at_quantile(0.99)
+        })
+    };
+    Ok(Trend {
+        slices: n,
+        throughput_change: change,
+        throughput_change_ci: ci,
+        first_half_p99_us: half(&slices[..n / 2])?,
+        second_half_p99_us: half(&slices[n - n / 2..])?,
+    })
+}
+
+/// A window's trend and whether it is steady (`Err` says why not).
+pub fn judge(timeline: &[SliceJson]) -> Result<(Trend, Result<(), String>), String> {
+    let t = trend(timeline)?;
+    let first_half_ok: u64 = timeline[..t.slices / 2].iter().map(|s| s.ok).sum();
+    Ok((t, without_trend(&t, first_half_ok)))
+}
+
+/// Whether a window with this trend is steady; `Err` says why not.
+pub fn without_trend(t: &Trend, first_half_ok: u64) -> Result<(), String> {
+    let [lo, hi] = t.throughput_change_ci;
+    if t.throughput_change.abs() > TREND_LIMIT && (lo > 0.0 || hi < 0.0) {
+        return Err(format!(
+            "throughput {} by {:.0}% over the window (95% interval {:+.0}%..{:+.0}%)",
+            if t.throughput_change > 0.0 {
+                "rose"
+            } else {
+                "fell"
+            },
+            t.throughput_change.abs() * 100.0,
+            lo * 100.0,
+            hi * 100.0
+        ));
+    }
+    let (a, b) = (
+        t.first_half_p99_us.max(1) as f64,
+        t.second_half_p99_us.max(1) as f64,
+    );
+    if first_half_ok >= MIN_P99_SAMPLES && a.max(b) / a.min(b) > TREND_P99_FACTOR {
+        return Err(format!(
+            "p99 moved from {} to {} between the halves of the window",
+            loadgen::result::fmt_us(t.first_half_p99_us),
+            loadgen::result::fmt_us(t.second_half_p99_us)
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn timeline(oks: &[u64]) -> Vec<SliceJson> {
+        timeline_p99(oks, 100)
+    }
+
+    fn timeline_p99(oks: &[u64], p99: u64) -> Vec<SliceJson> {
+        let mut h = loadgen::histo::new_histogram();
+        h.record(p99).unwrap();
+        let hdr = loadgen::histo::HistogramJson::from_histogram(&h).hdr_v2_base64;
+        oks.iter()
+            .enumerate()
+            .map(|(i, &ok)| SliceJson {
+                start_s: i as f64 * 0.1,
+                due: ok,
+                ok,
+                errors: Default::default(),
+                idle_connect_errors: 0,
+                p99_us: p99,
+                hdr_v2_base64: hdr.clone(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_rising_window_has_a_trend_and_a_noisy_flat_one_has_none() {
+        let rising = trend(&timeline(&[
+            700, 800, 900, 1000, 1100, 1200, 1300, 1400, 1500, 1600,
+        ]))
+        .unwrap();
+        assert!(rising.throughput_change > 0.5, "{rising:?}");
+        assert!(without_trend(&rising, 10_000).unwrap_err().contains("rose"));
+        let flat = trend(&timeline(&[
+            1000, 1150, 870, 1100, 950, 1080, 900, 1120, 980, 1010,
+        ]))
+        .unwrap();
+        assert!(without_trend(&flat, 10_000).is_ok(), "{flat:?}");
+        assert_eq!(flat.slices, 10);
+    }
+
+    #[test]
+    fn a_warming_jit_fails_until_it_is_flat() {
+        // Node's cluster.js right after start, 100 ms slices of a 600 ms
+        // probe (requests): rising, then flat within noise.
+        let (_, cold) = judge(&timeline(&[470, 560, 680, 770, 900, 1150])).unwrap();
+        assert!(cold.is_err());
+        let (_, warm) = judge(&timeline(&[1160, 1130, 1140, 1180, 1120, 1150])).unwrap();
+        assert!(warm.is_ok(), "{warm:?}");
+        // A tail that shrank between the halves.
+        let mut t = timeline_p99(&[1000; 3], 509_000);
+        t.extend(timeline_p99(&[1000; 3], 2700));
+        for (i, s) in t.iter_mut().enumerate() {
+            s.start_s = i as f64 * 0.1;
+        }
+        assert!(judge(&t).unwrap().1.unwrap_err().contains("p99"));
+    }
+
+    #[test]
+    fn a_short_last_slice_is_left_out() {
+        let t = trend(&timeline(&[1000, 1000, 1000, 1000, 300])).unwrap();
+        assert_eq!(t.slices, 4);
+        assert!(t.throughput_change.abs() < 1e-9);
+    }
+}
