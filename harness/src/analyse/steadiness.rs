@@ -32,6 +32,39 @@ pub fn probe_slices(timeline: &[SliceJson], slice_s: f64) -> Vec<ProbeSlice> {
         .collect()
 }
 
+/// Consecutive warm-up probes agree when their median slice throughputs
+/// are within this share of each other ...
+pub const PLATEAU_THROUGHPUT: f64 = 0.10;
+/// ... and their median slice p99s within this factor.
+pub const PLATEAU_P99_FACTOR: f64 = 1.5;
+
+/// Whether the probe `now` agrees with the probe before it (`Err` says
+/// why not): the plateau a JIT-compiled server must show.
+pub fn plateau(before: &[ProbeSlice], now: &[ProbeSlice]) -> Result<(), String> {
+    let med = |s: &[ProbeSlice], f: fn(&ProbeSlice) -> f64| {
+        super::stats::median(&s.iter().map(f).collect::<Vec<_>>())
+    };
+    let (a, b) = (
+        med(before, |s| s.throughput_rps),
+        med(now, |s| s.throughput_rps),
+    );
+    if a <= 0.0 || (b - a).abs() / a > PLATEAU_THROUGHPUT {
+        return Err(format!(
+            "throughput still moving between warm-up probes ({a:.0} -> {b:.0} req/s)"
+        ));
+    }
+    let (p, q) = (
+        med(before, |s| s.p99_us as f64).max(1.0),
+        med(now, |s| s.p99_us as f64).max(1.0),
+    );
+    if p.max(q) / p.min(q) > PLATEAU_P99_FACTOR {
+        return Err(format!(
+            "p99 still moving between warm-up probes ({p:.0} -> {q:.0} µs)"
+        ));
+    }
+    Ok(())
+}
+
 /// Two-sided 97.5% quantile of Student's t with `df` degrees of freedom.
 fn t975(df: usize) -> f64 {
     const T: [f64; 30] = [
@@ -197,6 +230,26 @@ mod tests {
             s.start_s = i as f64 * 0.1;
         }
         assert!(judge(&t).unwrap().1.unwrap_err().contains("p99"));
+    }
+
+    #[test]
+    fn a_plateau_needs_two_probes_that_agree() {
+        let probe = |tp: f64, p99: u64| {
+            vec![
+                ProbeSlice {
+                    throughput_rps: tp,
+                    p99_us: p99,
+                    ok: 1000,
+                    errors: 0,
+                };
+                6
+            ]
+        };
+        assert!(plateau(&probe(7700.0, 900), &probe(11_500.0, 900)).is_err());
+        assert!(plateau(&probe(11_500.0, 900), &probe(11_400.0, 950)).is_ok());
+        assert!(plateau(&probe(5000.0, 8000), &probe(5000.0, 2700))
+            .unwrap_err()
+            .contains("p99"));
     }
 
     #[test]

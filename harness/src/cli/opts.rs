@@ -94,8 +94,9 @@ pub struct BenchOpts {
     /// 500ms] (a fault scenario has its own length).
     #[arg(long, value_parser = parse_duration)]
     pub duration: Option<Duration>,
-    /// The least warm-up per run [default: 600ms]: each run is warmed with
-    /// probes of its own workload until their last slices agree.
+    /// The least warm-up per run [default: 500ms, one probe]: each run is
+    /// warmed with 500 ms probes of its own workload until one is steady
+    /// (and, for Node.js, agrees with the one before).
     #[arg(long, value_parser = parse_duration)]
     pub warmup: Option<Duration>,
     /// The most warm-up per run; past it the run is measured anyway and
@@ -179,9 +180,10 @@ pub struct RunOpts {
     /// Measured time.
     #[arg(long, default_value = "2s", value_parser = parse_duration)]
     pub duration: Duration,
-    /// The least warm-up: the run is warmed with probes of its workload
-    /// until their last slices agree.
-    #[arg(long, default_value = "600ms", value_parser = parse_duration)]
+    /// The least warm-up: the run is warmed with 500 ms probes of its
+    /// workload until one is steady (for Node.js: and agrees with the one
+    /// before).
+    #[arg(long, default_value = "500ms", value_parser = parse_duration)]
     pub warmup: Duration,
     /// The most warm-up; past it the run is measured anyway and marked not
     /// steady [default: 10s for Node.js (JIT), 3s for the others].
@@ -284,7 +286,7 @@ impl BenchOpts {
         if duration.is_zero() {
             return Err("--duration 0s: a run needs some measured time".into());
         }
-        let warmup = self.warmup.unwrap_or(Duration::from_millis(600));
+        let warmup = self.warmup.unwrap_or(Duration::from_millis(500));
         check_warmup_cap(warmup, self.warmup_cap)?;
         let targets = check_targets(&self.strategies, default_targets)?;
         let inject_cpu_us = self

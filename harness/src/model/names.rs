@@ -82,7 +82,8 @@ pub fn twin_of(target: &str) -> Option<String> {
 /// The targets of the default bench: one per mechanism and the variants
 /// real servers use (master-pass as Node's round-robin, the four ways of
 /// sharing one listener, reuseport), and the references with a twin among
-/// them. The rest (master-pass's other schedulers, the cBPF reuseport,
+/// them (`reuseport+migrate` runs the fault scenarios only). The rest
+/// (master-pass's other schedulers, the cBPF reuseport,
 /// node:none, nginx's accept mutex) runs with `--full`. Fewer cells with
 /// longer, steadier windows and enough rounds for an interval: see
 /// `harness/BENCH.md` for the time budget.
@@ -93,6 +94,7 @@ pub const DEFAULT_TARGETS: &[&str] = &[
     "shared:epoll-exclusive",
     "shared:accept-mutex",
     "reuseport",
+    "reuseport+migrate",
     "nginx:reuseport",
     "nginx:epoll-exclusive",
     "node:rr",

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::sync::atomic::AtomicBool;
 use std::time::{Duration, Instant};
 
-use crate::analyse::steadiness::{judge, probe_slices};
+use crate::analyse::steadiness::{judge, plateau, probe_slices};
 use crate::measure::faults::{self, Injector, MigrateReq, Victims};
 use crate::measure::kernel::{self, usage_delta, QueueSampler};
 use crate::measure::noise::NoiseProbe;
@@ -170,6 +170,7 @@ pub(super) fn run_one(spec: &RunSpec<'_>, stop: &AtomicBool) -> Result<RunRecord
             lg_path: &work_dir.join("loadgen.json"),
             warmup_min: warmup,
             warmup_cap,
+            jit: spec.jit(),
             duration,
             fault: p.workload.fault,
             generators: remote
@@ -238,7 +239,7 @@ pub(super) fn run_one(spec: &RunSpec<'_>, stop: &AtomicBool) -> Result<RunRecord
 /// requests go out before the window starts (the server is warm by then).
 const LEAD_IN: Duration = Duration::from_millis(100);
 /// Length of one warm-up probe (one loadgen process).
-const PROBE: Duration = Duration::from_millis(600);
+const PROBE: Duration = Duration::from_millis(500);
 /// Its slices (the probe is warm when its timeline has no trend).
 const PROBE_SLICE: Duration = Duration::from_millis(100);
 
@@ -252,7 +253,8 @@ struct Warm {
 
 /// Warms the server with loadgen probes, back to back, until at least
 /// `min` of load has gone by and a probe is steady (the test the measured
-/// window gets), or `cap` has.
+/// window gets; for a JIT-compiled server also agreeing with the probe
+/// before it), or `cap` has.
 fn warm_up(load: &Load<'_>, stop: &AtomicBool) -> Result<Warm, String> {
     let path = load.lg_path.with_file_name("probe.json");
     let mut slices = Vec::new();
@@ -268,8 +270,17 @@ fn warm_up(load: &Load<'_>, stop: &AtomicBool) -> Result<Warm, String> {
         )
         .map_err(|e| format!("warm-up: {e}"))?;
         spent += PROBE;
-        slices.extend(probe_slices(&r.timeline, PROBE_SLICE.as_secs_f64()));
-        let verdict = judge(&r.timeline).map_err(|e| format!("warm-up: {e}"))?.1;
+        let now = probe_slices(&r.timeline, PROBE_SLICE.as_secs_f64());
+        let mut verdict = judge(&r.timeline).map_err(|e| format!("warm-up: {e}"))?.1;
+        if load.jit && verdict.is_ok() {
+            let before = slices.len().saturating_sub(now.len());
+            verdict = if slices.is_empty() {
+                Err("a JIT-compiled server needs two warm-up probes that agree".into())
+            } else {
+                plateau(&slices[before..], &now)
+            };
+        }
+        slices.extend(now);
         if spent >= load.warmup_min && verdict.is_ok() || spent >= load.warmup_cap {
             return Ok(Warm {
                 slices,
@@ -324,6 +335,8 @@ struct Load<'a> {
     warmup_min: Duration,
     /// The most.
     warmup_cap: Duration,
+    /// The target compiles its hot paths while serving (needs a plateau).
+    jit: bool,
     duration: Duration,
     /// The scenario's fault, if any.
     fault: Option<Fault>,

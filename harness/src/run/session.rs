@@ -173,7 +173,7 @@ impl Runner<'_> {
         let warmup = |target: &str| {
             let jit =
                 TargetSpec::parse(target).is_some_and(|t| t.warmup_cap() > Duration::from_secs(3));
-            cfg.warmup.max(Duration::from_millis(600)).max(if jit {
+            cfg.warmup.max(Duration::from_millis(500)).max(if jit {
                 Duration::from_secs(2)
             } else {
                 Duration::ZERO
@@ -190,7 +190,7 @@ impl Runner<'_> {
             })
             .sum();
         let calibrations = self.calibrations(planned);
-        let per_run = cfg.warmup.max(Duration::from_millis(600))
+        let per_run = cfg.warmup.max(Duration::from_millis(500))
             + cfg.duration.max(Duration::from_secs(1))
             + overhead;
         self.progress.bar = ProgressBar::new((planned.len() + calibrations) as u64);

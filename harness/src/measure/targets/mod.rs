@@ -105,10 +105,18 @@ impl TargetSpec {
     /// several times that. The lab's own strategies and nginx are steady at
     /// once.
     pub fn warmup_cap(&self) -> Duration {
-        match self {
-            TargetSpec::Node(_) => Duration::from_secs(10),
-            _ => Duration::from_secs(3),
+        if self.jit() {
+            Duration::from_secs(10)
+        } else {
+            Duration::from_secs(3)
         }
+    }
+
+    /// Whether it compiles its hot paths while it serves (Node.js): its
+    /// warm-up must show a plateau, two probes in a row that agree, not just
+    /// one probe without a trend.
+    pub fn jit(&self) -> bool {
+        matches!(self, TargetSpec::Node(_))
     }
 
     /// Starts it and waits until it serves.
