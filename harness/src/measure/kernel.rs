@@ -1,7 +1,7 @@
 //! What the kernel tells about a run: TCP counters (`/proc/net/netstat`,
-//! `/proc/net/snmp`), accept-queue depth per listening socket
-//! (`/proc/net/tcp`: for a LISTEN socket `rx_queue` is the accept queue's
-//! length), and per-process CPU time and context switches (`/proc/PID`).
+//! `/proc/net/snmp`), accept-queue depth per listening socket (from
+//! NETLINK_SOCK_DIAG, [`super::sockdiag`]; `/proc/net/tcp` where that is
+//! missing), and per-process CPU time and context switches (`/proc/PID`).
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::thread::JoinHandle;
 use std::time::Duration;
 
+use super::sockdiag::SockDiag;
 use crate::model::kernel::{Counters, ListenerQueue, ProcUsage, QueueSamples};
 
 /// TcpExt counters recorded (`/proc/net/netstat`): connections dropped for a
@@ -113,7 +114,10 @@ pub struct ListenRow {
     pub queue: u64,
 }
 
-/// LISTEN rows on `port` in `/proc/net/tcp`-format text.
+/// LISTEN rows on `port` in `/proc/net/tcp`-format text (for a LISTEN
+/// socket `rx_queue` is the accept queue's length). The sampler's fallback
+/// where NETLINK_SOCK_DIAG is missing: reading these files formats every
+/// TCP socket of the machine, TIME_WAIT ones included.
 pub fn listen_rows(text: &str, port: u16) -> Vec<ListenRow> {
     let mut rows = Vec::new();
     for line in text.lines().skip(1) {
@@ -143,10 +147,29 @@ pub fn listen_rows(text: &str, port: u16) -> Vec<ListenRow> {
     rows
 }
 
-/// Samples `/proc/net/tcp{,6}` in a thread until stopped.
+/// Samples the accept queues of a port's listeners in a thread until
+/// stopped.
 pub struct QueueSampler {
     stop: Arc<AtomicBool>,
     handle: JoinHandle<QueueSamples>,
+}
+
+/// The listeners on `port` and their queues now: from `diag` when there is
+/// one and it answers, else from `/proc/net/tcp{,6}`.
+fn sample_listeners(diag: Option<&mut SockDiag>, port: u16) -> Vec<ListenRow> {
+    if let Some(Ok(found)) = diag.map(|d| d.listeners(port)) {
+        return found
+            .into_iter()
+            .map(|l| ListenRow {
+                inode: l.inode,
+                queue: l.queue,
+            })
+            .collect();
+    }
+    ["/proc/net/tcp", "/proc/net/tcp6"]
+        .iter()
+        .flat_map(|file| listen_rows(&std::fs::read_to_string(file).unwrap_or_default(), port))
+        .collect()
 }
 
 impl QueueSampler {
@@ -155,17 +178,19 @@ impl QueueSampler {
         let stop = Arc::new(AtomicBool::new(false));
         let flag = stop.clone();
         let handle = std::thread::spawn(move || {
+            // Fallback: a kernel without sock_diag / inet_diag (or one that
+            // refuses the socket) leaves only /proc/net/tcp, which costs far
+            // more a read when many sockets exist (see `sockdiag`), but
+            // gives the same figures.
+            let mut diag = SockDiag::open().ok();
             let mut per: BTreeMap<u64, (u64, u64, u64)> = BTreeMap::new(); // inode -> (max, sum, n)
             let mut samples = 0;
             while !flag.load(Ordering::Relaxed) {
-                for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
-                    for row in listen_rows(&std::fs::read_to_string(file).unwrap_or_default(), port)
-                    {
-                        let e = per.entry(row.inode).or_default();
-                        e.0 = e.0.max(row.queue);
-                        e.1 += row.queue;
-                        e.2 += 1;
-                    }
+                for row in sample_listeners(diag.as_mut(), port) {
+                    let e = per.entry(row.inode).or_default();
+                    e.0 = e.0.max(row.queue);
+                    e.1 += row.queue;
+                    e.2 += 1;
                 }
                 samples += 1;
                 std::thread::sleep(interval);

@@ -9,4 +9,5 @@ pub mod kernel;
 pub mod noise;
 pub mod procs;
 pub mod remote;
+pub mod sockdiag;
 pub mod targets;

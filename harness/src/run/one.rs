@@ -388,7 +388,8 @@ fn measure(
     pids.extend(&worker_pids);
     let before: Vec<_> = pids.iter().map(|&pid| (pid, server.usage(pid))).collect();
     let counters_before = server.kernel_counters();
-    // Accept queues are sampled from this machine's /proc/net/tcp only.
+    // Accept queues are sampled on this machine only (sock_diag, see
+    // measure::sockdiag), so for a local server only.
     let sampler = server
         .local()
         .then(|| QueueSampler::start(server.port(), QUEUE_SAMPLE));

@@ -178,8 +178,8 @@ pub trait Running {
     fn usage(&self, pid: i32) -> Option<crate::model::kernel::ProcUsage> {
         crate::measure::kernel::proc_usage(pid)
     }
-    /// Whether the harness can sample its accept queues (`/proc/net/tcp`
-    /// of this machine): not for a server on another host.
+    /// Whether the harness can sample its accept queues (sock_diag of this
+    /// machine's network namespace): not for a server on another host.
     fn local(&self) -> bool {
         true
     }

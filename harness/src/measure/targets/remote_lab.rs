@@ -2,7 +2,8 @@
 //! through ssh, its ready line read from the ssh session, and everything a
 //! run measures on the server side (the stats file, per-process CPU from
 //! `/proc`, the kernel's TCP counters) read through the same connection.
-//! Accept-queue sampling (`/proc/net/tcp` every 50 ms) is not done remotely.
+//! Accept-queue sampling (sock_diag every 50 ms, `measure::sockdiag`) is
+//! not done remotely.
 
 use std::process::Child;
 use std::time::{Duration, Instant};
