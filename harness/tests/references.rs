@@ -136,6 +136,7 @@ fn start(name: &str, bins: &Binaries, work: &Path) -> Box<dyn Running> {
         cpus: &[],
         work_dir: work,
         ready_timeout: READY_TIMEOUT,
+        inject_cpu_us: 0,
     };
     let spec = TargetSpec::parse(name).unwrap_or_else(|| panic!("{name} is a target"));
     assert!(spec.is_reference());
@@ -376,6 +377,7 @@ fn nginx_per_worker_connection_counts_agree_with_its_access_log() {
             cpus: &[],
             work_dir: &work,
             ready_timeout: READY_TIMEOUT,
+            inject_cpu_us: 0,
         };
         let server = nginx::start_with_access_log(mode, &ctx, &log)
             .unwrap_or_else(|e| panic!("{}: {e}", mode.name()));
