@@ -94,6 +94,12 @@ pub(super) fn section(doc: &mut Vec<Block>, m: &Index) {
                 .into(),
         ));
     }
+    if kinds.is_empty() {
+        about.push(Inline::Text(
+            "This session recorded no kind for its workloads (it predates them), so the columns are not labelled: a keep-alive workload whose connections are opened once and kept shows where that burst landed, not a steady share."
+                .into(),
+        ));
+    }
     doc.push(Block::Paragraph(about));
     for &n in &m.workers {
         let cols = columns(m, n);

@@ -126,7 +126,11 @@ pub(super) fn section(doc: &mut Vec<Block>, m: &Index, plots: &[Plot], cap_s: Op
         .iter()
         .filter(|p| p.kind == PlotKind::Warmup)
         .collect();
-    if !warmups.is_empty() {
+    if warmups.is_empty() {
+        doc.push(Block::Paragraph(text(
+            "The runs recorded no warm-up timeline (a session from before runs were warmed until steady), so there is no warm-up plot.",
+        )));
+    } else {
         doc.push(Block::Paragraph(vec![
             Inline::Strong("The warm-up, with the timeline.".into()),
             Inline::Text(
