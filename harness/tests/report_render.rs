@@ -1,5 +1,5 @@
 //! The report, rendered from a realistic synthetic summary (two worker
-//! counts, all nine strategies, the five default workloads), and the schema
+//! counts, all nine strategies, six workloads, burst and steady), and the schema
 //! of `summary.json`.
 //!
 //! To look at the synthetic report yourself:
@@ -20,7 +20,14 @@ use serde_json::Value;
 
 /// Every lab strategy, from the catalogue.
 const TARGETS: &[&str] = harness::model::names::STRATEGIES;
-const WORKLOADS: [&str; 5] = ["keepalive", "close", "open-50", "open-90", "heavy-tail"];
+const WORKLOADS: [&str; 6] = [
+    "keepalive",
+    "recycled",
+    "close",
+    "open-50",
+    "open-90",
+    "heavy-tail",
+];
 const WORKERS: [usize; 2] = [2, 4];
 const SPECTRUM: [f64; 9] = [50.0, 75.0, 90.0, 95.0, 99.0, 99.5, 99.9, 99.95, 99.99];
 const CAPACITY: [f64; 2] = [41_800.0, 63_500.0];
@@ -164,6 +171,72 @@ fn cell(target: &str, workload: &str, wi: usize) -> Cell {
     } else {
         0
     };
+    // A target's own capacity: the open-loop rate is a share of
+    // reuseport's, so it is a larger share of a slower target's own.
+    let own = offered.map(|_| {
+        capacity
+            * match target {
+                t if t.starts_with("master-pass") => 0.68,
+                t if t.starts_with("reuseport") => 1.0,
+                "shared:epoll-exclusive" => 0.81,
+                _ => 0.93,
+            }
+    });
+    // One cell whose second round was not steady, one with noise.
+    let unsteady = target == "master-pass" && workload == "keepalive" && workers == 4;
+    let noisy = target == "shared:epoll" && workload == "close" && workers == 2;
+    let conns_per_req = match workload {
+        "close" => 1.0,
+        "keepalive" => 0.0,
+        _ => 0.01,
+    };
+    let per_req_cpu = match workload {
+        "close" => 38.0,
+        "keepalive" | "recycled" => 11.0,
+        "heavy-tail" => 75.0,
+        _ => 62.0,
+    } * (0.9 + 0.2 * noise(&format!("cpu{target}{workload}")));
+    let master_cpu = if master { per_req_cpu * 0.3 } else { 0.0 };
+    let herd = match target {
+        "shared:epoll" => (workers - 1) as f64 * 0.9,
+        "shared:blocking" => 0.4,
+        _ => 0.05,
+    };
+    let round_figures: Vec<RoundFigures> = (0..3)
+        .map(|r| {
+            let f = 0.97 + 0.06 * noise(&format!("rf{target}{workload}{workers}{r}"));
+            let workers_vcs_per_connection = (1.0 + herd) * f;
+            RoundFigures {
+                round: r + 1,
+                steady: !(unsteady && r == 1),
+                why_not: (unsteady && r == 1)
+                    .then(|| "throughput rose 14% over the measured window".into()),
+                warmup_s: if master { 2.4 } else { 0.6 } * f,
+                throughput_rps: rounds[r],
+                p99_us: (p99 * f) as u64,
+                jain_connections: jain(&conn) * f.min(1.0),
+                top_connection_share: 0.5,
+                cpu_us_per_request: per_req_cpu * f,
+                master_cpu_us_per_request: master_cpu * f,
+                workers_cpu_us_per_request: (per_req_cpu - master_cpu) * f,
+                master_vcs_per_request: if master { 0.02 * f } else { 0.0 },
+                workers_vcs_per_request: 0.1 * f + workers_vcs_per_connection * conns_per_req,
+                master_vcs_per_connection: if master { 2.0 * f } else { 0.0 },
+                workers_vcs_per_connection,
+                ivcs_per_request: 0.004 * f,
+                steal_pct: if noisy && r == 2 { 6.5 } else { 0.2 },
+                other_cpu_pct: if noisy && r == 2 { 12.0 } else { 0.5 },
+            }
+        })
+        .collect();
+    let col = |f: fn(&RoundFigures) -> f64| {
+        harness::analyse::stats::spread(&round_figures.iter().map(f).collect::<Vec<_>>())
+    };
+    // A JIT-like warm-up for master-pass, a quick one for the rest.
+    let settle = if master { 24 } else { 6 };
+    let warmup_timeline: Vec<f64> = (0..settle + 4)
+        .map(|i| median * (1.0 - 0.7 * (-(i as f64) / (settle as f64 / 3.0)).exp()))
+        .collect();
     Cell {
         target: target.into(),
         family,
@@ -172,7 +245,31 @@ fn cell(target: &str, workload: &str, wi: usize) -> Cell {
         workload: workload.into(),
         workers,
         rounds: 3,
+        steady_rounds: round_figures.iter().filter(|r| r.steady).count(),
+        fairness_kind: if workload == "keepalive" {
+            "burst"
+        } else {
+            "steady"
+        }
+        .into(),
         offered_rps: offered,
+        own_capacity_rps: own,
+        offered_share_of_own: offered.zip(own).map(|(o, c)| o / c),
+        cost: Cost {
+            cpu_us_per_request: col(|r| r.cpu_us_per_request),
+            master_cpu_us_per_request: col(|r| r.master_cpu_us_per_request),
+            workers_cpu_us_per_request: col(|r| r.workers_cpu_us_per_request),
+            master_vcs_per_request: col(|r| r.master_vcs_per_request),
+            workers_vcs_per_request: col(|r| r.workers_vcs_per_request),
+            master_vcs_per_connection: col(|r| r.master_vcs_per_connection),
+            workers_vcs_per_connection: col(|r| r.workers_vcs_per_connection),
+            ivcs_per_request: col(|r| r.ivcs_per_request),
+            connections_per_request: conns_per_req,
+        },
+        warmup_s: col(|r| r.warmup_s),
+        warmup_timeline,
+        warmup_slice_s: 0.1,
+        per_round: round_figures,
         throughput_rps: spread(rounds),
         latency: LatencyJson {
             count,
@@ -239,6 +336,18 @@ fn workload_json(name: &str) -> WorkloadJson {
             &["--mode", "keepalive", "--connections", "64"],
             None,
         ),
+        "recycled" => (
+            "closed loop, keep-alive, 64 connections, each closed after 100 responses",
+            &[
+                "--mode",
+                "keepalive",
+                "--connections",
+                "64",
+                "--requests-per-conn",
+                "100",
+            ],
+            None,
+        ),
         "close" => (
             "closed loop, a new TCP connection per request, 32 at a time",
             &["--mode", "close", "--connections", "32"],
@@ -286,6 +395,12 @@ fn workload_json(name: &str) -> WorkloadJson {
         description: description.into(),
         loadgen_args: args.iter().map(|s| s.to_string()).collect(),
         capacity_share: share,
+        fairness: if name == "keepalive" {
+            "burst"
+        } else {
+            "steady"
+        }
+        .into(),
         fault: None,
         measured_s: None,
     }
@@ -382,18 +497,41 @@ fn synthetic_summary() -> Summary {
                 .collect();
             let best =
                 |f: &dyn Fn(&Cell) -> f64| *g.iter().max_by(|a, b| f(a).total_cmp(&f(b))).unwrap();
+            let lead = |c: &Cell, value: f64, tied: bool| {
+                Some(Lead {
+                    target: c.target.clone(),
+                    value,
+                    runner_up: Some("reuseport:cbpf-cpu".into()),
+                    lead: Some(Interval {
+                        low: if tied { 0.97 } else { 1.12 },
+                        estimate: 1.2,
+                        high: 1.31,
+                        rounds: 3,
+                        significant: !tied,
+                    }),
+                    tied: if tied {
+                        vec![c.target.clone(), "reuseport:cbpf-cpu".into()]
+                    } else {
+                        vec![c.target.clone()]
+                    },
+                })
+            };
             let t = best(&|c| c.throughput_rps.median);
             let p = best(&|c| -(c.latency.p99_us as f64));
             let f = best(&|c| c.fairness.connections.jain);
+            let k = best(&|c| -c.cost.cpu_us_per_request.median);
+            let open = t.offered_rps.is_some();
             winners.push(Winner {
                 workload: w.into(),
                 workers: n,
-                throughput_target: t.target.clone(),
-                throughput_rps: t.throughput_rps.median,
-                p99_target: p.target.clone(),
-                p99_us: p.latency.p99_us,
-                fairest_target: f.target.clone(),
-                fairest_jain: f.fairness.connections.jain,
+                throughput: if open {
+                    None
+                } else {
+                    lead(t, t.throughput_rps.median, false)
+                },
+                p99: lead(p, p.latency.p99_us as f64, true),
+                fairest: lead(f, f.fairness.connections.jain, false),
+                cheapest: lead(k, k.cost.cpu_us_per_request.median, false),
             });
         }
     }
@@ -423,7 +561,10 @@ fn synthetic_summary() -> Summary {
             rounds: 3,
             duration_s: 5.0,
             warmup_s: 1.0,
+            warmup_cap_s: None,
             quick: false,
+            full: false,
+            test_only_inject_cpu_us: Vec::new(),
             remote: None,
         },
         calibration: WORKERS
@@ -436,7 +577,45 @@ fn synthetic_summary() -> Summary {
                 capacity_rps: c,
             })
             .collect(),
-        comparisons: Vec::new(),
+        comparisons: vec![
+            Comparison {
+                workload: "keepalive".into(),
+                workers: 4,
+                ours: "reuseport".into(),
+                theirs: "nginx:reuseport".into(),
+                ours_rps: 66_000.0,
+                theirs_rps: 58_900.0,
+                throughput_ratio: 1.12,
+                ours_p99_us: 2_100,
+                theirs_p99_us: 2_400,
+                p99_ratio: 0.875,
+                ours_jain: 0.97,
+                theirs_jain: 0.96,
+                throughput_interval: Some(Interval {
+                    low: 0.95,
+                    estimate: 1.12,
+                    high: 1.3,
+                    rounds: 3,
+                    significant: false,
+                }),
+                p99_interval: Some(Interval {
+                    low: 0.61,
+                    estimate: 0.7,
+                    high: 0.74,
+                    rounds: 3,
+                    significant: true,
+                }),
+                cpu_interval: Some(Interval {
+                    low: 0.79,
+                    estimate: 0.82,
+                    high: 0.86,
+                    rounds: 3,
+                    significant: true,
+                }),
+                ours_cpu_us_per_request: 10.1,
+                theirs_cpu_us_per_request: 12.3,
+            },
+        ],
         skipped: vec![Skipped {
             target: "nginx:reuseport".into(),
             workload: Some("open-50".into()),
@@ -464,6 +643,22 @@ fn synthetic_summary() -> Summary {
                 workers: 2,
                 errors: 37,
                 detail: "connect: 37 ECONNRESET".into(),
+            },
+            Warning::NotSteady {
+                target: "master-pass".into(),
+                workload: "keepalive".into(),
+                workers: 4,
+                rounds: vec![2],
+                why: "throughput rose 14% over the measured window".into(),
+            },
+            Warning::Noise {
+                target: "shared:epoll".into(),
+                workload: "close".into(),
+                workers: 2,
+                round: 3,
+                steal_pct: 6.5,
+                other_cpu_pct: 12.0,
+                detail: "cc1plus 11.2%".into(),
             },
             Warning::GeneratorSaturated {
                 target: "shared:epoll".into(),
@@ -520,10 +715,11 @@ fn render_writes_both_reports_and_every_plot_and_returns_them() {
     assert_eq!(files[0], dir.path().join("report.md"));
     assert_eq!(files[1], dir.path().join("report.html"));
     let plots = svgs(dir.path());
-    // Throughput per workload (5); spectrum and shares per workload and
-    // worker count (10 + 10); latency against load per worker count (2).
-    assert_eq!(plots.len(), 27, "{plots:#?}");
-    assert_eq!(files.len(), 29);
+    // Throughput per workload (6); spectrum and shares per workload and
+    // worker count (12 + 12); latency against load per worker count (2);
+    // cost and warm-up (1 + 1).
+    assert_eq!(plots.len(), 34, "{plots:#?}");
+    assert_eq!(files.len(), 36);
     for p in &plots {
         assert!(
             files.contains(p),
@@ -829,4 +1025,223 @@ fn a_warning_of_an_unknown_kind_fails_validation() {
     let mut value = summary_json();
     value["warnings"][0]["kind"] = Value::from("cosmic_rays");
     rejected(&value, "/warnings/0");
+}
+
+/// The part of `md` from `heading` to the next `## ` heading.
+#[track_caller]
+fn section_of<'a>(md: &'a str, heading: &str) -> &'a str {
+    let start = md
+        .find(&format!("\n{heading}\n"))
+        .unwrap_or_else(|| panic!("no section {heading}"));
+    let rest = &md[start + 1..];
+    let end = rest[3..].find("\n## ").map_or(rest.len(), |e| e + 3);
+    &rest[..end]
+}
+
+#[track_caller]
+fn row<'a>(section: &'a str, starts: &str) -> &'a str {
+    section
+        .lines()
+        .find(|l| l.starts_with(starts))
+        .unwrap_or_else(|| panic!("no row {starts:?} in {section}"))
+}
+
+#[test]
+fn the_fairness_section_groups_workloads_into_burst_and_steady() {
+    let (dir, _) = rendered(&synthetic_summary());
+    let md = read(&dir.path().join("report.md"));
+    let s = section_of(&md, "## Fairness: the burst and the steady state");
+    assert!(s.contains("**Burst:**") && s.contains("**Steady:**"), "{s}");
+    assert!(s.contains("closed after 100 responses"), "{s}");
+    for n in WORKERS {
+        assert!(s.contains(&format!("### Fairness at {n} workers")), "{s}");
+    }
+    // Burst columns first, then steady, labelled by the cells' kind.
+    let header = row(
+        s,
+        "| target | burst: keepalive | steady: recycled | steady: close |",
+    );
+    assert!(header.contains("steady: heavy-tail"), "{header}");
+    // The median with the per-round range.
+    let exclusive = row(s, "| shared:epoll-exclusive |");
+    assert!(
+        exclusive.matches(" (0.").count() >= WORKLOADS.len(),
+        "{exclusive}"
+    );
+    // The kind labels fairness figures elsewhere too.
+    assert!(md.contains("| keepalive (burst) | 2 |"), "winners");
+    let w = section_of(&md, "## Workload keepalive");
+    assert!(w.contains("Jain conn., burst (max/mean)"), "{w}");
+    let w = section_of(&md, "## Workload close");
+    assert!(w.contains("Jain conn., steady (max/mean)"), "{w}");
+    // After the workloads, before the faults.
+    let at = |h: &str| md.find(h).unwrap_or_else(|| panic!("no {h}"));
+    assert!(at("## Workload heavy-tail") < at("## Fairness: the burst"));
+    assert!(at("## Fairness: the burst") < at("## Cost per request"));
+    assert!(at("## Cost per request") < at("## Steadiness"));
+    assert!(at("## Steadiness") < at("## Under faults"));
+    assert!(md.contains("(#fairness-the-burst-and-the-steady-state)"));
+}
+
+#[test]
+fn the_cost_section_shows_cpu_and_context_switches_per_request_and_connection() {
+    let summary = synthetic_summary();
+    let (dir, _) = rendered(&summary);
+    let md = read(&dir.path().join("report.md"));
+    let s = section_of(&md, "## Cost per request");
+    assert!(s.contains("not as EAGAIN counts"), "{s}");
+    assert!(s.contains("](plots/cost.svg)"), "{s}");
+    for w in WORKLOADS {
+        for n in WORKERS {
+            assert!(
+                s.contains(&format!("### Cost: {w}, {n} workers")),
+                "{w} {n}"
+            );
+        }
+    }
+    let close = &s[s.find("### Cost: close, 4 workers").unwrap() + 4..];
+    let close = &close[..close.find("\n### ").unwrap_or(close.len())];
+    let c = summary
+        .cells
+        .iter()
+        .find(|c| c.target == "shared:epoll" && c.workload == "close" && c.workers == 4)
+        .unwrap();
+    let k = &c.cost.workers_vcs_per_connection;
+    let epoll = row(close, "| shared:epoll |");
+    assert!(
+        epoll.contains(&format!("{:.2} ({:.2}–{:.2})", k.median, k.min, k.max)),
+        "{epoll}"
+    );
+    // The master of a strategy that passes nothing did nothing.
+    assert!(row(close, "| reuseport |").starts_with("| reuseport | – |"));
+    let master = row(close, "| master-pass |");
+    assert!(!master.starts_with("| master-pass | – |"), "{master}");
+
+    let svg = read(&dir.path().join("plots/cost.svg"));
+    let texts = svg_texts(&svg);
+    for t in TARGETS {
+        assert!(texts.iter().any(|x| x == t), "cost.svg has no row for {t}");
+    }
+    assert!(svg.contains("open-50") && svg.contains("close"));
+    assert!(svg.contains("voluntary context switches"));
+}
+
+#[test]
+fn the_steadiness_section_gives_warm_up_and_every_unsteady_round_with_its_reason() {
+    let (dir, _) = rendered(&synthetic_summary());
+    let md = read(&dir.path().join("report.md"));
+    let s = section_of(&md, "## Steadiness");
+    assert!(row(s, "| master-pass |").contains("| 2.4 s |"), "{s}");
+    assert!(row(s, "| master-pass |").contains("35 of 36"), "{s}");
+    let unsteady = row(s, "| master-pass | keepalive | 4 |");
+    assert!(unsteady.contains("2 of 3"), "{unsteady}");
+    assert!(
+        unsteady.contains("round 2: throughput rose 14% over the measured window"),
+        "{unsteady}"
+    );
+    assert!(s.contains("with the timeline"), "{s}");
+    assert!(s.contains("](plots/warmup.svg)"), "{s}");
+    let svg = read(&dir.path().join("plots/warmup.svg"));
+    assert!(svg.contains("time into the warm-up"));
+    let texts = svg_texts(&svg);
+    for t in ["master-pass", "reuseport"] {
+        assert!(
+            texts.iter().any(|x| x == t),
+            "warmup.svg has no line for {t}"
+        );
+    }
+    assert!(svg.contains("<polyline"), "warmup.svg draws no line");
+}
+
+#[test]
+fn open_loop_rates_references_and_noise_carry_their_context() {
+    let (dir, _) = rendered(&synthetic_summary());
+    let md = read(&dir.path().join("report.md"));
+    let w = section_of(&md, "## Workload open-50");
+    assert!(w.contains("50% of reuseport's capacity"), "{w}");
+    assert!(
+        row(w, "| master-pass | 2 |").contains("50% of reuseport's = 73.5% of its own"),
+        "{w}"
+    );
+    let r = section_of(&md, "## Reference servers");
+    let line = row(r, "| keepalive | 4 | reuseport vs nginx:reuseport |");
+    assert!(
+        line.contains("1.12x \\[0.95-1.30\\], no significant difference"),
+        "{line}"
+    );
+    assert!(line.contains("**0.70x \\[0.61-0.74\\]**"), "{line}");
+    assert!(
+        line.contains("10.1 vs 12.3") && line.contains("**0.82x \\[0.79-0.86\\]**"),
+        "{line}"
+    );
+    let e = section_of(&md, "## Environment");
+    assert!(
+        e.contains("| CPU steal (max over runs) | 6.5% of the machine |"),
+        "{e}"
+    );
+    assert!(
+        e.contains("| other processes' CPU (max over runs) | 12.0% of the machine |"),
+        "{e}"
+    );
+    let warnings = section_of(&md, "## Warnings");
+    assert!(warnings.contains("not steady in round 2"), "{warnings}");
+    assert!(
+        warnings.contains("6.5% of the CPU time was stolen"),
+        "{warnings}"
+    );
+}
+
+#[test]
+fn cells_without_cost_or_warm_up_render_without_those_plots_and_sections() {
+    let mut summary = synthetic_summary();
+    for c in &mut summary.cells {
+        c.cost = Cost::default();
+        c.warmup_timeline.clear();
+        c.warmup_slice_s = 0.0;
+        if c.workload == "close" {
+            c.per_round.iter_mut().for_each(|r| r.steady = true);
+        }
+    }
+    let (dir, _) = rendered(&summary);
+    let md = read(&dir.path().join("report.md"));
+    assert!(!md.contains("## Cost per request"));
+    assert!(!dir.path().join("plots/cost.svg").exists());
+    assert!(!dir.path().join("plots/warmup.svg").exists());
+    assert!(md.contains("## Steadiness"));
+    // Only the close workload: the cost plot has its context-switch panel.
+    let mut summary = synthetic_summary();
+    summary.cells.retain(|c| c.workload == "close");
+    let (dir, _) = rendered(&summary);
+    let svg = read(&dir.path().join("plots/cost.svg"));
+    assert!(svg.contains("voluntary context switches") && !svg.contains("CPU per request"));
+}
+
+#[test]
+fn a_cell_without_its_cost_or_rounds_fails_validation() {
+    let mut value = summary_json();
+    value["cells"][2].as_object_mut().unwrap().remove("cost");
+    rejected(&value, "/cells/2");
+    let mut value = summary_json();
+    value["cells"][2]["per_round"][0]
+        .as_object_mut()
+        .unwrap()
+        .remove("why_not");
+    rejected(&value, "/cells/2/per_round/0");
+    let mut value = summary_json();
+    value["cells"][2]["fairness_kind"] = Value::from("bursty");
+    rejected(&value, "/cells/2/fairness_kind");
+    let mut value = summary_json();
+    value["winners"][0]["throughput"]["tied"] = Value::from(Vec::<String>::new());
+    rejected(&value, "/winners/0");
+}
+
+/// The trimmed text of every `<text>` of an SVG.
+fn svg_texts(svg: &str) -> Vec<String> {
+    let doc = roxmltree::Document::parse(svg).expect("well-formed SVG");
+    doc.root_element()
+        .descendants()
+        .filter(|n| n.has_tag_name("text"))
+        .filter_map(|n| n.text())
+        .map(|t| t.trim().to_string())
+        .collect()
 }

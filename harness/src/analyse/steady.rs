@@ -183,6 +183,12 @@ pub fn cell(
     let col = |f: fn(&RoundFigures) -> f64| -> Spread {
         spread(&rounds.iter().map(f).collect::<Vec<_>>())
     };
+    // The warm-up of the round with the median warm-up, for the report.
+    let warmups: Vec<f64> = rounds.iter().map(|r| r.warmup_s).collect();
+    let timeline = runs[median_index(&warmups)]
+        .steadiness
+        .as_ref()
+        .filter(|s| !s.warmup_slices.is_empty());
     let master_share: Vec<f64> = rounds
         .iter()
         .map(|r| {
@@ -267,6 +273,10 @@ pub fn cell(
             connections_per_request: opened as f64 / answered.max(1) as f64,
         },
         warmup_s: col(|r| r.warmup_s),
+        warmup_timeline: timeline
+            .map(|s| s.warmup_slices.iter().map(|x| x.throughput_rps).collect())
+            .unwrap_or_default(),
+        warmup_slice_s: timeline.map_or(0.0, |s| s.slice_s),
         per_round: rounds,
         runs: runs.iter().map(|r| r.file_name()).collect(),
     })
@@ -300,6 +310,8 @@ pub(crate) fn empty_cell() -> Cell {
         replacements: 0,
         cost: Cost::default(),
         warmup_s: Spread::default(),
+        warmup_timeline: Vec::new(),
+        warmup_slice_s: 0.0,
         per_round: Vec::new(),
         runs: Vec::new(),
     }

@@ -253,6 +253,14 @@ pub struct Cell {
     pub cost: Cost,
     /// Warm-up each round needed, s.
     pub warmup_s: Spread,
+    /// The warm-up of the round with the median warm-up, slice by slice:
+    /// successful requests per second of each `warmup_slice_s` slice (for
+    /// the report's warm-up plot; empty when the runs recorded none).
+    #[serde(default)]
+    pub warmup_timeline: Vec<f64>,
+    /// Width of each slice of `warmup_timeline`, s (0 when it is empty).
+    #[serde(default)]
+    pub warmup_slice_s: f64,
     /// Each round's own figures, in run order (pairs of cells are compared
     /// round by round: the rounds interleave).
     pub per_round: Vec<RoundFigures>,

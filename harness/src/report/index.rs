@@ -4,7 +4,8 @@
 use std::collections::BTreeMap;
 
 use crate::model::names::migrate_req;
-use crate::model::summary::{Cell, Summary, WorkloadJson};
+use crate::model::summary::{Calibration, Cell, Summary, WorkloadJson};
+use crate::model::workload::CALIBRATION_TARGET;
 
 /// The summary's cells by target, workload and worker count: the axes of
 /// the matrix in report order (as configured, then whatever the cells add).
@@ -17,6 +18,7 @@ pub(super) struct Index<'a> {
     pub workers: Vec<usize>,
     cells: &'a [Cell],
     config_workloads: &'a [WorkloadJson],
+    calibration: &'a [Calibration],
 }
 
 impl<'a> Index<'a> {
@@ -56,6 +58,7 @@ impl<'a> Index<'a> {
             workers,
             cells: &summary.cells,
             config_workloads: &summary.config.workloads,
+            calibration: &summary.calibration,
         }
     }
 
@@ -103,6 +106,41 @@ impl<'a> Index<'a> {
     /// The configured description of a workload.
     pub(super) fn workload_json(&self, workload: &str) -> Option<&'a WorkloadJson> {
         self.config_workloads.iter().find(|w| w.name == workload)
+    }
+
+    /// What a workload's spread of connections shows (`burst` or
+    /// `steady`), from its cells, else its configuration; `None` when
+    /// neither says.
+    pub(super) fn fairness_kind(&self, workload: &str) -> Option<&'a str> {
+        self.cells
+            .iter()
+            .filter(|c| c.workload == workload)
+            .map(|c| c.fairness_kind.as_str())
+            .chain(self.workload_json(workload).map(|w| w.fairness.as_str()))
+            .find(|k| !k.is_empty())
+    }
+
+    /// The workload's name with the kind of its connection spread:
+    /// `keepalive (burst)`.
+    pub(super) fn workload_with_kind(&self, workload: &str) -> String {
+        match self.fairness_kind(workload) {
+            Some(k) => format!("{workload} ({k})"),
+            None => workload.to_string(),
+        }
+    }
+
+    /// The calibration the open-loop rates of a worker count are shares
+    /// of: that of the calibration target (reuseport), else the first.
+    pub(super) fn calibration(&self, workers: usize) -> Option<&'a Calibration> {
+        let of = |n: usize| self.calibration.iter().filter(move |c| c.workers == n);
+        of(workers)
+            .find(|c| c.target == CALIBRATION_TARGET)
+            .or_else(|| of(workers).next())
+    }
+
+    /// All cells, in summary order.
+    pub(super) fn all_cells(&self) -> &'a [Cell] {
+        self.cells
     }
 
     /// Open-loop workloads grouped by their loadgen arguments: within a group

@@ -11,18 +11,22 @@
 //! hides data.
 
 mod axes;
+mod cost;
 mod latency_vs_load;
 mod shares;
 mod spectrum;
 mod style;
 mod throughput;
+mod warmup;
 
 use super::index::Index;
 use crate::model::summary::Summary;
+use cost::cost;
 use latency_vs_load::latency_vs_load;
 use shares::shares;
 use spectrum::spectrum;
 use throughput::throughput;
+use warmup::warmup;
 
 /// What a plot shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -35,6 +39,10 @@ pub enum PlotKind {
     Shares,
     /// p50 and p99 against offered load, one worker count.
     LatencyVsLoad,
+    /// CPU per request at a fixed load and context switches per connection.
+    Cost,
+    /// Throughput per slice of the warm-up, one round per target.
+    Warmup,
 }
 
 /// One rendered plot.
@@ -85,5 +93,7 @@ pub(crate) fn render_all(summary: &Summary) -> Result<Vec<Plot>, String> {
             plots.extend(latency_vs_load(&m, group, i, n)?);
         }
     }
+    plots.extend(cost(&m)?);
+    plots.extend(warmup(&m)?);
     Ok(plots)
 }

@@ -174,7 +174,12 @@ pub(super) fn shares(m: &Index, workload: &str, workers: usize) -> Result<Option
         file: format!("shares-{}-w{workers}.svg", file_part(workload)),
         title,
         caption: format!(
-            "How {workload} with {workers} workers split connections (left) and CPU time (right) among the workers, in the round with the median throughput; with an even split every segment would end on a red dash."
+            "How {workload} with {workers} workers split connections (left) and CPU time (right) among the workers, in the round with the median throughput; with an even split every segment would end on a red dash.{}",
+            match m.fairness_kind(workload) {
+                Some("burst") => " A burst spread: the connections were opened together at the start and kept, so this is where that burst landed.",
+                Some("steady") => " A steady spread: connections kept arriving during the measured window.",
+                _ => "",
+            }
         ),
         workload: Some(workload.into()),
         workers: Some(workers),

@@ -1,8 +1,11 @@
 //! The report's sections, in reading order, as blocks.
 
+mod cost;
+mod fairness;
 mod faults;
 mod references;
 mod setup;
+mod steadiness;
 mod winners;
 mod workload;
 
@@ -63,6 +66,24 @@ pub(super) fn document(summary: &Summary, plots: &[Plot]) -> Vec<Block> {
     for w in &m.workloads {
         sections.push(link(w, &slug(&format!("Workload {w}"))));
     }
+    let section_doc = |f: &dyn Fn(&mut Vec<Block>)| {
+        let mut d = Vec::new();
+        f(&mut d);
+        d
+    };
+    let fairness_doc = section_doc(&|d| fairness::section(d, &m));
+    let cost_doc = section_doc(&|d| cost::section(d, &m, plots, env.cpus_online));
+    let steadiness_doc =
+        section_doc(&|d| steadiness::section(d, &m, plots, summary.config.warmup_cap_s));
+    for (doc_part, name) in [
+        (&fairness_doc, fairness::HEADING),
+        (&cost_doc, cost::HEADING),
+        (&steadiness_doc, steadiness::HEADING),
+    ] {
+        if !doc_part.is_empty() {
+            sections.push(link(name, &slug(name)));
+        }
+    }
     if !summary.faults.is_empty() {
         sections.push(link(faults::HEADING, &slug(faults::HEADING)));
     }
@@ -113,6 +134,9 @@ pub(super) fn document(summary: &Summary, plots: &[Plot]) -> Vec<Block> {
     for w in &m.workloads {
         workload::section(&mut doc, &m, w, plots);
     }
+    doc.extend(fairness_doc);
+    doc.extend(cost_doc);
+    doc.extend(steadiness_doc);
 
     faults::section(&mut doc, summary);
 

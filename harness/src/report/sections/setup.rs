@@ -2,7 +2,7 @@
 
 use crate::model::summary::Summary;
 use crate::report::doc::{heading, text, Block, Inline, Line};
-use crate::report::fmt::{fmt_cpus, fmt_rps, fmt_seconds, fmt_share};
+use crate::report::fmt::{fmt_cpus, fmt_num, fmt_rps, fmt_seconds, fmt_share};
 
 /// The machine.
 pub(super) fn environment(doc: &mut Vec<Block>, summary: &Summary) {
@@ -28,6 +28,27 @@ pub(super) fn environment(doc: &mut Vec<Block>, summary: &Summary) {
         ],
         vec![text("rustc"), text(or_unknown(&env.rustc))],
     ];
+    // What else used the CPUs during the measured windows.
+    let rounds = summary.cells.iter().flat_map(|c| c.per_round.iter());
+    let worst = |f: fn(&crate::model::summary::RoundFigures) -> f64| {
+        rounds
+            .clone()
+            .map(f)
+            .filter(|v| v.is_finite())
+            .fold(None, |m: Option<f64>, v| Some(m.map_or(v, |m| m.max(v))))
+    };
+    if let Some(steal) = worst(|r| r.steal_pct) {
+        rows.push(vec![
+            text("CPU steal (max over runs)"),
+            text(format!("{}% of the machine", fmt_num(steal, 1))),
+        ]);
+    }
+    if let Some(other) = worst(|r| r.other_cpu_pct) {
+        rows.push(vec![
+            text("other processes' CPU (max over runs)"),
+            text(format!("{}% of the machine", fmt_num(other, 1))),
+        ]);
+    }
     for (tool, version) in &env.tools {
         rows.push(vec![text(tool), text(version)]);
     }
@@ -66,7 +87,7 @@ pub(super) fn configuration(doc: &mut Vec<Block>, summary: &Summary) {
             r.server_host.as_deref().unwrap_or("this machine"),
         )),
     };
-    doc.push(Block::List(vec![
+    let mut items = vec![
         hosts,
         vec![
             Inline::Text("targets: ".into()),
@@ -81,23 +102,38 @@ pub(super) fn configuration(doc: &mut Vec<Block>, summary: &Summary) {
                 .join(", ")
         )),
         text(format!(
-            "rounds: {}, each run {} s measured after {} s of warm-up{}",
+            "rounds: {}, each run {} s measured after at least {} s of warm-up and until steady, at most {}{}",
             c.rounds,
             fmt_seconds(c.duration_s),
             fmt_seconds(c.warmup_s),
-            if c.quick { " (--quick)" } else { "" }
+            c.warmup_cap_s
+                .map_or("each target's own cap".into(), |s| format!("{} s", fmt_seconds(s))),
+            if c.quick {
+                " (--quick)"
+            } else if c.full {
+                " (--full)"
+            } else {
+                ""
+            }
         )),
-        vec![
-            Inline::Text("raw data: ".into()),
-            Inline::Link {
-                text: "summary.json".into(),
-                href: "summary.json".into(),
-            },
-            Inline::Text(" (each cell lists its run files under ".into()),
-            Inline::Code("runs".into()),
-            Inline::Text(")".into()),
-        ],
-    ]));
+    ];
+    if !c.test_only_inject_cpu_us.is_empty() {
+        items.push(vec![Inline::Strong(format!(
+            "TEST ONLY: targets slowed on purpose ({}): not a measurement to publish",
+            c.test_only_inject_cpu_us.join(", ")
+        ))]);
+    }
+    items.push(vec![
+        Inline::Text("raw data: ".into()),
+        Inline::Link {
+            text: "summary.json".into(),
+            href: "summary.json".into(),
+        },
+        Inline::Text(" (each cell lists its run files under ".into()),
+        Inline::Code("runs".into()),
+        Inline::Text(")".into()),
+    ]);
+    doc.push(Block::List(items));
     if !c.workloads.is_empty() {
         doc.push(Block::Table {
             header: [
@@ -105,10 +141,11 @@ pub(super) fn configuration(doc: &mut Vec<Block>, summary: &Summary) {
                 "description",
                 "loadgen arguments",
                 "share of capacity",
+                "fairness",
             ]
             .map(String::from)
             .to_vec(),
-            numeric: vec![false, false, false, true],
+            numeric: vec![false, false, false, true, false],
             rows: c
                 .workloads
                 .iter()
@@ -118,6 +155,11 @@ pub(super) fn configuration(doc: &mut Vec<Block>, summary: &Summary) {
                         text(&w.description),
                         vec![Inline::Code(w.loadgen_args.join(" "))],
                         text(w.capacity_share.map_or("closed loop".into(), fmt_share)),
+                        text(if w.fairness.is_empty() {
+                            "–"
+                        } else {
+                            &w.fairness
+                        }),
                     ]
                 })
                 .collect(),

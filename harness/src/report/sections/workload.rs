@@ -24,17 +24,43 @@ pub(super) fn section(doc: &mut Vec<Block>, m: &Index, workload: &str, plots: &[
         about.push(Inline::Text(".".into()));
     }
     let workers = m.workers_of(workload);
+    let share = m.workload_json(workload).and_then(|j| j.capacity_share);
     let offered: Vec<String> = workers
         .iter()
         .filter_map(|&n| {
             m.cells_of(workload, n)
                 .iter()
                 .find_map(|c| c.offered_rps)
-                .map(|r| format!("{} at {n} workers", fmt_rps(r)))
+                .map(|r| {
+                    let of = match (share, m.calibration(n)) {
+                        (Some(s), Some(k)) => format!(
+                            " ({} of {}'s capacity, {})",
+                            fmt_share(s),
+                            k.target,
+                            fmt_rps(k.capacity_rps)
+                        ),
+                        _ => String::new(),
+                    };
+                    format!("{} at {n} workers{of}", fmt_rps(r))
+                })
         })
         .collect();
-    if !offered.is_empty() {
-        about.push(Inline::Text(format!(" Offered: {}.", offered.join(", "))));
+    let open_loop = !offered.is_empty();
+    if open_loop {
+        about.push(Inline::Text(format!(
+            " Offered: {}. Every target is offered the same rate; the table says what share of its own capacity (calibrated the same way) that was.",
+            offered.join(", ")
+        )));
+    }
+    if let Some(kind) = m.fairness_kind(workload) {
+        about.push(Inline::Text(format!(
+            " Its spread of connections is a {kind} one ({}).",
+            if kind == "burst" {
+                "connections opened together at the start and kept"
+            } else {
+                "connections keep arriving during the measured window"
+            }
+        )));
     }
     if !about.is_empty() {
         doc.push(Block::Paragraph(about));
@@ -79,7 +105,7 @@ pub(super) fn section(doc: &mut Vec<Block>, m: &Index, workload: &str, plots: &[
                     "–".into()
                 }
             };
-            speed.push(vec![
+            let mut row = vec![
                 text(&c.target),
                 text(n.to_string()),
                 strong_if(
@@ -91,6 +117,16 @@ pub(super) fn section(doc: &mut Vec<Block>, m: &Index, workload: &str, plots: &[
                         fmt_rate(t.max)
                     ),
                 ),
+            ];
+            if open_loop {
+                let calibrated = m.calibration(n).map(|k| k.target.as_str());
+                row.push(text(offered_share(
+                    share,
+                    calibrated,
+                    c.offered_share_of_own,
+                )));
+            }
+            row.extend([
                 text(format!("{}%", fmt_num(t.spread_pct, 0))),
                 text(us(lat.p50_us)),
                 strong_if(
@@ -113,6 +149,7 @@ pub(super) fn section(doc: &mut Vec<Block>, m: &Index, workload: &str, plots: &[
                     format!("{} ({})", c.errors, fmt_share(c.error_rate))
                 }),
             ]);
+            speed.push(row);
             spread_rows.push(vec![
                 text(&c.target),
                 text(n.to_string()),
@@ -146,43 +183,46 @@ pub(super) fn section(doc: &mut Vec<Block>, m: &Index, workload: &str, plots: &[
                 .into(),
         ),
     ]));
-    doc.push(Block::Table {
-        header: [
-            "target",
-            "workers",
-            "req/s (min–max)",
-            "spread",
-            "p50",
-            "p99 (rounds)",
-            "p99.9",
-            "max",
-            "errors",
-        ]
+    let mut header: Vec<String> = ["target", "workers", "req/s (min–max)"]
         .map(String::from)
-        .to_vec(),
-        numeric: vec![false, true, true, true, true, true, true, true, true],
+        .to_vec();
+    let mut numeric = vec![false, true, true];
+    if open_loop {
+        header.push("offered: share of capacity".into());
+        numeric.push(true);
+    }
+    header.extend(["spread", "p50", "p99 (rounds)", "p99.9", "max", "errors"].map(String::from));
+    numeric.extend([true; 6]);
+    doc.push(Block::Table {
+        header,
+        numeric,
         rows: speed,
     });
+    let kind = m.fairness_kind(workload);
     doc.push(Block::Paragraph(vec![
         Inline::Strong("Fairness and cost.".into()),
-        Inline::Text(
-            " Jain's index per worker (1 = even, 1/n = one worker took all) with the busiest worker over the mean; wasted wakeups per connection; the master's share of the server's CPU; kernel counters that moved. Bold: the most even connection split."
-                .into(),
-        ),
+        Inline::Text(format!(
+            " Jain's index per worker (1 = even, 1/n = one worker took all) with the busiest worker over the mean{}; wasted wakeups per connection; the master's share of the server's CPU; kernel counters that moved. Bold: the most even connection split.",
+            kind.map_or(String::new(), |k| format!(
+                "; the connections' spread is a {k} one (see \"{}\")",
+                super::fairness::HEADING
+            ))
+        )),
     ]));
     doc.push(Block::Table {
-        header: [
-            "target",
-            "workers",
-            "Jain conn. (max/mean)",
-            "Jain req. (max/mean)",
-            "Jain CPU (max/mean)",
-            "wasted wakeups",
-            "master CPU",
-            "kernel counters",
-        ]
-        .map(String::from)
-        .to_vec(),
+        header: vec![
+            "target".into(),
+            "workers".into(),
+            match kind {
+                Some(k) => format!("Jain conn., {k} (max/mean)"),
+                None => "Jain conn. (max/mean)".into(),
+            },
+            "Jain req. (max/mean)".into(),
+            "Jain CPU (max/mean)".into(),
+            "wasted wakeups".into(),
+            "master CPU".into(),
+            "kernel counters".into(),
+        ],
         numeric: vec![false, true, true, true, true, true, true, false],
         rows: spread_rows,
     });
@@ -221,5 +261,22 @@ fn capitalise(s: &str) -> String {
             .trim_end_matches('.')
             .to_string(),
         None => String::new(),
+    }
+}
+
+/// An open-loop cell's offered rate as shares: `50% of reuseport's = 73%
+/// of its own`.
+fn offered_share(
+    of_calibrated: Option<f64>,
+    calibrated: Option<&str>,
+    of_own: Option<f64>,
+) -> String {
+    match (of_calibrated, calibrated, of_own) {
+        (Some(s), Some(t), Some(own)) => {
+            format!("{} of {t}'s = {} of its own", fmt_share(s), fmt_share(own))
+        }
+        (_, _, Some(own)) => format!("{} of its own", fmt_share(own)),
+        (Some(s), Some(t), None) => format!("{} of {t}'s", fmt_share(s)),
+        _ => "–".into(),
     }
 }
