@@ -107,7 +107,12 @@ fn a_server_slowed_on_purpose_is_a_finding_with_an_interval_and_loses() {
     assert!(cpu("reuseport") > 0.0 && cpu("reuseport") < cpu("reuseport@slow"));
     for c in cells {
         assert_eq!(c["per_round"].as_array().unwrap().len(), 5);
-        assert!(c["cost"]["workers_vcs_per_connection"]["median"].as_f64().unwrap() > 0.0);
+        assert!(
+            c["cost"]["workers_vcs_per_connection"]["median"]
+                .as_f64()
+                .unwrap()
+                > 0.0
+        );
         assert_eq!(c["fairness_kind"], "steady");
     }
     // Every run: its warm-up probes, its trend and the noise around it.
@@ -120,7 +125,10 @@ fn a_server_slowed_on_purpose_is_a_finding_with_an_interval_and_loses() {
         assert_eq!(r["schema"], "prefork-lab.harness.run.v2");
     }
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
-    assert!(report.contains("x ["), "the report prints intervals");
+    assert!(
+        report.contains(r"x \["),
+        "the report prints intervals (Markdown escapes the bracket)"
+    );
 }
 
 #[test]
@@ -165,13 +173,20 @@ fn a_target_still_warming_at_its_cap_is_kept_marked_and_left_out_of_the_winners(
     );
     let summary = read_json(&dir.join("summary.json"));
     assert_eq!(summary["cells"][0]["steady_rounds"], 0);
-    assert!(summary["winners"][0]["throughput"].is_null(), "{}", summary["winners"]);
+    assert!(
+        summary["winners"][0]["throughput"].is_null(),
+        "{}",
+        summary["winners"]
+    );
     assert!(summary["warnings"]
         .as_array()
         .unwrap()
         .iter()
         .any(|w| w["kind"] == "not_steady"));
-    assert!(stderr.contains("not steady"), "the warning is printed: {stderr}");
+    assert!(
+        stderr.contains("not steady"),
+        "the warning is printed: {stderr}"
+    );
     let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
     assert!(report.contains("not steady"), "the report says so");
 }
