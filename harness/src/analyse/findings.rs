@@ -93,7 +93,9 @@ pub fn findings(cells: &[Cell]) -> Vec<String> {
     }
     // 1. Lopsided connection spreads: one worker with at least 1.5 times
     //    its even share in every steady round (at least MIN_PAIRS of them).
-    let mut lopsided: BTreeMap<(usize, String), Vec<(String, f64, f64)>> = BTreeMap::new();
+    // (workers, workload) -> (target, lowest top share, even share)
+    type Lopsided = BTreeMap<(usize, String), Vec<(String, f64, f64)>>;
+    let mut lopsided: Lopsided = BTreeMap::new();
     for c in cells.iter().filter(|c| c.workers >= 2) {
         let tops: Vec<f64> = c
             .per_round
