@@ -81,6 +81,23 @@ fn an_injected_slowdown_is_caught_with_exit_code_3() {
         stdout.contains("change: ["),
         "criterion-style change line: {stdout}"
     );
+    // The server's CPU time per request at a fixed offered load (the
+    // open-loop run) is what the injected CPU shows in most directly:
+    // significant and beyond its minimum effect.
+    let cpu = metric_line(&stdout, "cpu_per_request");
+    assert!(
+        cpu.contains("REGRESSION: worse by more than 10% and significant"),
+        "{stdout}"
+    );
+}
+
+/// The verdict line of `metric` (the only strategy checked).
+#[track_caller]
+fn metric_line<'a>(stdout: &'a str, metric: &str) -> &'a str {
+    stdout
+        .lines()
+        .find(|l| l.split_whitespace().nth(1) == Some(metric))
+        .unwrap_or_else(|| panic!("no {metric} line in:\n{stdout}"))
 }
 
 #[test]
@@ -96,8 +113,23 @@ fn identical_builds_pass_with_exit_code_0() {
         "60",
         "--min-effect-p99",
         "500",
+        "--min-effect-cpu",
+        "30",
+        "--min-effect-vcs",
+        "100",
     ]);
     assert_exit(&out, 0, "no regression");
+    // The efficiency metrics are judged and do not flag the unchanged build.
+    // Minimum effects well above this machine's noise in 3 short rounds
+    // under a parallel build (CPU per request's median moved up to +9%,
+    // context switches' up to +24% between identical builds), so that the
+    // test cannot fail by chance; the injected slowdown above moves CPU per
+    // request by several times.
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    for metric in ["cpu_per_request", "vcs_per_request"] {
+        let line = metric_line(&stdout, metric);
+        assert!(!line.contains("REGRESSION"), "{stdout}");
+    }
 }
 
 #[test]
@@ -130,6 +162,12 @@ fn a_saved_baseline_is_written_then_passes_unchanged_code_and_catches_a_large_sl
         serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(saved["schema"], "prefork-lab.harness.regress-baseline.v1");
     assert_eq!(saved["strategies"].as_array().unwrap().len(), 2);
+    // The open-loop CPU per request relative to reuseport (1 for reuseport
+    // itself) is saved, for the cross-machine gate.
+    for s in saved["strategies"].as_array().unwrap() {
+        let r = s["cpu_per_request_vs_yardstick"].as_f64().unwrap();
+        assert!(r > 0.0, "{s}");
+    }
     let check = |extra: &[&str]| {
         Command::new(harness())
             .args([

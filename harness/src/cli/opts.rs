@@ -430,6 +430,14 @@ pub struct RegressOpts {
     /// Smallest p99 change that counts, percent (tails are noisier).
     #[arg(long, default_value_t = 25.0)]
     pub min_effect_p99: f64,
+    /// Smallest change of server CPU time per request (open loop) that
+    /// counts, percent.
+    #[arg(long, default_value_t = 10.0)]
+    pub min_effect_cpu: f64,
+    /// Smallest change of voluntary context switches per request (open
+    /// loop) that counts, percent.
+    #[arg(long, default_value_t = 25.0)]
+    pub min_effect_vcs: f64,
     /// Write this run's figures as a baseline file for later cross-machine checks.
     #[arg(long, value_name = "FILE")]
     pub save_baseline: Option<PathBuf>,
@@ -473,9 +481,15 @@ impl RegressOpts {
             ));
         }
         check_workers(&[self.workers])?;
-        if !(0.0..100.0).contains(&self.min_effect) || !(0.0..1000.0).contains(&self.min_effect_p99)
+        if !(0.0..100.0).contains(&self.min_effect)
+            || !(0.0..1000.0).contains(&self.min_effect_p99)
+            || !(0.0..1000.0).contains(&self.min_effect_cpu)
+            || !(0.0..1000.0).contains(&self.min_effect_vcs)
         {
-            return Err("--min-effect and --min-effect-p99 are percentages (e.g. 10)".into());
+            return Err(
+                "--min-effect, --min-effect-p99, --min-effect-cpu and --min-effect-vcs are percentages (e.g. 10)"
+                    .into(),
+            );
         }
         let candidate_bin = match &self.candidate_bin {
             Some(p) => p.clone(),
@@ -492,6 +506,8 @@ impl RegressOpts {
             warmup: self.warmup,
             min_effect: self.min_effect / 100.0,
             min_effect_p99: self.min_effect_p99 / 100.0,
+            min_effect_cpu: self.min_effect_cpu / 100.0,
+            min_effect_vcs: self.min_effect_vcs / 100.0,
             save_baseline: self.save_baseline.clone(),
             seed: 0x5EED,
         })

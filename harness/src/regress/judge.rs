@@ -9,6 +9,10 @@ use crate::analyse::stats::median;
 pub const TOL_RATIO: f64 = 0.25;
 /// Normalised throughput may move this much before it counts.
 pub const TOL_NORMALISED: f64 = 0.40;
+/// CPU time per request relative to the yardstick may rise this much over
+/// the baseline's before it counts (see REGRESSION.md for the spread it was
+/// chosen from).
+pub const TOL_CPU_RATIO: f64 = 0.30;
 /// Jain's index may drop this much (absolute) before it counts.
 pub const TOL_JAIN: f64 = 0.15;
 /// Jain's index is gated only for strategies at least this even in the baseline.
@@ -78,6 +82,24 @@ fn vs_yardstick(
         .collect()
 }
 
+/// Per round: candidate CPU time per request over the yardstick's
+/// candidate's; empty without a yardstick or without CPU figures.
+fn cpu_vs_yardstick(
+    i: usize,
+    all: &[Vec<(Option<Figures>, Figures)>],
+    strategies: &[String],
+) -> Vec<f64> {
+    let Some(y) = strategies.iter().position(|s| s == YARDSTICK) else {
+        return Vec::new();
+    };
+    all[i]
+        .iter()
+        .zip(&all[y])
+        .filter(|((_, c), (_, yc))| c.cpu_us_per_request > 0.0 && yc.cpu_us_per_request > 0.0)
+        .map(|((_, c), (_, yc))| c.cpu_us_per_request / yc.cpu_us_per_request)
+        .collect()
+}
+
 /// A candidate's figures as a saved baseline holds them.
 pub(super) fn summarize_candidate(
     s: &str,
@@ -99,6 +121,14 @@ pub(super) fn summarize_candidate(
             .into_iter()
             .fold(f64::INFINITY, f64::min),
         throughput_per_calibration: median(&per_cal),
+        cpu_per_request_vs_yardstick: {
+            let r = cpu_vs_yardstick(i, all, strategies);
+            if r.is_empty() {
+                0.0
+            } else {
+                median(&r)
+            }
+        },
         jain_connections: median(
             &f.iter()
                 .map(|(_, c)| c.jain_connections)
@@ -166,6 +196,32 @@ pub(super) fn cross_machine(
             TOL_NORMALISED * 100.0
         ),
     });
+    // CPU per request relative to the yardstick: absolute CPU time does not
+    // carry across machines, the ratio of two strategies measured in the
+    // same rounds does. Not gated where the baseline has no such figure
+    // (files written before it was measured) or for the yardstick itself.
+    let (now_c, base_c) = (
+        now.cpu_per_request_vs_yardstick,
+        base.cpu_per_request_vs_yardstick,
+    );
+    let gated = base_c > 0.0 && now_c > 0.0 && s != YARDSTICK;
+    let c = rel(now_c, base_c);
+    v.push(Verdict {
+        strategy: s.into(),
+        metric: format!("cpu_per_request_vs_{YARDSTICK}"),
+        change: [c, c, c],
+        regression: gated && now_c > base_c * (1.0 + TOL_CPU_RATIO),
+        note: if gated {
+            format!(
+                "{now_c:.2} now vs {base_c:.2} in the baseline (may rise {:.0}%)",
+                TOL_CPU_RATIO * 100.0
+            )
+        } else if s == YARDSTICK {
+            "the yardstick itself: not gated".into()
+        } else {
+            format!("{now_c:.2} now; not in the baseline: not gated")
+        },
+    });
     // Gated only where the baseline was even (Jain >= 0.9): for strategies
     // whose spread is decided by a race (shared:epoll's first burst), the
     // index itself varies from round to round and gating it would only
@@ -221,5 +277,102 @@ mod tests {
         let [lo, mid, hi] = bootstrap_median_ci(&xs, 3);
         assert!(lo <= mid && mid <= hi);
         assert_eq!(mid, 4.0);
+    }
+
+    fn figures(tput: f64, cpu: f64) -> Figures {
+        Figures {
+            throughput_rps: tput,
+            jain_connections: 1.0,
+            cpu_us_per_request: cpu,
+            workers_cpu_us_per_request: cpu,
+            ..Figures::default()
+        }
+    }
+
+    /// Two strategies, `rounds` rounds: master-pass at `cpu` µs/req,
+    /// reuseport at 80.
+    fn rounds(cpu: f64) -> (Vec<Vec<super::super::Pair>>, Vec<String>) {
+        let mp = (0..4).map(|_| (None, figures(9000.0, cpu))).collect();
+        let rp = (0..4).map(|_| (None, figures(10000.0, 80.0))).collect();
+        (vec![mp, rp], vec!["master-pass".into(), YARDSTICK.into()])
+    }
+
+    fn saved(cpu_ratio: f64) -> SavedBaseline {
+        let (all, names) = rounds(80.0);
+        let cal = [1.0; 4];
+        let mut strategies: Vec<SavedStrategy> = names
+            .iter()
+            .enumerate()
+            .map(|(i, s)| summarize_candidate(s, &all[i], &all, &names, &cal))
+            .collect();
+        strategies[0].cpu_per_request_vs_yardstick = cpu_ratio;
+        SavedBaseline {
+            schema: super::super::BASELINE_SCHEMA.into(),
+            environment: Default::default(),
+            rounds: 4,
+            workers: 2,
+            strategies,
+        }
+    }
+
+    fn cpu_verdict(now_cpu: f64, saved: &SavedBaseline) -> Verdict {
+        let (all, names) = rounds(now_cpu);
+        cross_machine("master-pass", &all[0], &all, &names, &[1.0; 4], saved)
+            .into_iter()
+            .find(|v| v.metric == "cpu_per_request_vs_reuseport")
+            .expect("a CPU verdict")
+    }
+
+    #[test]
+    fn cpu_per_request_against_the_yardstick_is_saved_and_gated() {
+        let (all, names) = rounds(100.0);
+        let s = summarize_candidate("master-pass", &all[0], &all, &names, &[1.0; 4]);
+        assert!((s.cpu_per_request_vs_yardstick - 1.25).abs() < 1e-9);
+        let base = saved(1.0);
+        // 80 -> 100 µs/req against reuseport's 80: +25%, within the tolerance.
+        assert!(!cpu_verdict(100.0, &base).regression);
+        // 80 -> 160: twice the yardstick's, a regression.
+        let v = cpu_verdict(160.0, &base);
+        assert!(v.regression, "{v:?}");
+        assert!((v.change[1] - 100.0).abs() < 1e-6);
+        // The yardstick itself is never gated on its own ratio (always 1).
+        let (all, names) = rounds(160.0);
+        let y = cross_machine(YARDSTICK, &all[1], &all, &names, &[1.0; 4], &base);
+        assert!(y.iter().all(|v| !v.regression), "{y:?}");
+    }
+
+    #[test]
+    fn a_baseline_without_cpu_figures_does_not_gate_them() {
+        // Files written before the open-loop run have no such field.
+        let json = r#"{"strategy":"master-pass","throughput_vs_yardstick":0.9,
+            "throughput_per_calibration":30.0,"jain_connections":0.95,"errors":0}"#;
+        let old: SavedStrategy = serde_json::from_str(json).unwrap();
+        assert_eq!(old.cpu_per_request_vs_yardstick, 0.0);
+        let v = cpu_verdict(400.0, &saved(0.0));
+        assert!(!v.regression, "{v:?}");
+        assert!(v.note.contains("not gated"), "{v:?}");
+        // Old run figures without the open-loop fields load too.
+        let f: Figures = serde_json::from_str(
+            r#"{"throughput_rps":1.0,"p99_us":2.0,"jain_connections":1.0,"errors":0}"#,
+        )
+        .unwrap();
+        assert_eq!(f.cpu_us_per_request, 0.0);
+        // The committed baseline predates the field: it loads, not gated.
+        let committed = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../results/baseline/regress.json");
+        let b = super::super::read_baseline(&committed).unwrap();
+        assert!(b
+            .strategies
+            .iter()
+            .all(|s| s.cpu_per_request_vs_yardstick == 0.0));
+    }
+
+    #[test]
+    fn more_cpu_per_request_is_worse() {
+        let up = [1.4, 1.5, 1.45, 1.38, 1.52, 1.47];
+        let v = judge_ratios("s", "cpu_per_request", &up, false, 0.10, 1);
+        assert!(v.regression && v.note.contains("significant"), "{v:?}");
+        let down = [0.7, 0.72, 0.69, 0.71];
+        assert!(!judge_ratios("s", "cpu_per_request", &down, false, 0.10, 1).regression);
     }
 }

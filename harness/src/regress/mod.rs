@@ -18,6 +18,16 @@
 //!    calibration measured in the same run (wide tolerance: CPU speed and
 //!    syscall cost do not scale together across machines).
 //!
+//! Besides the closed-loop run (throughput, p99, Jain's index, errors),
+//! every strategy, build and round gets one open-loop run at a fixed offered
+//! load ([`OPEN_LOOP_SHARE`] of the baseline build's closed-loop throughput
+//! in that round), in its own server start, that measures the server's CPU
+//! time (master and workers apart) and voluntary context switches per
+//! request: these separate builds and mechanisms even where throughput, on
+//! 2 CPUs shared with the generator, cannot. Same machine: judged like
+//! throughput (`--min-effect-cpu`, `--min-effect-vcs`). Saved baseline: CPU
+//! per request relative to the yardstick in the same round.
+//!
 //! Exit codes: 0 no regression, 3 regression, 1 error (e.g. a missing or
 //! unreadable baseline), 2 bad options.
 
@@ -32,6 +42,7 @@ use crate::analyse::stats::jain;
 pub mod judge;
 pub mod revision;
 
+use crate::measure::kernel::{proc_usage, usage_delta};
 use crate::measure::procs::{run_loadgen, start_lab_server_with, Binaries};
 use crate::model::environment::Environment;
 use judge::{
@@ -57,6 +68,29 @@ pub const LOAD_ARGS: &[&str] = &[
     "--path",
     "/?cpu_us=50",
 ];
+/// The open-loop run that measures the server's CPU time and context
+/// switches per request: the same requests, Poisson arrivals at a fixed
+/// offered rate (`--rate`, see [`OPEN_LOOP_SHARE`]), keep-alive connections
+/// recycled after 100 requests, so connection intake (the master's work in
+/// master-pass) is part of what is measured.
+pub const OPEN_LOAD_ARGS: &[&str] = &[
+    "--arrivals",
+    "poisson",
+    "--mode",
+    "keepalive",
+    "--connections",
+    "32",
+    "--requests-per-conn",
+    "100",
+    "--path",
+    "/?cpu_us=50",
+];
+/// The open-loop rate as a share of the closed-loop throughput of the
+/// baseline build (of the candidate where there is none: a saved baseline)
+/// of the same strategy in the same round: both builds of a round get the
+/// same offered load, low enough that neither saturates the 2 CPUs it
+/// shares with the generator, so CPU per request compares like with like.
+pub const OPEN_LOOP_SHARE: f64 = 0.5;
 
 /// What the check compares the candidate with.
 #[derive(Clone, Debug)]
@@ -90,11 +124,19 @@ pub struct RegressConfig {
     pub min_effect: f64,
     /// Smallest p99 change that counts.
     pub min_effect_p99: f64,
+    /// Smallest change of CPU time per request that counts.
+    pub min_effect_cpu: f64,
+    /// Smallest change of voluntary context switches per request that counts.
+    pub min_effect_vcs: f64,
     /// Write this run's figures as a baseline file.
     pub save_baseline: Option<PathBuf>,
     /// Seed of the bootstrap.
     pub seed: u64,
 }
+
+/// One round of one strategy: the baseline build's figures (none against a
+/// saved baseline) and the candidate's.
+pub type Pair = (Option<Figures>, Figures);
 
 /// One run's figures.
 #[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq)]
@@ -105,8 +147,25 @@ pub struct Figures {
     pub p99_us: f64,
     /// Jain's index of connections per worker (server's counts).
     pub jain_connections: f64,
-    /// Errors seen by the load generator.
+    /// Errors seen by the load generator (closed-loop run).
     pub errors: u64,
+    /// Open-loop run: server CPU time (master and workers, all threads) per
+    /// request answered, µs.
+    #[serde(default)]
+    pub cpu_us_per_request: f64,
+    /// Of that, the master's.
+    #[serde(default)]
+    pub master_cpu_us_per_request: f64,
+    /// Of that, the workers'.
+    #[serde(default)]
+    pub workers_cpu_us_per_request: f64,
+    /// Open-loop run: voluntary context switches of the master and the
+    /// workers (all threads) per request answered.
+    #[serde(default)]
+    pub vcs_per_request: f64,
+    /// The open-loop run's offered rate, req/s.
+    #[serde(default)]
+    pub open_loop_rate_rps: f64,
 }
 
 /// The verdict on one metric of one strategy.
@@ -154,6 +213,11 @@ pub struct SavedStrategy {
     pub throughput_vs_yardstick_min: f64,
     /// Median throughput per unit of the run's CPU calibration.
     pub throughput_per_calibration: f64,
+    /// Median over rounds of the open-loop server CPU time per request over
+    /// [`YARDSTICK`]'s in the same round (0: not measured, as in files
+    /// written before it was; not gated).
+    #[serde(default)]
+    pub cpu_per_request_vs_yardstick: f64,
     /// Median Jain's index of connections.
     pub jain_connections: f64,
     /// Errors, all rounds.
@@ -227,6 +291,127 @@ fn measure(
         p99_us: lg.latency.p99_us as f64,
         jain_connections: jain(&conns),
         errors: lg.errors.total(),
+        ..Figures::default()
+    })
+}
+
+/// The open-loop run's efficiency figures.
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Efficiency {
+    /// Master CPU µs per request.
+    pub master_cpu_us_per_request: f64,
+    /// Workers' CPU µs per request.
+    pub workers_cpu_us_per_request: f64,
+    /// Voluntary context switches (master and workers) per request.
+    pub vcs_per_request: f64,
+    /// The offered rate, req/s.
+    pub rate_rps: f64,
+}
+
+impl Figures {
+    /// Adds an open-loop run's figures.
+    pub fn with_efficiency(mut self, e: Efficiency) -> Figures {
+        self.master_cpu_us_per_request = e.master_cpu_us_per_request;
+        self.workers_cpu_us_per_request = e.workers_cpu_us_per_request;
+        self.cpu_us_per_request = e.master_cpu_us_per_request + e.workers_cpu_us_per_request;
+        self.vcs_per_request = e.vcs_per_request;
+        self.open_loop_rate_rps = e.rate_rps;
+        self
+    }
+}
+
+/// Requests the server answered in a loadgen process, warm-up included (the
+/// usage is read around the whole process): successes and errors, less the
+/// requests the server never saw (`unsent`: due but never sent, counted as
+/// `unfinished` errors; failed idle reconnects, which carry no request).
+pub fn requests_answered(lg: &loadgen::result::LoadResult) -> u64 {
+    (lg.ok + lg.errors.total() + lg.warmup.ok + lg.warmup.errors)
+        .saturating_sub(lg.unsent + lg.idle_connect_errors)
+}
+
+fn usage_of(pid: i32, what: &str) -> Result<crate::model::kernel::ProcUsage, String> {
+    proc_usage(pid).ok_or_else(|| format!("lab-server's {what} (pid {pid}) is gone"))
+}
+
+/// One open-loop run at `rate_rps` in its own server start: the server's
+/// CPU time and voluntary context switches, read just before and just after
+/// the loadgen process, per request answered.
+#[allow(clippy::too_many_arguments)]
+fn measure_open(
+    server_bin: &Path,
+    bins: &Binaries,
+    strategy: &str,
+    cfg: &RegressConfig,
+    extra: &[String],
+    work: &Path,
+    stop: &AtomicBool,
+    rate_rps: f64,
+    seed: u64,
+) -> Result<Efficiency, String> {
+    let b = Binaries {
+        lab_server: server_bin.to_path_buf(),
+        loadgen: bins.loadgen.clone(),
+    };
+    let _ = std::fs::create_dir_all(work);
+    let stats_path = work.join("stats-open.json");
+    let server = start_lab_server_with(
+        &b,
+        strategy,
+        cfg.workers,
+        &[],
+        &stats_path,
+        Duration::from_secs(10),
+        extra,
+    )?;
+    let mut args: Vec<String> = vec![
+        "--target".into(),
+        server.addr.clone(),
+        "--duration".into(),
+        format!("{}ms", cfg.duration.as_millis()),
+        "--warmup".into(),
+        format!("{}ms", cfg.warmup.as_millis()),
+        "--rate".into(),
+        format!("{:.0}", rate_rps.max(1.0)),
+        "--seed".into(),
+        seed.to_string(),
+    ];
+    args.extend(OPEN_LOAD_ARGS.iter().map(|s| s.to_string()));
+    let read = |server: &crate::measure::procs::RunningServer| {
+        let master = usage_of(server.master_pid, "master")?;
+        let workers = server
+            .worker_pids
+            .iter()
+            .map(|&p| usage_of(p, "worker"))
+            .collect::<Result<Vec<_>, String>>()?;
+        Ok::<_, String>((master, workers))
+    };
+    let before = read(&server)?;
+    let lg = run_loadgen(
+        &b,
+        &args,
+        &[],
+        &work.join("loadgen-open.json"),
+        cfg.duration + cfg.warmup + Duration::from_secs(20),
+        stop,
+    );
+    let after = read(&server);
+    let _ = server.stop(Duration::from_secs(5));
+    let (lg, after) = (lg?, after?);
+    let requests = requests_answered(&lg).max(1) as f64;
+    let master = usage_delta(before.0, after.0);
+    let workers = before
+        .1
+        .iter()
+        .zip(&after.1)
+        .map(|(b, a)| usage_delta(*b, *a))
+        .fold((0u64, 0u64), |(cpu, vcs), u| {
+            (cpu + u.cpu_us, vcs + u.voluntary_ctxt_switches)
+        });
+    Ok(Efficiency {
+        master_cpu_us_per_request: master.cpu_us as f64 / requests,
+        workers_cpu_us_per_request: workers.0 as f64 / requests,
+        vcs_per_request: (master.voluntary_ctxt_switches + workers.1) as f64 / requests,
+        rate_rps,
     })
 }
 
@@ -292,28 +477,83 @@ pub fn run(cfg: &RegressConfig, stop: &AtomicBool) -> Result<Outcome, String> {
                         stop,
                     )
                 };
+                // The open-loop runs of a round share one arrival seed, so
+                // both builds get the same arrivals.
+                let seed = (round as u64 + 1) * 1000 + i as u64;
+                let cand_open = |rate: f64| {
+                    measure_open(
+                        &cfg.candidate_bin,
+                        &bins,
+                        s,
+                        cfg,
+                        &cand_extra,
+                        &work.join("c"),
+                        stop,
+                        rate,
+                        seed,
+                    )
+                };
                 let pair = match &cfg.baseline {
                     Baseline::Bin(base_bin) => {
                         let base =
                             |w: &str| measure(base_bin, &bins, s, cfg, &[], &work.join(w), stop);
-                        // A B in even rounds, B A in odd ones.
-                        if round % 2 == 0 {
+                        let base_open = |rate: f64| {
+                            measure_open(
+                                base_bin,
+                                &bins,
+                                s,
+                                cfg,
+                                &[],
+                                &work.join("b"),
+                                stop,
+                                rate,
+                                seed,
+                            )
+                        };
+                        // A B in even rounds, B A in odd ones: first the
+                        // closed-loop runs, then (at a share of the
+                        // baseline's closed-loop throughput) the open-loop
+                        // ones, in the same order.
+                        let (b, c) = if round % 2 == 0 {
                             let b = base("b")?;
-                            (Some(b), cand("c")?)
+                            (b, cand("c")?)
                         } else {
                             let c = cand("c")?;
-                            (Some(base("b")?), c)
-                        }
+                            (base("b")?, c)
+                        };
+                        let rate = OPEN_LOOP_SHARE * b.throughput_rps;
+                        let (be, ce) = if round % 2 == 0 {
+                            let be = base_open(rate)?;
+                            (be, cand_open(rate)?)
+                        } else {
+                            let ce = cand_open(rate)?;
+                            (base_open(rate)?, ce)
+                        };
+                        (Some(b.with_efficiency(be)), c.with_efficiency(ce))
                     }
-                    Baseline::File(_) => (None, cand("c")?),
+                    Baseline::File(_) => {
+                        let c = cand("c")?;
+                        let ce = cand_open(OPEN_LOOP_SHARE * c.throughput_rps)?;
+                        (None, c.with_efficiency(ce))
+                    }
+                };
+                let eff = |f: &Figures| {
+                    format!(
+                        "{:.0} req/s, {:.1} CPU µs/req ({:.1} master), {:.2} vcs/req",
+                        f.throughput_rps,
+                        f.cpu_us_per_request,
+                        f.master_cpu_us_per_request,
+                        f.vcs_per_request
+                    )
                 };
                 eprintln!(
-                    "harness: regress round {}/{} {s}: candidate {:.0} req/s{}",
+                    "harness: regress round {}/{} {s} (open loop at {:.0} req/s): candidate {}{}",
                     round + 1,
                     cfg.rounds,
-                    pair.1.throughput_rps,
+                    pair.1.open_loop_rate_rps,
+                    eff(&pair.1),
                     pair.0
-                        .map(|b| format!(", baseline {:.0} req/s", b.throughput_rps))
+                        .map(|b| format!("; baseline {}", eff(&b)))
                         .unwrap_or_default()
                 );
                 figures[i].push(pair);
@@ -359,6 +599,24 @@ pub fn run(cfg: &RegressConfig, stop: &AtomicBool) -> Result<Outcome, String> {
                 cfg.min_effect_p99,
                 seed + 1,
             ));
+            let mut cpu = judge_ratios(
+                s,
+                "cpu_per_request",
+                &ratio(|x| x.cpu_us_per_request),
+                false,
+                cfg.min_effect_cpu,
+                seed + 3,
+            );
+            cpu.note = format!("{}; {}", cpu.note, cpu_split(f));
+            verdicts.push(cpu);
+            verdicts.push(judge_ratios(
+                s,
+                "vcs_per_request",
+                &ratio(|x| x.vcs_per_request),
+                false,
+                cfg.min_effect_vcs,
+                seed + 4,
+            ));
             let diffs: Vec<f64> = f
                 .iter()
                 .map(|(b, c)| c.jain_connections - b.unwrap_or_default().jain_connections)
@@ -401,6 +659,21 @@ pub fn run(cfg: &RegressConfig, stop: &AtomicBool) -> Result<Outcome, String> {
         verdicts,
         wall: started.elapsed(),
     })
+}
+
+/// The medians of master and worker CPU per request, baseline and
+/// candidate, for the note of the CPU verdict.
+fn cpu_split(f: &[Pair]) -> String {
+    let med = |g: &dyn Fn(&Pair) -> f64| {
+        crate::analyse::stats::median(&f.iter().map(g).collect::<Vec<_>>())
+    };
+    format!(
+        "median µs/req master+workers: baseline {:.1}+{:.1}, candidate {:.1}+{:.1}",
+        med(&|p| p.0.unwrap_or_default().master_cpu_us_per_request),
+        med(&|p| p.0.unwrap_or_default().workers_cpu_us_per_request),
+        med(&|p| p.1.master_cpu_us_per_request),
+        med(&|p| p.1.workers_cpu_us_per_request),
+    )
 }
 
 /// Reads a saved baseline, with errors that say what to do.
