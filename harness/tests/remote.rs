@@ -150,8 +150,18 @@ fn two_remote_generators_and_a_remote_server_merge_into_exactly_what_the_server_
             Some(2),
             "{what}"
         );
-        // Merged per-worker counts = the server's own counts, worker by worker.
+        // Merged per-worker counts plus the warm-up probes' = the server's
+        // own counts, worker by worker.
         let stats = &r["server"]["stats"];
+        let probes = |pid: i64| -> u64 {
+            r["steadiness"]["warmup_requests_by_worker"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .filter(|w| w["worker"].as_i64() == Some(pid))
+                .map(|w| u(&w["requests"]))
+                .sum()
+        };
         let mut server: Vec<(i64, u64)> = stats["workers"]
             .as_array()
             .unwrap()
@@ -163,12 +173,15 @@ fn two_remote_generators_and_a_remote_server_merge_into_exactly_what_the_server_
             .as_array()
             .unwrap()
             .iter()
-            .map(|w| (w["worker"].as_i64().unwrap(), u(&w["requests"])))
+            .map(|w| {
+                let pid = w["worker"].as_i64().unwrap();
+                (pid, u(&w["requests"]) + probes(pid))
+            })
             .collect();
         ours.sort();
         assert_eq!(
             ours, server,
-            "{what}: per-worker requests, generators merged vs the server's stats file"
+            "{what}: per-worker requests, generators merged plus warm-up probes vs the server's stats file"
         );
         // Server-side figures came over ssh: its processes' CPU and the
         // server host's TCP counters.

@@ -63,7 +63,7 @@ pub struct RunRecord {
 impl RunRecord {
     /// Requests the server answered while its processes' usage
     /// (`server.processes`) was measured: the measured loadgen process's
-    /// own warm-up and measured window.
+    /// (its warm-up is 0 since run files v2; v1's had one).
     pub fn requests_in_usage_window(&self) -> u64 {
         let l = &self.loadgen;
         l.ok + l.errors.total() + l.warmup.ok + l.warmup.errors
@@ -89,6 +89,10 @@ pub struct Steadiness {
     /// The warm-up, slice by slice, in order (several loadgen probes, each
     /// on fresh connections, back to back).
     pub warmup_slices: Vec<ProbeSlice>,
+    /// Requests the warm-up probes got answered, per worker (`X-Worker`):
+    /// with the measured window's tallies, everything the server served.
+    #[serde(default)]
+    pub warmup_requests_by_worker: Vec<WorkerRequests>,
     /// The warm-up ended because its last slices agreed (false: at the cap).
     pub warmed: bool,
     /// The measured window's trend.
@@ -97,6 +101,15 @@ pub struct Steadiness {
     pub steady: bool,
     /// Why not, in words; `None` when steady.
     pub why_not: Option<String>,
+}
+
+/// Requests one worker answered.
+#[derive(Clone, Copy, Debug, Default, Serialize, Deserialize, PartialEq, Eq)]
+pub struct WorkerRequests {
+    /// Its pid (`X-Worker`).
+    pub worker: u32,
+    /// Requests.
+    pub requests: u64,
 }
 
 /// One slice of a warm-up probe.

@@ -17,7 +17,7 @@ use crate::model::faults::{FaultRecord, Surge};
 use crate::model::names::migrate_req;
 use crate::model::record::{
     KernelSide, Noise, Pinning, ProbeSlice, ProcRecord, RemoteRun, RunRecord, ServerSide,
-    Steadiness, RUN_SCHEMA,
+    Steadiness, WorkerRequests, RUN_SCHEMA,
 };
 use crate::model::remote::PartJson;
 use crate::model::workload::Fault;
@@ -156,7 +156,7 @@ pub(super) fn run_one(spec: &RunSpec<'_>, stop: &AtomicBool) -> Result<RunRecord
             }
             args
         };
-        let mut args = common(duration, LEAD_IN);
+        let mut args = common(duration, Duration::ZERO);
         args.extend(workload_args.iter().cloned());
         // The probes run the workload without a scenario's rate steps.
         let mut probe_args = common(PROBE, Duration::ZERO);
@@ -235,9 +235,6 @@ pub(super) fn run_one(spec: &RunSpec<'_>, stop: &AtomicBool) -> Result<RunRecord
     })
 }
 
-/// The measured loadgen's own warm-up: its connections open and its first
-/// requests go out before the window starts (the server is warm by then).
-const LEAD_IN: Duration = Duration::from_millis(100);
 /// Length of one warm-up probe (one loadgen process).
 const PROBE: Duration = Duration::from_millis(500);
 /// Its slices (the probe is warm when its timeline has no trend).
@@ -246,6 +243,8 @@ const PROBE_SLICE: Duration = Duration::from_millis(100);
 /// What the warm-up did.
 struct Warm {
     slices: Vec<ProbeSlice>,
+    /// Requests the probes got answered, per worker (`X-Worker`).
+    by_worker: std::collections::BTreeMap<u32, u64>,
     spent: Duration,
     /// `Err`: the cap was reached; why the slices did not agree.
     warmed: Result<(), String>,
@@ -258,6 +257,7 @@ struct Warm {
 fn warm_up(load: &Load<'_>, stop: &AtomicBool) -> Result<Warm, String> {
     let path = load.lg_path.with_file_name("probe.json");
     let mut slices = Vec::new();
+    let mut by_worker = std::collections::BTreeMap::new();
     let mut spent = Duration::ZERO;
     loop {
         let r = run_loadgen(
@@ -270,6 +270,9 @@ fn warm_up(load: &Load<'_>, stop: &AtomicBool) -> Result<Warm, String> {
         )
         .map_err(|e| format!("warm-up: {e}"))?;
         spent += PROBE;
+        for w in &r.workers {
+            *by_worker.entry(w.worker).or_insert(0) += w.requests;
+        }
         let now = probe_slices(&r.timeline, PROBE_SLICE.as_secs_f64());
         let mut verdict = judge(&r.timeline).map_err(|e| format!("warm-up: {e}"))?.1;
         if load.jit && verdict.is_ok() {
@@ -284,6 +287,7 @@ fn warm_up(load: &Load<'_>, stop: &AtomicBool) -> Result<Warm, String> {
         if spent >= load.warmup_min && verdict.is_ok() || spent >= load.warmup_cap {
             return Ok(Warm {
                 slices,
+                by_worker,
                 spent,
                 warmed: verdict,
             });
@@ -313,6 +317,11 @@ fn steadiness(
         warmup_cap_s: cap.as_secs_f64(),
         slice_s: PROBE_SLICE.as_secs_f64(),
         warmup_slices: warm.slices,
+        warmup_requests_by_worker: warm
+            .by_worker
+            .into_iter()
+            .map(|(worker, requests)| WorkerRequests { worker, requests })
+            .collect(),
         warmed: warm.warmed.is_ok(),
         trend,
         steady: why_not.is_none(),
@@ -382,7 +391,10 @@ fn measure(
         generators,
         ..
     } = *load;
-    let warmup = LEAD_IN;
+    // The server is warm: the measured loadgen has no warm-up of its own,
+    // so every request it sends is in its per-worker tallies (with the
+    // probes', what the server served, exactly).
+    let warmup = Duration::ZERO;
     let (master_pid, worker_pids) = (server.master_pid(), server.worker_pids());
     let mut pids = vec![master_pid];
     pids.extend(&worker_pids);
