@@ -13,11 +13,16 @@ use crate::model::record::{ProbeSlice, Trend};
 /// p99 is compared only for halves with at least this many requests (one
 /// request in a hundred is then above it).
 pub const MIN_P99_SAMPLES: u64 = 200;
-/// A measured window whose throughput moves by more than this share of its
-/// mean (along the fitted line, with an interval that excludes 0) has a trend.
+/// A window whose throughput moves by more than this share of its mean
+/// (along the fitted line, with an interval that excludes 0) has a trend.
 pub const TREND_LIMIT: f64 = 0.10;
-/// ... or whose halves' p99s differ by more than this factor.
+/// ... or whose halves' p99s differ by more than this factor while the
+/// slices' p99s move one way (Kendall's tau, |z| > 1.96): a tail that
+/// shrinks as a JIT warms. Bursts at random moments (a garbage collector's
+/// pauses) are the steady state of such a server, not a trend.
 pub const TREND_P99_FACTOR: f64 = 2.0;
+/// Slices with fewer requests than this have no p99 for the rank test.
+pub const MIN_SLICE_P99_SAMPLES: u64 = 50;
 
 /// A timeline as warm-up slices (their throughput over `slice_s`).
 pub fn probe_slices(timeline: &[SliceJson], slice_s: f64) -> Vec<ProbeSlice> {
@@ -127,13 +132,45 @@ pub fn trend(timeline: &[SliceJson]) -> Result<Trend, String> {
             h.value_at_quantile(0.99)
         })
     };
+    let p99s: Vec<f64> = slices
+        .iter()
+        .filter(|s| s.ok >= MIN_SLICE_P99_SAMPLES)
+        .map(|s| s.p99_us as f64)
+        .collect();
+    let (tau, z) = kendall(&p99s);
     Ok(Trend {
         slices: n,
         throughput_change: change,
         throughput_change_ci: ci,
         first_half_p99_us: half(&slices[..n / 2])?,
         second_half_p99_us: half(&slices[n - n / 2..])?,
+        p99_tau: tau,
+        p99_tau_z: z,
     })
+}
+
+/// Kendall's tau of `ys` against their order, and its z score under no
+/// trend (normal approximation, ties counted as neither); (0, 0) for fewer
+/// than 4 values.
+pub fn kendall(ys: &[f64]) -> (f64, f64) {
+    let n = ys.len();
+    if n < 4 {
+        return (0.0, 0.0);
+    }
+    let mut s = 0i64;
+    for i in 0..n {
+        for j in i + 1..n {
+            s += match ys[j].partial_cmp(&ys[i]) {
+                Some(std::cmp::Ordering::Greater) => 1,
+                Some(std::cmp::Ordering::Less) => -1,
+                _ => 0,
+            };
+        }
+    }
+    let nf = n as f64;
+    let pairs = nf * (nf - 1.0) / 2.0;
+    let var = nf * (nf - 1.0) * (2.0 * nf + 5.0) / 18.0;
+    (s as f64 / pairs, s as f64 / var.sqrt())
 }
 
 /// A window's trend and whether it is steady (`Err` says why not).
@@ -163,11 +200,15 @@ pub fn without_trend(t: &Trend, first_half_ok: u64) -> Result<(), String> {
         t.first_half_p99_us.max(1) as f64,
         t.second_half_p99_us.max(1) as f64,
     );
-    if first_half_ok >= MIN_P99_SAMPLES && a.max(b) / a.min(b) > TREND_P99_FACTOR {
+    if first_half_ok >= MIN_P99_SAMPLES
+        && a.max(b) / a.min(b) > TREND_P99_FACTOR
+        && t.p99_tau_z.abs() > 1.96
+    {
         return Err(format!(
-            "p99 moved from {} to {} between the halves of the window",
+            "p99 moved from {} to {} between the halves of the window, one way (Kendall's tau {:+.2})",
             loadgen::result::fmt_us(t.first_half_p99_us),
-            loadgen::result::fmt_us(t.second_half_p99_us)
+            loadgen::result::fmt_us(t.second_half_p99_us),
+            t.p99_tau
         ));
     }
     Ok(())
@@ -223,13 +264,28 @@ mod tests {
         assert!(cold.is_err());
         let (_, warm) = judge(&timeline(&[1160, 1130, 1140, 1180, 1120, 1150])).unwrap();
         assert!(warm.is_ok(), "{warm:?}");
-        // A tail that shrank between the halves.
-        let mut t = timeline_p99(&[1000; 3], 509_000);
-        t.extend(timeline_p99(&[1000; 3], 2700));
-        for (i, s) in t.iter_mut().enumerate() {
-            s.start_s = i as f64 * 0.1;
+        // A tail that shrank all along, slice after slice ...
+        let mut t = Vec::new();
+        for (i, p99) in [509_000, 200_000, 90_000, 30_000, 8_000, 2_700]
+            .iter()
+            .enumerate()
+        {
+            let mut s = timeline_p99(&[1000], *p99);
+            s[0].start_s = i as f64 * 0.1;
+            t.extend(s);
         }
         assert!(judge(&t).unwrap().1.unwrap_err().contains("p99"));
+        // ... but not one burst at a random moment (a GC pause).
+        let mut t = Vec::new();
+        for (i, p99) in [2_700, 29_000, 2_600, 2_800, 2_500, 2_900]
+            .iter()
+            .enumerate()
+        {
+            let mut s = timeline_p99(&[1000], *p99);
+            s[0].start_s = i as f64 * 0.1;
+            t.extend(s);
+        }
+        assert!(judge(&t).unwrap().1.is_ok());
     }
 
     #[test]
@@ -250,6 +306,17 @@ mod tests {
         assert!(plateau(&probe(5000.0, 8000), &probe(5000.0, 2700))
             .unwrap_err()
             .contains("p99"));
+    }
+
+    #[test]
+    fn kendall_known_values() {
+        assert_eq!(kendall(&[1.0, 2.0, 3.0, 4.0]).0, 1.0);
+        assert_eq!(kendall(&[4.0, 3.0, 2.0, 1.0]).0, -1.0);
+        assert_eq!(kendall(&[1.0, 2.0]), (0.0, 0.0));
+        // 10 values all rising: S = 45, var = 10*9*25/18 = 125.
+        let (t, z) = kendall(&(0..10).map(f64::from).collect::<Vec<_>>());
+        assert_eq!(t, 1.0);
+        assert!((z - 45.0 / 125f64.sqrt()).abs() < 1e-9);
     }
 
     #[test]

@@ -140,6 +140,14 @@ pub struct Trend {
     pub first_half_p99_us: u64,
     /// p99 of the second half, µs.
     pub second_half_p99_us: u64,
+    /// Kendall's rank correlation of the slices' p99 with time (-1: falling
+    /// all along, +1: rising all along; 0 for bursts at random moments),
+    /// over the slices with enough requests for a p99.
+    #[serde(default)]
+    pub p99_tau: f64,
+    /// Its z score (|z| > 1.96: a monotone trend, not chance).
+    #[serde(default)]
+    pub p99_tau_z: f64,
 }
 
 /// What else used the machine's CPUs during a run's measured window: CPU

@@ -168,7 +168,7 @@ pub(super) fn run_one(spec: &RunSpec<'_>, stop: &AtomicBool) -> Result<RunRecord
             probe_args: &probe_args,
             loadgen_cpus: &place.loadgen,
             lg_path: &work_dir.join("loadgen.json"),
-            warmup_min: warmup,
+            warmup_min: warmup.max(spec.min_warmup()),
             warmup_cap,
             jit: spec.jit(),
             duration,

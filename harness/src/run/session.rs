@@ -174,7 +174,7 @@ impl Runner<'_> {
             let jit =
                 TargetSpec::parse(target).is_some_and(|t| t.warmup_cap() > Duration::from_secs(3));
             cfg.warmup.max(Duration::from_millis(500)).max(if jit {
-                Duration::from_secs(2)
+                Duration::from_secs(4)
             } else {
                 Duration::ZERO
             })

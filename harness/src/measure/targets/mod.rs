@@ -112,6 +112,21 @@ impl TargetSpec {
         }
     }
 
+    /// The least warm-up its runs get: a JIT-compiled server climbs in
+    /// steps (V8's tiers), and a stall between two steps looks like a
+    /// plateau. Measured here (cluster.js, rr, 2 workers, from cold, 500 ms
+    /// windows): `close` 3.0k, 3.1k, 4.5k, 5.6k, 6.4k, 6.3k, 6.5k, then
+    /// 6.0-7.3k req/s; keep-alive 12k, 43k, 47k, 58k, 59k, 55k, then
+    /// 49-58k: both on their plateau after 2.5 s of load. The plateau test
+    /// still runs after this floor.
+    pub fn min_warmup(&self) -> Duration {
+        if self.jit() {
+            Duration::from_secs(3)
+        } else {
+            Duration::ZERO
+        }
+    }
+
     /// Whether it compiles its hot paths while it serves (Node.js): its
     /// warm-up must show a plateau, two probes in a row that agree, not just
     /// one probe without a trend.
