@@ -1,6 +1,6 @@
 //! Is a run steady? One pure test on a loadgen timeline, used twice: a
 //! window is steady when the line through its per-slice throughput moves
-//! by at most [`TREND_LIMIT`] of its mean, or its 95% interval includes no
+//! by at most [`TREND_LIMIT`] of its mean, or its 99% interval includes no
 //! change (noise), and the p99s of its halves are within
 //! [`TREND_P99_FACTOR`]. The harness warms a run with probes of its own
 //! workload until a probe passes (or the target's cap), then tests the
@@ -14,7 +14,7 @@ use crate::model::record::{ProbeSlice, Trend};
 /// request in a hundred is then above it).
 pub const MIN_P99_SAMPLES: u64 = 200;
 /// A window whose throughput moves by more than this share of its mean
-/// (along the fitted line, with an interval that excludes 0) has a trend.
+/// (along the fitted line, with a 99% interval that excludes 0) has a trend.
 pub const TREND_LIMIT: f64 = 0.10;
 /// ... or whose halves' p99s differ by more than this factor while the
 /// slices' p99s move one way (Kendall's tau, |z| > 1.96): a tail that
@@ -70,17 +70,19 @@ pub fn plateau(before: &[ProbeSlice], now: &[ProbeSlice]) -> Result<(), String> 
     Ok(())
 }
 
-/// Two-sided 97.5% quantile of Student's t with `df` degrees of freedom.
-fn t975(df: usize) -> f64 {
+/// The 99.5% quantile of Student's t with `df` degrees of freedom: the
+/// slope's interval is a 99% one, so that noise alone marks about one
+/// steady window in a hundred (a JIT's warm-up is far outside it).
+fn t995(df: usize) -> f64 {
     const T: [f64; 30] = [
-        12.706, 4.303, 3.182, 2.776, 2.571, 2.447, 2.365, 2.306, 2.262, 2.228, 2.201, 2.179, 2.160,
-        2.145, 2.131, 2.120, 2.110, 2.101, 2.093, 2.086, 2.080, 2.074, 2.069, 2.064, 2.060, 2.056,
-        2.052, 2.048, 2.045, 2.042,
+        63.657, 9.925, 5.841, 4.604, 4.032, 3.707, 3.499, 3.355, 3.250, 3.169, 3.106, 3.055, 3.012,
+        2.977, 2.947, 2.921, 2.898, 2.878, 2.861, 2.845, 2.831, 2.819, 2.807, 2.797, 2.787, 2.779,
+        2.771, 2.763, 2.756, 2.750,
     ];
     match df {
         0 => f64::INFINITY,
         d if d <= 30 => T[d - 1],
-        _ => 1.96,
+        _ => 2.576,
     }
 }
 
@@ -115,7 +117,7 @@ pub fn trend(timeline: &[SliceJson]) -> Result<Trend, String> {
             .sum();
         let se = (sse / (n - 2) as f64 / sxx).sqrt();
         let span = (n - 1) as f64 / mean;
-        let t = t975(n - 2);
+        let t = t995(n - 2);
         (b * span, [(b - t * se) * span, (b + t * se) * span])
     } else {
         (0.0, [0.0, 0.0])
@@ -185,7 +187,7 @@ pub fn without_trend(t: &Trend, first_half_ok: u64) -> Result<(), String> {
     let [lo, hi] = t.throughput_change_ci;
     if t.throughput_change.abs() > TREND_LIMIT && (lo > 0.0 || hi < 0.0) {
         return Err(format!(
-            "throughput {} by {:.0}% over the window (95% interval {:+.0}%..{:+.0}%)",
+            "throughput {} by {:.0}% over the window (99% interval {:+.0}%..{:+.0}%)",
             if t.throughput_change > 0.0 {
                 "rose"
             } else {

@@ -134,7 +134,7 @@ pub struct Trend {
     /// Change of throughput over the window along the fitted line, as a
     /// share of the mean (+0.2: 20% more at the end than at the start).
     pub throughput_change: f64,
-    /// 95% interval of that change.
+    /// 99% interval of that change.
     pub throughput_change_ci: [f64; 2],
     /// p99 of the first half of the window, µs.
     pub first_half_p99_us: u64,
