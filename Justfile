@@ -5,10 +5,10 @@
 test *args:
     scripts/test {{args}}
 
-# The default comparison: every strategy x 2 and 4 workers x 5 steady
-# workloads, then the 4 fault scenarios with 4 workers, x 3 rounds, plus nginx
-# and Node.js where installed (about 9 minutes on 2 cores); the report lands
-# in results/latest/.
+# The default comparison: one target per mechanism, nginx and Node.js where
+# installed, as many workers as CPUs, 4 steady workloads and a worker crash,
+# 5 interleaved rounds, every run warmed until steady (about 8 minutes on 2
+# cores; harness/BENCH.md); the report lands in results/latest/.
 bench *args:
     cargo build --release --workspace
     target/release/harness bench {{args}}
@@ -17,6 +17,15 @@ bench *args:
 bench-quick *args:
     cargo build --release --workspace
     target/release/harness bench --quick {{args}}
+
+# The whole matrix: every target, workload and worker count (about an hour).
+bench-full *args:
+    cargo build --release --workspace
+    target/release/harness bench --full {{args}}
+
+# The false-finding rate: one target under two labels, 10 sessions.
+aa-check *args:
+    scripts/aa-check.sh {{args}}
 
 # Re-render summary.json and the report of a results directory from its run files.
 report dir="results/latest":

@@ -57,11 +57,43 @@ fn spread_sentence(group: &str, g: &[&Cell], f: Figure, what: &str) -> Option<St
     if f.higher_is_better() {
         ranked.reverse();
     }
-    let (best, worst) = (ranked[0], ranked[ranked.len() - 1]);
-    let i = compare::advantage(best, worst, f)?;
+    let best = ranked[0];
+    // The worst target that has enough steady rounds beside the best's for
+    // an interval (the very worst may not).
+    let comparable = ranked[1..]
+        .iter()
+        .rev()
+        .find_map(|c| Some((*c, compare::advantage(best, c, f)?)));
+    let worst = comparable.map_or(ranked[ranked.len() - 1], |(c, _)| c);
+    let Some(i) = comparable.map(|(_, i)| i) else {
+        return Some(format!(
+            "{group}: {what}: no interval: fewer than {} rounds were steady in both the best ({} {}) and any other (the worst: {} {}), so no difference is claimed.",
+            compare::MIN_PAIRS,
+            best.target,
+            value(f, f.median(best)),
+            worst.target,
+            value(f, f.median(worst)),
+        ));
+    };
+    // Targets ranked below `worst` had too few steady rounds beside the best.
+    let beyond = ranked.len()
+        - 1
+        - ranked
+            .iter()
+            .position(|c| c.target == worst.target)
+            .unwrap_or(0);
+    let beyond = if beyond > 0 {
+        format!(
+            " ({beyond} target{} ranked lower had too few steady rounds beside {} for an interval)",
+            if beyond > 1 { "s" } else { "" },
+            best.target
+        )
+    } else {
+        String::new()
+    };
     Some(if i.significant {
         format!(
-            "{group}: {what}: {} ({}) against {} ({}): {}.",
+            "{group}: {what}: {} ({}) against {} ({}): {}{beyond}.",
             best.target,
             value(f, f.median(best)),
             worst.target,
@@ -70,8 +102,7 @@ fn spread_sentence(group: &str, g: &[&Cell], f: Figure, what: &str) -> Option<St
         )
     } else {
         format!(
-            "{group}: {what}: no significant difference across {} targets (best {} {}, worst {} {}: {}).",
-            steady.len(),
+            "{group}: {what}: no significant difference between the best, {} ({}), and {} ({}): {}{beyond}.",
             best.target,
             value(f, f.median(best)),
             worst.target,
@@ -157,19 +188,31 @@ pub fn findings(cells: &[Cell]) -> Vec<String> {
         }
     }
     // 5. Accepts that found the queue empty (what of a herd reaches user
-    //    space), where they are common.
-    let waste = |c: &Cell| c.wasted_wakeups_per_connection.unwrap_or(0.0);
-    if let Some(c) = cells
+    //    space), where every steady round has them.
+    let eagain = |c: &Cell| -> Option<(f64, f64, f64)> {
+        let v: Vec<f64> = c
+            .per_round
+            .iter()
+            .filter(|r| r.steady)
+            .filter_map(|r| r.eagain_per_connection)
+            .collect();
+        (v.len() >= compare::MIN_PAIRS).then(|| {
+            (
+                super::stats::median(&v),
+                v.iter().cloned().fold(f64::INFINITY, f64::min),
+                v.iter().cloned().fold(0.0, f64::max),
+            )
+        })
+    };
+    if let Some((c, (med, lo, hi))) = cells
         .iter()
-        .filter(|c| waste(c) > 0.05)
-        .max_by(|a, b| waste(a).total_cmp(&waste(b)))
+        .filter_map(|c| Some((c, eagain(c)?)))
+        .filter(|(_, (_, lo, _))| *lo > 0.05)
+        .max_by(|a, b| a.1 .0.total_cmp(&b.1 .0))
     {
         out.push(format!(
-            "{}, {}, {} workers: {:.2} accept() calls returned EAGAIN per connection served (a worker woken for a connection another worker took; most woken waiters never get this far, see the context switches).",
-            c.target,
-            c.workload,
-            c.workers,
-            waste(c)
+            "{}, {}, {} workers: {med:.2} accept() calls returned EAGAIN per connection served (rounds {lo:.2}-{hi:.2}): workers woken for a connection another worker took; most woken waiters never get this far, see the context switches.",
+            c.target, c.workload, c.workers
         ));
     }
     // 6. The master as a bottleneck: its share in every steady round.

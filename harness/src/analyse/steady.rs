@@ -131,6 +131,11 @@ pub fn round_figures(r: &RunRecord) -> RoundFigures {
         ivcs_per_request: ivcs / requests,
         steal_pct: r.noise.as_ref().map_or(0.0, |n| n.steal_pct),
         other_cpu_pct: r.noise.as_ref().map_or(0.0, |n| n.other_cpu_pct),
+        eagain_per_connection: r.server.stats.as_ref().map(|s| {
+            let eagain: u64 = s.workers.iter().map(|w| w.accept_eagain).sum();
+            let conns: u64 = s.workers.iter().map(|w| w.connections).sum();
+            eagain as f64 / conns.max(1) as f64
+        }),
     }
 }
 

@@ -332,6 +332,10 @@ pub struct RoundFigures {
     pub steal_pct: f64,
     /// Other processes' CPU during the window, percent of the machine.
     pub other_cpu_pct: f64,
+    /// `accept()` calls that found the queue empty per connection, from the
+    /// server's own counts over its life (`None`: a server without them).
+    #[serde(default)]
+    pub eagain_per_connection: Option<f64>,
 }
 
 /// A ratio A/B of two cells' figures with its interval: the median of the

@@ -115,9 +115,17 @@ impl Warning {
                 if rounds.len() > 1 { "s" } else { "" },
                 rounds.iter().map(|r| r.to_string()).collect::<Vec<_>>().join(", ")
             ),
-            Warning::Noise { target, workload, workers, round, steal_pct, other_cpu_pct, detail } => format!(
-                "{target} / {workload} / {workers} workers, round {round}: {steal_pct:.1}% of the CPU time was stolen by the hypervisor and {other_cpu_pct:.1}% went to other processes ({detail}); its figures are less reliable: stop those processes or use a quieter machine"
-            ),
+            Warning::Noise { target, workload, workers, round, steal_pct, other_cpu_pct, detail } => {
+                let others = if detail.is_empty() {
+                    format!("{:.1}% went to other processes", other_cpu_pct.max(0.0))
+                } else {
+                    format!("{:.1}% went to other processes ({detail})", other_cpu_pct.max(0.0))
+                };
+                format!(
+                    "{target} / {workload} / {workers} workers, round {round}: {:.1}% of the machine's CPU time was stolen by the hypervisor and {others}; its figures are less reliable: stop those processes, or use a quieter machine (steal is the host's doing)",
+                    steal_pct.max(0.0)
+                )
+            }
             Warning::Incomplete { completed, planned, why } => format!(
                 "the session is incomplete: {completed} of {planned} runs ({why}); cells may have fewer rounds than configured, and some none: run the bench again for the whole matrix"
             ),
