@@ -226,6 +226,7 @@ fn cell(target: &str, workload: &str, wi: usize) -> Cell {
                 ivcs_per_request: 0.004 * f,
                 steal_pct: if noisy && r == 2 { 6.5 } else { 0.2 },
                 other_cpu_pct: if noisy && r == 2 { 12.0 } else { 0.5 },
+                eagain_per_connection: None,
             }
         })
         .collect();
@@ -1186,7 +1187,7 @@ fn open_loop_rates_references_and_noise_carry_their_context() {
     let warnings = section_of(&md, "## Warnings");
     assert!(warnings.contains("not steady in round 2"), "{warnings}");
     assert!(
-        warnings.contains("6.5% of the CPU time was stolen"),
+        warnings.contains("6.5% of the machine's CPU time was stolen"),
         "{warnings}"
     );
 }

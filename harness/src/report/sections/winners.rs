@@ -38,7 +38,7 @@ pub(super) fn section(doc: &mut Vec<Block>, summary: &Summary, m: &Index) {
         return;
     }
     doc.push(Block::Paragraph(text(
-        "The best target by its median over steady rounds. A target wins only when the whole interval of its lead over every other target (the ratio paired round by round, bootstrap 95%) is beyond the minimum effect (10% for throughput, Jain's index and CPU, 25% for p99); otherwise the cell lists every target it cannot be told apart from. [lo-hi] is the interval of the lead over the runner-up. Open loop serves what is offered, so it has no throughput winner. Beside each workload, what its spread of connections shows: burst (opened together and kept) or steady (they keep arriving).",
+        "The best target by its median over steady rounds. A target wins only when the whole interval of its lead over every other target (the ratio paired round by round, bootstrap 95%) is beyond the minimum effect (10% for throughput and CPU per request, 25% for Jain's index, 50% for p99); otherwise the cell lists every target it cannot be told apart from. [lo-hi] is the interval of the lead over the runner-up. Open loop serves what is offered, so it has no throughput winner. Beside each workload, what its spread of connections shows: burst (opened together and kept) or steady (they keep arriving).",
     )));
     let mut ws: Vec<_> = summary.winners.iter().collect();
     let pos = |w: &str| {
