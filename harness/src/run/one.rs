@@ -284,12 +284,21 @@ fn warm_up(load: &Load<'_>, stop: &AtomicBool) -> Result<Warm, String> {
             };
         }
         slices.extend(now);
-        if spent >= load.warmup_min && verdict.is_ok() || spent >= load.warmup_cap {
+        let reached_min = spent >= load.warmup_min;
+        if reached_min && verdict.is_ok() || spent >= load.warmup_cap {
+            let warmed = if reached_min {
+                verdict
+            } else {
+                Err(format!(
+                    "the cap came before the target's least warm-up ({:.1} s)",
+                    load.warmup_min.as_secs_f64()
+                ))
+            };
             return Ok(Warm {
                 slices,
                 by_worker,
                 spent,
-                warmed: verdict,
+                warmed,
             });
         }
     }
