@@ -6,18 +6,10 @@ mod util;
 
 use util::*;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use harness::model::names::STRATEGIES;
-
-fn read_json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap()
-}
 
 #[test]
 fn a_short_bench_over_every_strategy_writes_runs_a_valid_summary_and_a_report_naming_them_all() {

@@ -13,13 +13,6 @@ use std::process::{Command, Stdio};
 use serde_json::Value;
 use util::*;
 
-fn read_json(p: &Path) -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap()
-}
-
 /// Runs a one-round bench of `workloads` on `targets` with 2 workers and
 /// returns the session directory.
 fn bench(name: &str, targets: &str, workloads: &str) -> PathBuf {

@@ -35,13 +35,6 @@ fn rig() -> PathBuf {
     cfg
 }
 
-fn read_json(p: &Path) -> Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap()
-}
-
 fn harness(args: &[&str], root: &Path) -> std::process::Output {
     Command::new(ensure_siblings())
         .arg("bench")

@@ -16,13 +16,6 @@ use util::*;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-fn read_json(p: &Path) -> serde_json::Value {
-    serde_json::from_str(
-        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
-    )
-    .unwrap()
-}
-
 fn runs(dir: &Path) -> Vec<serde_json::Value> {
     let mut files: Vec<_> = std::fs::read_dir(dir.join("runs"))
         .unwrap()

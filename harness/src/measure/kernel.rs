@@ -77,18 +77,10 @@ pub fn counters_from(netstat: &str, snmp: &str) -> Counters {
 /// A process's usage from the text of `/proc/PID/status` and the first
 /// field (run time, ns) of each of its threads' `schedstat`.
 pub fn usage_from(status: &str, thread_run_ns: &[u64]) -> ProcUsage {
-    let field = |name: &str| {
-        status
-            .lines()
-            .find(|l| l.starts_with(name))
-            .and_then(|l| l.split_whitespace().nth(1))
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0)
-    };
     ProcUsage {
         cpu_us: thread_run_ns.iter().sum::<u64>() / 1000,
-        voluntary_ctxt_switches: field("voluntary_ctxt_switches:"),
-        involuntary_ctxt_switches: field("nonvoluntary_ctxt_switches:"),
+        voluntary_ctxt_switches: status_field(status, "voluntary_ctxt_switches:"),
+        involuntary_ctxt_switches: status_field(status, "nonvoluntary_ctxt_switches:"),
     }
 }
 

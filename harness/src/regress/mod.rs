@@ -241,6 +241,45 @@ pub fn cpu_calibration() -> f64 {
     n as f64 / start.elapsed().as_secs_f64() / 1e6
 }
 
+/// Starts `strategy` of the build `server_bin` for one run of the check,
+/// its stats file at `stats_path`; returns the binaries (that build, this
+/// loadgen), the server and loadgen's first arguments (target, duration,
+/// warm-up).
+fn start_for_check(
+    server_bin: &Path,
+    bins: &Binaries,
+    strategy: &str,
+    cfg: &RegressConfig,
+    extra: &[String],
+    stats_path: &Path,
+) -> Result<(Binaries, crate::measure::procs::RunningServer, Vec<String>), String> {
+    let b = Binaries {
+        lab_server: server_bin.to_path_buf(),
+        loadgen: bins.loadgen.clone(),
+    };
+    if let Some(dir) = stats_path.parent() {
+        let _ = std::fs::create_dir_all(dir);
+    }
+    let server = start_lab_server_with(
+        &b,
+        strategy,
+        cfg.workers,
+        &[],
+        stats_path,
+        Duration::from_secs(10),
+        extra,
+    )?;
+    let args: Vec<String> = vec![
+        "--target".into(),
+        server.addr.clone(),
+        "--duration".into(),
+        format!("{}ms", cfg.duration.as_millis()),
+        "--warmup".into(),
+        format!("{}ms", cfg.warmup.as_millis()),
+    ];
+    Ok((b, server, args))
+}
+
 fn measure(
     server_bin: &Path,
     bins: &Binaries,
@@ -250,29 +289,14 @@ fn measure(
     work: &Path,
     stop: &AtomicBool,
 ) -> Result<Figures, String> {
-    let b = Binaries {
-        lab_server: server_bin.to_path_buf(),
-        loadgen: bins.loadgen.clone(),
-    };
-    let _ = std::fs::create_dir_all(work);
-    let stats_path = work.join("stats.json");
-    let server = start_lab_server_with(
-        &b,
+    let (b, server, mut args) = start_for_check(
+        server_bin,
+        bins,
         strategy,
-        cfg.workers,
-        &[],
-        &stats_path,
-        Duration::from_secs(10),
+        cfg,
         extra,
+        &work.join("stats.json"),
     )?;
-    let mut args: Vec<String> = vec![
-        "--target".into(),
-        server.addr.clone(),
-        "--duration".into(),
-        format!("{}ms", cfg.duration.as_millis()),
-        "--warmup".into(),
-        format!("{}ms", cfg.warmup.as_millis()),
-    ];
     args.extend(LOAD_ARGS.iter().map(|s| s.to_string()));
     let lg = run_loadgen(
         &b,
@@ -348,33 +372,20 @@ fn measure_open(
     rate_rps: f64,
     seed: u64,
 ) -> Result<Efficiency, String> {
-    let b = Binaries {
-        lab_server: server_bin.to_path_buf(),
-        loadgen: bins.loadgen.clone(),
-    };
-    let _ = std::fs::create_dir_all(work);
-    let stats_path = work.join("stats-open.json");
-    let server = start_lab_server_with(
-        &b,
+    let (b, server, mut args) = start_for_check(
+        server_bin,
+        bins,
         strategy,
-        cfg.workers,
-        &[],
-        &stats_path,
-        Duration::from_secs(10),
+        cfg,
         extra,
+        &work.join("stats-open.json"),
     )?;
-    let mut args: Vec<String> = vec![
-        "--target".into(),
-        server.addr.clone(),
-        "--duration".into(),
-        format!("{}ms", cfg.duration.as_millis()),
-        "--warmup".into(),
-        format!("{}ms", cfg.warmup.as_millis()),
+    args.extend([
         "--rate".into(),
         format!("{:.0}", rate_rps.max(1.0)),
         "--seed".into(),
         seed.to_string(),
-    ];
+    ]);
     args.extend(OPEN_LOAD_ARGS.iter().map(|s| s.to_string()));
     let read = |server: &crate::measure::procs::RunningServer| {
         let master = usage_of(server.master_pid, "master")?;

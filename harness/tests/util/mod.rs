@@ -41,6 +41,14 @@ pub fn serial() -> std::sync::MutexGuard<'static, ()> {
 
 /// A fresh, empty directory under the system temp dir, unique to this test
 /// process and `name`.
+/// A JSON file, parsed (panics with the path on failure).
+pub fn read_json(p: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(
+        &std::fs::read_to_string(p).unwrap_or_else(|e| panic!("{}: {e}", p.display())),
+    )
+    .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
+}
+
 pub fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("harness-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);
