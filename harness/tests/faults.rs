@@ -185,14 +185,15 @@ fn a_crashed_worker_is_a_real_worker_of_the_run_replaced_by_the_master_and_maste
         // whatever the strategy. A shared queue loses nothing more; neither
         // does master-pass, which re-routes what a dead worker had not
         // acknowledged, so every connection the master accepted was taken by
-        // exactly one worker. (A reuseport listener's queue dies with it.)
+        // exactly one worker; nor does reuseport, whose master keeps the dead
+        // worker's listener and its queue for the replacement. (A
+        // worker-owned listener's queue dies with it: see the tcp_migrate_req
+        // test below.)
         let taken_unanswered = u(&dead["connections"]) - u(&dead["requests"]);
-        if target != "reuseport" {
-            assert!(
-                lg_errors <= taken_unanswered,
-                "{target}: {lg_errors} client errors, but the dead worker had only {taken_unanswered} connections unanswered"
-            );
-        }
+        assert!(
+            lg_errors <= taken_unanswered,
+            "{target}: {lg_errors} client errors, but the dead worker had only {taken_unanswered} connections unanswered"
+        );
         if target == "master-pass" {
             let master = &r["server"]["stats"]["master"];
             let taken: u64 = recs.iter().map(|w| u(&w["connections"])).sum();
@@ -358,14 +359,16 @@ fn an_overload_steps_the_offered_rate_up_and_back_and_records_the_kernel_counter
 /// with 0, and the machine's value is back when the session ends. CI runs
 /// as root; a machine where the setting cannot be changed gets the +migrate
 /// runs skipped with the reason in the session, which this test then checks
-/// instead.
+/// instead. The setting matters where a worker's death closes a listener
+/// (`reuseport:worker-owned`); `reuseport`'s master keeps every listener, so
+/// with the setting at 0 it loses no queue either.
 #[test]
 fn tcp_migrate_req_is_set_for_the_migrate_runs_only_and_restored() {
     let sysctl = Path::new(harness::measure::faults::MIGRATE_REQ);
     let before = std::fs::read_to_string(sysctl).ok();
     let dir = bench(
         "fault-migrate",
-        "reuseport,reuseport+migrate",
+        "reuseport,reuseport:worker-owned,reuseport:worker-owned+migrate",
         "worker-crash",
     );
     let after = std::fs::read_to_string(sysctl).ok();
@@ -374,8 +377,10 @@ fn tcp_migrate_req_is_set_for_the_migrate_runs_only_and_restored() {
     let session = read_json(&dir.join("session.json"));
     match harness::measure::faults::check_migrate_req() {
         Ok(()) => {
-            let plain = run(&runs, "reuseport", "worker-crash");
-            let migrate = run(&runs, "reuseport+migrate", "worker-crash");
+            let master_owned = run(&runs, "reuseport", "worker-crash");
+            let plain = run(&runs, "reuseport:worker-owned", "worker-crash");
+            let migrate = run(&runs, "reuseport:worker-owned+migrate", "worker-crash");
+            assert_eq!(master_owned["kernel"]["tcp_migrate_req"].as_u64(), Some(0));
             assert_eq!(plain["kernel"]["tcp_migrate_req"].as_u64(), Some(0));
             assert_eq!(migrate["kernel"]["tcp_migrate_req"].as_u64(), Some(1));
             // The mechanism itself: the hung worker's listener queue fills
@@ -404,16 +409,25 @@ fn tcp_migrate_req_is_set_for_the_migrate_runs_only_and_restored() {
                 errors(migrate),
                 errors(plain)
             );
+            // Master-owned, setting off: the listener outlives the worker, and
+            // the replacement serves its queue.
+            assert!(
+                errors(master_owned) * 5 < errors(plain),
+                "master-owned: the queue waits for the replacement: {} errors vs {} worker-owned",
+                errors(master_owned),
+                errors(plain)
+            );
             assert_eq!(
                 runs.len(),
-                2,
+                3,
                 "+migrate runs only the crash and restart scenarios"
             );
         }
         Err(reason) => {
             let skipped = session["skipped"].to_string();
             assert!(
-                skipped.contains("reuseport+migrate") && skipped.contains("tcp_migrate_req"),
+                skipped.contains("reuseport:worker-owned+migrate")
+                    && skipped.contains("tcp_migrate_req"),
                 "cannot set it here ({reason}), so the session must say so: {skipped}"
             );
         }

@@ -13,6 +13,7 @@ pub const STRATEGIES: &[&str] = &[
     "shared:epoll-exclusive",
     "shared:accept-mutex",
     "reuseport",
+    "reuseport:worker-owned",
     "reuseport:cbpf-cpu",
 ];
 
@@ -33,8 +34,12 @@ pub const REFERENCES: &[&str] = &[
 pub const MIGRATE_SUFFIX: &str = "+migrate";
 
 /// The targets that take [`MIGRATE_SUFFIX`]: those with a SO_REUSEPORT group.
+/// (`reuseport` and `nginx:reuseport` never close a listener while they run:
+/// their masters keep every worker's socket, so the setting changes nothing
+/// for them; the worker-owned ones are where it matters.)
 pub const MIGRATE_VARIANTS: &[&str] = &[
     "reuseport+migrate",
+    "reuseport:worker-owned+migrate",
     "reuseport:cbpf-cpu+migrate",
     "nginx:reuseport+migrate",
 ];
@@ -81,10 +86,11 @@ pub fn twin_of(target: &str) -> Option<String> {
 
 /// The targets of the default bench: one per mechanism and the variants
 /// real servers use (master-pass as Node's round-robin, the four ways of
-/// sharing one listener, reuseport), and the references with a twin among
-/// them (`reuseport+migrate` runs the fault scenarios only). The rest
-/// (master-pass's other schedulers, the cBPF reuseport,
-/// node:none, nginx's accept mutex) runs with `--full`. Fewer cells with
+/// sharing one listener, reuseport with master-owned listeners as nginx and
+/// with worker-owned ones as Go), and the references with a twin among
+/// them (`reuseport:worker-owned+migrate` runs the fault scenarios only).
+/// The rest (master-pass's other schedulers, the cBPF reuseport,
+/// `reuseport+migrate`, node:none, nginx's accept mutex) runs with `--full`. Fewer cells with
 /// longer, steadier windows and enough rounds for an interval: see
 /// `harness/BENCH.md` for the time budget.
 pub const DEFAULT_TARGETS: &[&str] = &[
@@ -94,7 +100,8 @@ pub const DEFAULT_TARGETS: &[&str] = &[
     "shared:epoll-exclusive",
     "shared:accept-mutex",
     "reuseport",
-    "reuseport+migrate",
+    "reuseport:worker-owned",
+    "reuseport:worker-owned+migrate",
     "nginx:reuseport",
     "nginx:epoll-exclusive",
     "node:rr",
@@ -104,16 +111,19 @@ pub const DEFAULT_TARGETS: &[&str] = &[
 /// mechanism (the variants that only change master-pass's scheduling or
 /// reuseport's steering, plain epoll and the accept mutex, which wake the
 /// takers of the same shared queue differently, behave like their base under
-/// these faults; EPOLLEXCLUSIVE is nginx's default), the reuseport
-/// group with `tcp_migrate_req` on, and nginx's reuseport mode beside ours.
-/// Any target named with `--strategies` runs them too. (The list is what
-/// fits the default bench in 10 minutes on 2 cores.)
+/// these faults; EPOLLEXCLUSIVE is nginx's default), reuseport both ways
+/// (master-owned listeners, which outlive a worker, and worker-owned ones,
+/// which die with it, with `tcp_migrate_req` off and on), and nginx's
+/// reuseport mode beside ours. Any target named with `--strategies` runs
+/// them too. (The list is what fits the default bench in 10 minutes on 2
+/// cores.)
 pub const FAULT_TARGETS: &[&str] = &[
     "master-pass",
     "shared:blocking",
     "shared:epoll-exclusive",
     "reuseport",
-    "reuseport+migrate",
+    "reuseport:worker-owned",
+    "reuseport:worker-owned+migrate",
     "nginx:reuseport",
 ];
 
@@ -166,7 +176,16 @@ mod tests {
         assert!(!is_reference("master-pass"));
         assert!(!is_reference("node:rr+migrate"));
         assert!(!is_reference("nginx"));
-        assert_eq!(all_targets().count(), 9 + 5 + 3);
+        assert_eq!(
+            all_targets().count(),
+            STRATEGIES.len() + REFERENCES.len() + MIGRATE_VARIANTS.len()
+        );
+        assert!(MIGRATE_VARIANTS.iter().all(|m| {
+            let base = m.strip_suffix(MIGRATE_SUFFIX).unwrap();
+            STRATEGIES.contains(&base) || REFERENCES.contains(&base)
+        }));
+        assert!(FAULT_TARGETS.iter().all(|t| DEFAULT_TARGETS.contains(t)));
+        assert_eq!(twin_of("nginx:reuseport").as_deref(), Some("reuseport"));
         assert!(is_reference("node:rr@b"));
         assert!(migrate_req("reuseport+migrate@b"));
         assert_eq!(family("shared:epoll@2"), "shared");

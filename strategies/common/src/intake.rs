@@ -14,11 +14,14 @@
 //! with its accept events), so a level-triggered listener cannot spin.
 //!
 //! Stopping ([`Intake::stop`]) depends on who else holds the listener:
-//! - shared (`drain_on_stop == false`): the listener is removed from the
-//!   epoll and the worker's copy of the descriptor is closed. The master
-//!   keeps its copy, so the queue stays intact for the other workers.
-//! - reuseport (`drain_on_stop == true`): the listener is this worker's
-//!   alone, and closing it resets every connection still in its accept queue.
+//! - shared, and master-owned `reuseport` (`drain_on_stop == false`): the
+//!   listener is removed from the epoll and the worker's copy of the
+//!   descriptor is closed. The master keeps its copy, so the queue stays
+//!   intact for the other workers (shared) or for the slot's next worker
+//!   (reuseport, whose master keeps each slot's listener).
+//! - worker-owned reuseport (`drain_on_stop == true`): the listener is this
+//!   worker's alone, and closing it resets every connection still in its
+//!   accept queue.
 //!   So `stop` first accepts everything queued (`accept4` until `EAGAIN`;
 //!   those connections are served), then closes it, which removes it from
 //!   the `SO_REUSEPORT` group. A connection whose handshake completes between
@@ -93,8 +96,8 @@ pub struct ListenerIntake {
 
 impl ListenerIntake {
     /// Wraps a listening socket (non-blocking) with the given wakeup mode.
-    /// `drain_on_stop`: the listener is this worker's alone (reuseport), so
-    /// stopping accepts what is queued before it closes it.
+    /// `drain_on_stop`: the listener is this worker's alone (worker-owned
+    /// reuseport), so stopping accepts what is queued before it closes it.
     pub fn new(
         listener: OwnedFd,
         mode: ListenerWakeup,

@@ -72,12 +72,20 @@ pub const INTAKE_TOKEN_BASE: usize = usize::MAX / 2;
 /// master-pass, the master's own accept-and-dispatch.
 pub trait Strategy {
     /// In the master, before any fork: create what must exist there (the
-    /// shared listener, master-pass's listener, reuseport's port
-    /// reservation). Returns the address the server serves.
+    /// shared listener, master-pass's listener, reuseport's listeners, one
+    /// per slot, or the worker-owned variants' port reservation). Returns the
+    /// address the server serves.
     fn prepare(&mut self, config: &ServerConfig, shared: Shared) -> io::Result<SocketAddr>;
 
     /// Descriptors (besides its control channel) a new worker keeps.
     fn worker_fds(&self) -> Vec<RawFd>;
+
+    /// Descriptors only the worker of `slot` keeps, besides [`Strategy::worker_fds`]
+    /// (reuseport: its own slot's listener, which the master holds for every
+    /// slot).
+    fn worker_slot_fds(&self, _slot: usize) -> Vec<RawFd> {
+        Vec::new()
+    }
 
     /// In the forked child, after the sweep: run the worker to its end.
     fn worker_main(&mut self, env: WorkerEnv, control: UnixStream) -> io::Result<()>;

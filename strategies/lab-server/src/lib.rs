@@ -105,13 +105,18 @@ pub const STRATEGIES: &[StrategyEntry] = &[
     },
     StrategyEntry {
         name: "reuseport",
-        about: "one SO_REUSEPORT listener per worker, the kernel hashes connections",
-        build: |_| Box::new(ReusePort::new(false)),
+        about: "one SO_REUSEPORT listener per worker, opened and kept by the master (nginx), the kernel hashes connections",
+        build: |_| Box::new(ReusePort::new(strategy_reuseport::Variant::MasterOwned)),
+    },
+    StrategyEntry {
+        name: "reuseport:worker-owned",
+        about: "one SO_REUSEPORT listener per worker, each opened by its worker after fork (its queue dies with it)",
+        build: |_| Box::new(ReusePort::new(strategy_reuseport::Variant::WorkerOwned)),
     },
     StrategyEntry {
         name: "reuseport:cbpf-cpu",
-        about: "SO_REUSEPORT steered by a cBPF program by receiving CPU, workers pinned",
-        build: |_| Box::new(ReusePort::new(true)),
+        about: "worker-owned SO_REUSEPORT steered by a cBPF program by receiving CPU, workers pinned",
+        build: |_| Box::new(ReusePort::new(strategy_reuseport::Variant::CbpfCpu)),
     },
 ];
 

@@ -1,5 +1,6 @@
 //! Each strategy's mechanism as the kernel shows it: who holds the listening
-//! socket(s) (`/proc/PID/fd` against `/proc/net/tcp`), who holds an accepted
+//! socket(s) (`/proc/PID/fd` against `/proc/net/tcp`; for `reuseport`, the
+//! master holds every worker's and a replacement polls the same one), who holds an accepted
 //! connection and with which fd flags, how the listener sits in the workers'
 //! epoll sets, and where `reuseport:cbpf-cpu` steers a connection.
 
@@ -10,10 +11,10 @@ use std::thread;
 use std::time::Duration;
 
 use util::procfs::{
-    epoll_entries_for, fd_flags, fds_holding, listen_inodes, server_side_inode, status_field,
-    EPOLLET, EPOLLEXCLUSIVE, O_CLOEXEC, O_NONBLOCK,
+    epoll_entries_for, fd_flags, fds_holding, listen_inodes, server_side_inode, socket_fds,
+    status_field, tcp_rows, EPOLLET, EPOLLEXCLUSIVE, O_CLOEXEC, O_NONBLOCK, TCP_LISTEN,
 };
-use util::sys::{pin_current_thread_to, thread_affinity};
+use util::sys::{kill, pin_current_thread_to, thread_affinity, SIGKILL};
 use util::*;
 
 /// The processes of `server` (master and live workers) that hold socket `inode`.
@@ -70,9 +71,11 @@ fn shared_strategies_give_the_master_and_every_worker_the_same_single_listener()
     }
 }
 
+/// Worker-owned reuseport: each worker opened its listener after fork, so
+/// the master holds none of them.
 #[test]
-fn reuseport_strategies_give_each_worker_its_own_listener() {
-    for strategy in REUSEPORT {
+fn worker_owned_reuseport_strategies_give_each_worker_its_own_listener() {
+    for strategy in WORKER_OWNED_REUSEPORT {
         let workers = 2;
         let server = Server::start(strategy, workers, &[]);
         let inodes = listen_inodes(server.port());
@@ -119,6 +122,170 @@ fn reuseport_strategies_give_each_worker_its_own_listener() {
                 "strategy {strategy}: worker {w} holds listeners {held:?}, expected exactly one"
             );
         }
+    }
+}
+
+/// The LISTEN sockets on `port` that `pid` holds, one entry per descriptor.
+fn listeners_held(pid: i32, port: u16) -> Vec<u64> {
+    let listening: BTreeSet<u64> = listen_inodes(port).into_iter().collect();
+    socket_fds(pid)
+        .into_iter()
+        .map(|(_, ino)| ino)
+        .filter(|ino| listening.contains(ino))
+        .collect()
+}
+
+/// Every LISTEN socket `pid` holds, on any port.
+fn all_listeners_held(pid: i32) -> Vec<u64> {
+    let listening: BTreeSet<u64> = tcp_rows()
+        .into_iter()
+        .filter(|r| r.state == TCP_LISTEN)
+        .map(|r| r.inode)
+        .collect();
+    socket_fds(pid)
+        .into_iter()
+        .map(|(_, ino)| ino)
+        .filter(|ino| listening.contains(ino))
+        .collect()
+}
+
+/// Worker `w` holds exactly one listening socket (of any port), and its
+/// epoll watches that one, level-triggered; returns its inode.
+#[track_caller]
+fn the_one_listener_of(w: i32, port: u16, ctx: &str) -> u64 {
+    let all = all_listeners_held(w);
+    let here = listeners_held(w, port);
+    assert!(
+        all.len() == 1 && here.len() == 1,
+        "{ctx}: worker {w} must hold exactly one listening socket, its own, but holds {all:?} ({here:?} on port {port})"
+    );
+    let ino = here[0];
+    let entries = poll_until(
+        &format!("{ctx}: worker {w}'s epoll to watch its listener {ino}"),
+        SETTLE_TIMEOUT,
+        || {
+            let e = epoll_entries_for(w, ino);
+            if e.is_empty() {
+                Err("no tfd line with that ino".into())
+            } else {
+                Ok(e)
+            }
+        },
+    );
+    for e in entries {
+        assert_eq!(
+            e.events & (EPOLLET | EPOLLEXCLUSIVE),
+            0,
+            "{ctx}: worker {w} registers its listener with events {:#x}",
+            e.events
+        );
+    }
+    ino
+}
+
+/// `reuseport` is nginx's design: the master opened one listener per worker
+/// before forking and holds all of them; each worker holds (and polls) its
+/// own slot's listener and no other.
+#[test]
+fn reuseport_master_holds_every_workers_listener_and_each_worker_exactly_its_own() {
+    let strategy = "reuseport";
+    let workers = 3;
+    let server = Server::start(strategy, workers, &[]);
+    let port = server.port();
+    let inodes: BTreeSet<u64> = listen_inodes(port).into_iter().collect();
+    assert_eq!(
+        inodes.len(),
+        workers,
+        "{strategy}: expected {workers} distinct LISTEN sockets on port {port}, found {inodes:?}"
+    );
+    let mut in_master = listeners_held(server.master_pid, port);
+    in_master.sort_unstable();
+    assert_eq!(
+        in_master,
+        inodes.iter().copied().collect::<Vec<_>>(),
+        "{strategy}: the master (pid {}) must hold every listener on the port once",
+        server.master_pid
+    );
+    let mut owned = BTreeSet::new();
+    for &w in &server.worker_pids {
+        let ino = the_one_listener_of(w, port, strategy);
+        assert!(
+            owned.insert(ino),
+            "{strategy}: listener {ino} is held by two workers"
+        );
+        assert_eq!(
+            holders(&server, ino),
+            BTreeSet::from([server.master_pid, w]),
+            "{strategy}: listener {ino} must be held by the master and worker {w} only"
+        );
+    }
+    assert_eq!(
+        owned, inodes,
+        "{strategy}: each listener belongs to exactly one worker"
+    );
+}
+
+/// A worker killed with SIGKILL: with `reuseport` its replacement polls the
+/// very socket the dead worker polled (same inode, still the master's), and
+/// the group is the same set of sockets; with `reuseport:worker-owned` the
+/// dead worker's socket is gone and the replacement opened a new one.
+#[test]
+fn a_replacement_reuseport_worker_polls_the_same_socket_only_when_the_master_owns_it() {
+    for (strategy, same_socket) in [("reuseport", true), ("reuseport:worker-owned", false)] {
+        let server = Server::start(strategy, 2, &[]);
+        let port = server.port();
+        let before: BTreeSet<u64> = listen_inodes(port).into_iter().collect();
+        let victim = server.worker_pids[0];
+        let survivor = server.worker_pids[1];
+        let old = the_one_listener_of(victim, port, strategy);
+        kill(victim, SIGKILL).unwrap();
+        let new_pid = poll_until(
+            &format!("{strategy}: a replacement for {victim}"),
+            SETTLE_TIMEOUT,
+            || {
+                let now = server.live_workers();
+                match now.iter().find(|p| **p != survivor && **p != victim) {
+                    Some(&p) if now.len() == 2 => Ok(p),
+                    _ => Err(format!("live workers {now:?}")),
+                }
+            },
+        );
+        poll_until(
+            &format!("{strategy}: replacement {new_pid} to listen"),
+            SETTLE_TIMEOUT,
+            || match listeners_held(new_pid, port).as_slice() {
+                [_] => Ok(()),
+                other => Err(format!("holds {other:?}")),
+            },
+        );
+        let new = the_one_listener_of(new_pid, port, strategy);
+        let after: BTreeSet<u64> = listen_inodes(port).into_iter().collect();
+        if same_socket {
+            assert_eq!(
+                new, old,
+                "{strategy}: the replacement {new_pid} must poll the dead worker's socket"
+            );
+            assert_eq!(after, before, "{strategy}: the group's sockets changed");
+            assert_eq!(
+                holders(&server, new),
+                BTreeSet::from([server.master_pid, new_pid]),
+                "{strategy}"
+            );
+        } else {
+            assert_ne!(
+                new, old,
+                "{strategy}: the replacement opens a socket of its own"
+            );
+            assert!(
+                !after.contains(&old) && after.contains(&new) && after.len() == 2,
+                "{strategy}: the dead worker's socket {old} must be gone and {new} listen: {before:?} -> {after:?}"
+            );
+        }
+        assert_eq!(
+            get(server.addr, "/").status,
+            200,
+            "{strategy}: serving after the replacement"
+        );
     }
 }
 

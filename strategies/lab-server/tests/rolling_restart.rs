@@ -1,10 +1,12 @@
 //! Rolling restart (SIGHUP to the master) under load from the real
 //! `loadgen`: every slot gets a new worker (generation 1), in slot order, one
 //! stderr line per slot and a final one; the stats file tells the retired
-//! workers from crash replacements; no client of the shared-queue strategies
-//! or of master-pass sees an error. Reuseport resets what lands in a closing
-//! listener's queue (unless `tcp_migrate_req`), so there the test checks
-//! that every request is accounted for and prints the errors.
+//! workers from crash replacements; no client of the shared-queue strategies,
+//! of master-pass or of `reuseport` (whose master keeps every listener, so
+//! each replacement takes over its slot's socket and queue) sees an error.
+//! Worker-owned reuseport resets what lands in a closing listener's queue
+//! (unless `tcp_migrate_req`), so there the test checks that every request
+//! is accounted for and prints the errors.
 
 mod util;
 
@@ -13,7 +15,7 @@ use std::thread;
 use std::time::Duration;
 
 use util::load::{errors, ok, worker_requests, Load};
-use util::procfs::status_field;
+use util::procfs::{listen_inodes, socket_fds, status_field};
 use util::sys::{kill, pin_current_thread_to, thread_affinity, SIGCONT, SIGHUP, SIGSTOP};
 use util::*;
 
@@ -236,7 +238,11 @@ fn a_rolling_restart_of_reuseport_replaces_every_worker_and_accounts_for_every_r
     for strategy in REUSEPORT {
         for mode in ["close", "keepalive"] {
             let o = restart_under_load(strategy, mode);
-            // Not asserted zero: a connection completing its handshake
+            if strategy == "reuseport" {
+                // Master-owned: no listener closes, so nothing is reset.
+                assert_no_client_error(&o, &format!("{strategy} --mode {mode}"));
+            }
+            // Otherwise not asserted zero: a connection completing its handshake
             // between a retiring worker's last accept and its close is reset
             // by the kernel (unless tcp_migrate_req=1).
             println!(
@@ -249,6 +255,57 @@ fn a_rolling_restart_of_reuseport_replaces_every_worker_and_accounts_for_every_r
             );
         }
     }
+}
+
+/// `reuseport` after a rolling restart: the same listening sockets (the
+/// master's), each new worker polling the one its slot's old worker polled,
+/// as nginx's reload hands each new worker the old one's socket.
+#[test]
+fn a_rolling_restart_of_reuseport_hands_each_slot_its_old_socket() {
+    let mut server = Server::start("reuseport", 2, &[]);
+    let port = server.port();
+    let listening = || -> BTreeSet<u64> { listen_inodes(port).into_iter().collect() };
+    let held = |pid: i32| -> Vec<u64> {
+        let l = listening();
+        socket_fds(pid)
+            .into_iter()
+            .map(|(_, ino)| ino)
+            .filter(|ino| l.contains(ino))
+            .collect()
+    };
+    let before = listening();
+    assert_eq!(before.len(), 2, "{before:?}");
+    let old: Vec<(i32, Vec<u64>)> = server.worker_pids.iter().map(|&p| (p, held(p))).collect();
+    server.signal(SIGHUP);
+    server.wait_for_stderr("lab-server: rolling restart: done", RESTART_TIMEOUT);
+    assert_eq!(listening(), before, "the listening sockets changed");
+    let stderr = server.stderr();
+    for (pid, sockets) in old {
+        assert_eq!(sockets.len(), 1, "worker {pid} held {sockets:?}");
+        let line = stderr
+            .lines()
+            .find(|l| {
+                l.starts_with("lab-server: rolling restart: slot ")
+                    && l.contains(&format!(" pid {pid} -> pid "))
+            })
+            .unwrap_or_else(|| panic!("no restart line for {pid}:\n{stderr}"));
+        let new: i32 = line.rsplit(' ').next().unwrap().parse().unwrap();
+        let now = poll_until(
+            &format!("new worker {new} to hold one listener"),
+            SETTLE_TIMEOUT,
+            || match held(new) {
+                h if h.len() == 1 => Ok(h),
+                h => Err(format!("{h:?}")),
+            },
+        );
+        assert_eq!(
+            now, sockets,
+            "{line}: the new worker must poll its slot's socket"
+        );
+    }
+    assert_eq!(get(server.addr, "/").status, 200);
+    server.stop();
+    server.assert_nothing_left_running();
 }
 
 #[test]

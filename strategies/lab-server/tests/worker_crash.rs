@@ -1,3 +1,5 @@
+//! What a worker's death loses, with real processes and real connections.
+//!
 //! master-pass (Node's round-robin with acks) loses no accepted connection
 //! when a worker dies: the master keeps its copy of a descriptor until the
 //! worker acks it, and routes an unacknowledged one to another worker. The
@@ -10,6 +12,13 @@
 //! more descriptors (the master hands it one, which stays unacknowledged);
 //! once its own table holds no TCP connection, it gets SIGKILL. If it does
 //! hold one (a request was being served), it is thawed and tried again.
+//!
+//! reuseport: connections queued on a stopped worker's listener when it is
+//! killed are served by its replacement when the master owns the listener
+//! (`reuseport`, nginx's design), reset by the kernel when the worker opened
+//! it itself (`reuseport:worker-owned`) and `net.ipv4.tcp_migrate_req` is
+//! 0, and moved to the other worker's listener with it at 1. Those tests run
+//! in a network namespace of their own, so the setting is theirs alone.
 
 mod util;
 
@@ -18,7 +27,7 @@ use std::thread;
 use std::time::Duration;
 
 use util::load::{errors, ok, Load};
-use util::procfs::{socket_fds, tcp_rows};
+use util::procfs::{accept_queue, listen_inodes, socket_fds, stat, tcp_rows};
 use util::sys::{kill, SIGCONT, SIGKILL, SIGSTOP};
 use util::*;
 
@@ -168,6 +177,171 @@ fn sigkill_of_master_pass_workers_under_load_loses_no_connection() {
             (e["replaced"].as_bool(), e["retired"].as_bool()),
             (Some(true), Some(false)),
             "{e}"
+        );
+    }
+}
+
+/// How the clients queued on a killed reuseport worker's listener fared.
+#[derive(Debug)]
+struct QueuedAtKill {
+    /// Connections in the stopped worker's accept queue just before the kill.
+    queued: u64,
+    /// Clients connected while it was stopped.
+    clients: usize,
+    /// Responses (all 200) by the worker's replacement.
+    by_replacement: usize,
+    /// Responses (all 200) by the other worker.
+    by_survivor: usize,
+    /// Connections reset (or closed) without a response.
+    reset: usize,
+}
+
+/// The least the stopped worker's queue must hold before the kill.
+const QUEUED_AT_LEAST: u64 = 8;
+
+/// In a network namespace of its own, with `tcp_migrate_req` as given:
+/// starts `strategy` with 2 workers, stops one (SIGSTOP), connects clients
+/// (each sends a request) until at least [`QUEUED_AT_LEAST`] wait in the
+/// stopped worker's accept queue, SIGKILLs it, and reads every client's
+/// answer.
+fn kill_a_stopped_reuseport_worker(strategy: &'static str, migrate_req: bool) -> QueuedAtKill {
+    in_own_network_namespace(move || {
+        let sysctl = "/proc/sys/net/ipv4/tcp_migrate_req";
+        match std::fs::write(sysctl, if migrate_req { "1" } else { "0" }) {
+            Ok(()) => {}
+            // A kernel before 5.14 has no such setting: it always resets.
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !migrate_req => {}
+            Err(e) => panic!("cannot set {sysctl}: {e}"),
+        }
+        let ctx = format!("{strategy} (tcp_migrate_req={})", u8::from(migrate_req));
+        let mut server = Server::start(strategy, 2, &[]);
+        let port = server.port();
+        let (victim, survivor) = (server.worker_pids[0], server.worker_pids[1]);
+        let listening: BTreeSet<u64> = listen_inodes(port).into_iter().collect();
+        let own: Vec<u64> = socket_fds(victim)
+            .into_iter()
+            .map(|(_, ino)| ino)
+            .filter(|ino| listening.contains(ino))
+            .collect();
+        let [listener] = own[..] else {
+            panic!("{ctx}: worker {victim} holds listeners {own:?}, expected one")
+        };
+        kill(victim, SIGSTOP).unwrap();
+        poll_until(
+            &format!("{ctx}: worker {victim} stopped"),
+            SETTLE_TIMEOUT,
+            || match stat(victim) {
+                Some(s) if s.state == 'T' => Ok(()),
+                other => Err(format!("{other:?}")),
+            },
+        );
+        let queue = || {
+            accept_queue(listener).unwrap_or_else(|| panic!("{ctx}: listener {listener} is gone"))
+        };
+        let mut clients = Vec::new();
+        // The kernel hashes about half of them to the stopped worker; 400
+        // stays below either listener's backlog (511).
+        while queue() < QUEUED_AT_LEAST && clients.len() < 400 {
+            let mut c = Client::connect(server.addr);
+            c.send_get("/", true);
+            clients.push(c);
+        }
+        // The handshake's last ACK may still be on its way through the
+        // loopback when connect() returns: read until two reads agree.
+        let mut last = queue();
+        let queued = poll_until(
+            &format!("{ctx}: the queue to settle"),
+            SETTLE_TIMEOUT,
+            || {
+                thread::sleep(Duration::from_millis(50));
+                let now = queue();
+                let settled = now == last;
+                last = now;
+                if settled {
+                    Ok(now)
+                } else {
+                    Err(format!("{now} queued"))
+                }
+            },
+        );
+        assert!(
+            queued >= QUEUED_AT_LEAST,
+            "{ctx}: only {queued} of {} clients were hashed to the stopped worker",
+            clients.len()
+        );
+        kill(victim, SIGKILL).unwrap();
+        let replacement = poll_until(
+            &format!("{ctx}: a replacement for {victim}"),
+            SETTLE_TIMEOUT,
+            || {
+                let now = server.live_workers();
+                match now.iter().find(|p| **p != survivor && **p != victim) {
+                    Some(&p) if now.len() == 2 => Ok(p),
+                    _ => Err(format!("live workers {now:?}")),
+                }
+            },
+        );
+        let mut out = QueuedAtKill {
+            queued,
+            clients: clients.len(),
+            by_replacement: 0,
+            by_survivor: 0,
+            reset: 0,
+        };
+        for (i, mut c) in clients.into_iter().enumerate() {
+            match c.try_read_response() {
+                Ok(Some(r)) if r.status == 200 && r.worker() == replacement => out.by_replacement += 1,
+                Ok(Some(r)) if r.status == 200 && r.worker() == survivor => out.by_survivor += 1,
+                Ok(None) => out.reset += 1,
+                Err(e) if e.kind() == std::io::ErrorKind::ConnectionReset => out.reset += 1,
+                other => panic!(
+                    "{ctx}: client {i}: {other:?} (victim {victim}, survivor {survivor}, replacement {replacement})"
+                ),
+            }
+        }
+        let status = server.stop();
+        assert_eq!(
+            status.code(),
+            Some(0),
+            "{ctx}: {status}; stderr:\n{}",
+            server.stderr()
+        );
+        server.assert_nothing_left_running();
+        println!("{ctx}: {out:?}");
+        out
+    })
+}
+
+#[test]
+fn connections_queued_on_a_killed_master_owned_reuseport_listener_are_served_by_the_replacement() {
+    let o = kill_a_stopped_reuseport_worker("reuseport", false);
+    assert_eq!(o.reset, 0, "reuseport: nothing may be reset: {o:?}");
+    assert_eq!(
+        o.by_replacement as u64, o.queued,
+        "reuseport: every connection queued on the dead worker's listener is served by its replacement: {o:?}"
+    );
+    assert_eq!(o.by_replacement + o.by_survivor, o.clients, "{o:?}");
+}
+
+#[test]
+fn connections_queued_on_a_killed_worker_owned_reuseport_listener_are_reset_unless_migrated() {
+    let o = kill_a_stopped_reuseport_worker("reuseport:worker-owned", false);
+    assert_eq!(
+        o.reset as u64, o.queued,
+        "worker-owned, tcp_migrate_req=0: exactly the connections queued on the dead worker's listener are reset: {o:?}"
+    );
+    assert_eq!(o.by_replacement, 0, "{o:?}");
+    assert_eq!(o.by_survivor + o.reset, o.clients, "{o:?}");
+    if std::path::Path::new("/proc/sys/net/ipv4/tcp_migrate_req").exists() {
+        let o = kill_a_stopped_reuseport_worker("reuseport:worker-owned", true);
+        assert_eq!(
+            o.reset, 0,
+            "worker-owned, tcp_migrate_req=1: nothing is reset: {o:?}"
+        );
+        assert_eq!(
+            o.by_survivor + o.by_replacement,
+            o.clients,
+            "worker-owned, tcp_migrate_req=1: the queue moved to the other listener: {o:?}"
         );
     }
 }

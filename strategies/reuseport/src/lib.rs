@@ -1,30 +1,73 @@
-//! `SO_REUSEPORT`: every worker opens its own listening socket on the same
-//! address after fork; the kernel keeps one accept queue per socket and hashes
-//! each new connection's 4-tuple onto one of them. Balanced in count, blind to
-//! load: a connection hashed to a busy worker waits in that worker's queue.
+//! `SO_REUSEPORT`: one listening socket per worker on the same address; the
+//! kernel keeps one accept queue per socket and hashes each new connection's
+//! 4-tuple onto one of them. Balanced in count, blind to load: a connection
+//! hashed to a busy worker waits in that worker's queue.
 //!
-//! `reuseport:cbpf-cpu` adds `SO_ATTACH_REUSEPORT_CBPF` with a program that
-//! picks the listener by the CPU that received the SYN ([`cbpf`]), and pins
-//! each worker to the CPU its group index maps to. The kernel fills a hole
-//! left by a closed listener with the group's last socket; the master mirrors
-//! that (`Vec::swap_remove`) and re-pins the worker that moved.
+//! Who opens the sockets is what the variants differ in ([`Variant`]):
 //!
-//! So that a port chosen by the kernel (`--listen 127.0.0.1:0`) stays the
-//! server's while workers come and go, the master holds a socket bound to the
-//! address with `SO_REUSEPORT` but never listening: it reserves the port and
-//! receives no connections (the kernel forms the TCP reuseport group at
-//! `listen()`), and workers do not inherit it.
+//! - `reuseport` ([`Variant::MasterOwned`], nginx's design): the master opens
+//!   one listening socket per worker slot in [`Strategy::prepare`], before
+//!   any fork, and keeps every one of them open for its whole life, as
+//!   nginx's master does with `listen ... reuseport` (`ngx_clone_listening`
+//!   makes one listening entry per worker, `ngx_open_listening_sockets`
+//!   opens them all in the master). The worker of slot `i` keeps only socket
+//!   `i` (the supervisor's sweep closes the others in the child: see
+//!   [`Strategy::worker_slot_fds`]) and polls it; nginx's workers inherit all
+//!   of them and skip the others in `ngx_event_process_init`. A replacement
+//!   in the same slot, after a crash or in a rolling restart, inherits the
+//!   same socket again. So no listener ever closes while the server runs:
+//!   the group never changes, and a worker that dies or retires loses
+//!   nothing queued on its listener. The queue waits (the kernel keeps
+//!   hashing a share of new connections to it) and the replacement accepts
+//!   it. `net.ipv4.tcp_migrate_req` makes no difference here.
+//! - `reuseport:worker-owned` ([`Variant::WorkerOwned`], Go and many Rust
+//!   servers): each worker opens its own listener after fork. A worker that
+//!   dies takes its listener and its queue with it: the kernel resets every
+//!   connection queued there, unless `net.ipv4.tcp_migrate_req=1` (Linux
+//!   5.14), which moves them to another listener of the group. Its
+//!   replacement opens a new socket that joins the group.
+//! - `reuseport:cbpf-cpu` ([`Variant::CbpfCpu`]) is worker-owned too, and adds
+//!   `SO_ATTACH_REUSEPORT_CBPF` with a program that picks the listener by the
+//!   CPU that received the SYN ([`cbpf`]), and pins each worker to the CPU
+//!   its group index maps to. The kernel fills a hole left by a closed
+//!   listener with the group's last socket; the master mirrors that
+//!   (`Vec::swap_remove`) and re-pins the worker that moved.
+//!
+//! For the worker-owned variants, so that a port chosen by the kernel
+//! (`--listen 127.0.0.1:0`) stays the server's while workers come and go, the
+//! master holds a socket bound to the address with `SO_REUSEPORT` but never
+//! listening: it reserves the port and receives no connections (the kernel
+//! forms the TCP reuseport group at `listen()`), and workers do not inherit
+//! it. The master-owned variant needs no reservation: its listeners hold the
+//! port.
 //!
 //! # Stopping and rolling restarts
 //!
-//! A stopping worker accepts everything already queued on its own listener
-//! (those connections are served) and then closes it, which takes it out of
-//! the group (see [`lab_common::intake`]). A connection whose handshake
-//! completes between that last `accept4` and the close is reset by the
-//! kernel, unless `net.ipv4.tcp_migrate_req=1` (Linux 5.14), which migrates
-//! it to another listener of the group. Until the replacement listens, the
-//! kernel hashes new connections over the remaining listeners; with one
-//! worker there is none, and connections are refused meanwhile.
+//! Master-owned: a stopping worker takes its listener out of its epoll and
+//! closes its own descriptor; the master's copy keeps the socket and its
+//! queue (see [`lab_common::intake`], `drain_on_stop == false`). In a rolling
+//! restart the replacement is forked into the slot once the old worker has
+//! exited and inherits the same socket, so what was queued meanwhile waits
+//! for it and is served: nothing is reset. nginx's reload keeps the sockets
+//! too: `ngx_init_cycle` gives each listening entry of the new cycle the
+//! descriptor of the old cycle's first not yet taken entry with the same
+//! address, so with the same number of workers new worker `i` gets old
+//! worker `i`'s socket (a worker count that shrinks closes the surplus
+//! sockets, one that grows opens new ones; ours cannot change the count).
+//! Unlike nginx, which starts all the new workers before it tells the old
+//! ones to quit (for a moment both poll the same socket), our rolling restart
+//! replaces one slot at a time and forks the replacement only after the old
+//! worker exited, so the connections hashed to a retiring slot wait for the
+//! old worker's drain and the replacement's start.
+//!
+//! Worker-owned: a stopping worker accepts everything already queued on its
+//! own listener (those connections are served) and then closes it, which
+//! takes it out of the group (see [`lab_common::intake`]). A connection whose
+//! handshake completes between that last `accept4` and the close is reset by
+//! the kernel, unless `net.ipv4.tcp_migrate_req=1`, which migrates it to
+//! another listener of the group. Until the replacement listens, the kernel
+//! hashes new connections over the remaining listeners; with one worker
+//! there is none, and connections are refused meanwhile.
 //!
 //! For `cbpf-cpu` the master's mirror of the group order must follow the
 //! kernel: the listener leaves the group when the worker closes it, before
@@ -41,7 +84,7 @@ pub mod cbpf;
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use lab_common::channel::Frame;
@@ -56,14 +99,34 @@ use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 use std::os::fd::AsFd;
 
+/// Who opens the listeners, and whether a program steers connections.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Variant {
+    /// `reuseport`: the master opens one listener per slot before forking and
+    /// keeps them all; each slot's worker (and its every replacement) polls
+    /// that slot's socket (nginx's `listen ... reuseport`).
+    MasterOwned,
+    /// `reuseport:worker-owned`: each worker opens its own listener after fork.
+    WorkerOwned,
+    /// `reuseport:cbpf-cpu`: worker-owned, steered by a cBPF program by
+    /// receiving CPU, workers pinned.
+    CbpfCpu,
+}
+
 /// The reuseport strategy.
 pub struct ReusePort {
-    cpu_steering: bool,
+    variant: Variant,
     addr: Option<SocketAddr>,
     backlog: i32,
     workers: usize,
-    /// The master's bound, never-listening socket that holds the port.
+    /// Worker-owned: the master's bound, never-listening socket that holds
+    /// the port.
     reservation: Option<OwnedFd>,
+    /// Master-owned: slot i's listening socket. In a worker, only its own
+    /// slot's entry is still open (the sweep closed the others' numbers, so
+    /// those entries must never be dropped there: the child leaves with
+    /// `_exit`, and the worker takes its own entry out).
+    listeners: Vec<Option<OwnedFd>>,
     /// CPUs this process may run on (cbpf-cpu).
     cpus: Vec<usize>,
     /// Worker slots in reuseport-group order (cbpf-cpu).
@@ -71,17 +134,22 @@ pub struct ReusePort {
 }
 
 impl ReusePort {
-    /// Plain reuseport (`cpu_steering == false`) or `reuseport:cbpf-cpu`.
-    pub fn new(cpu_steering: bool) -> Self {
+    /// The given variant.
+    pub fn new(variant: Variant) -> Self {
         ReusePort {
-            cpu_steering,
+            variant,
             addr: None,
             backlog: 0,
             workers: 0,
             reservation: None,
+            listeners: Vec::new(),
             cpus: Vec::new(),
             group: Vec::new(),
         }
+    }
+
+    fn cpu_steering(&self) -> bool {
+        self.variant == Variant::CbpfCpu
     }
 
     /// Pins `pid` to the CPU of group position `position`. A worker that
@@ -108,6 +176,14 @@ impl ReusePort {
         }
         Ok(())
     }
+
+    fn listen_options(&self) -> ListenOptions {
+        ListenOptions {
+            reuse_port: true,
+            nonblocking: true,
+            backlog: self.backlog,
+        }
+    }
 }
 
 fn allowed_cpus() -> io::Result<Vec<usize>> {
@@ -124,12 +200,25 @@ impl Strategy for ReusePort {
         let probe = bind(config.listen, false)?;
         let addr = local_addr(&probe)?;
         drop(probe);
-        let reservation = bind(addr, true)?;
-        self.reservation = Some(reservation.into());
         self.addr = Some(addr);
         self.backlog = config.backlog;
         self.workers = config.workers;
-        if self.cpu_steering {
+        match self.variant {
+            Variant::MasterOwned => {
+                // One per slot, in slot order (the group's order too; nothing
+                // here depends on it). Non-blocking: the flag is on the open
+                // file, which the master and the slot's worker share; the
+                // master never accepts.
+                let opts = self.listen_options();
+                self.listeners = (0..config.workers)
+                    .map(|_| listen(addr, opts).map(|s| Some(s.into())))
+                    .collect::<io::Result<_>>()?;
+            }
+            Variant::WorkerOwned | Variant::CbpfCpu => {
+                self.reservation = Some(bind(addr, true)?.into());
+            }
+        }
+        if self.cpu_steering() {
             self.cpus = allowed_cpus()?;
             if self.cpus.is_empty() {
                 return Err(io::Error::other("no CPU is allowed for this process"));
@@ -139,26 +228,45 @@ impl Strategy for ReusePort {
     }
 
     fn worker_fds(&self) -> Vec<RawFd> {
-        Vec::new() // each worker opens its own listener; none is inherited
+        // Worker-owned: each worker opens its own listener; none is
+        // inherited. Master-owned: only the slot's own, below.
+        Vec::new()
+    }
+
+    fn worker_slot_fds(&self, slot: usize) -> Vec<RawFd> {
+        self.listeners
+            .get(slot)
+            .and_then(Option::as_ref)
+            .map(|l| l.as_raw_fd())
+            .into_iter()
+            .collect()
     }
 
     fn worker_main(&mut self, env: WorkerEnv, control: UnixStream) -> io::Result<()> {
+        if self.variant == Variant::MasterOwned {
+            let listener = self
+                .listeners
+                .get_mut(env.slot)
+                .and_then(Option::take)
+                .ok_or_else(|| io::Error::other("reuseport: no listener for this slot"))?;
+            // The master keeps its copy, so stopping just closes ours: the
+            // queue stays for the slot's next worker.
+            return worker::run(
+                env,
+                ListenerIntake::new(listener, ListenerWakeup::LevelAll, env, false),
+                control,
+            );
+        }
         let addr = self
             .addr
             .ok_or_else(|| io::Error::other("reuseport not prepared"))?;
-        let socket = listen(
-            addr,
-            ListenOptions {
-                reuse_port: true,
-                nonblocking: true,
-                backlog: self.backlog,
-            },
-        )?;
-        if self.cpu_steering {
+        let socket = listen(addr, self.listen_options())?;
+        if self.cpu_steering() {
             // Every worker attaches the same program; the group keeps one.
             attach_reuseport_cbpf(socket.as_fd(), &cbpf::cpu_program(&self.cpus, self.workers))?;
         }
-        // Only this worker waits on this listener: exclusivity is moot.
+        // Only this worker waits on this listener: exclusivity is moot. It
+        // is the only holder, so stopping drains the queue before the close.
         worker::run(
             env,
             ListenerIntake::new(socket.into(), ListenerWakeup::LevelAll, env, true),
@@ -168,11 +276,11 @@ impl Strategy for ReusePort {
 
     fn serial_start(&self) -> bool {
         // The program indexes listeners in the order they called listen().
-        self.cpu_steering
+        self.cpu_steering()
     }
 
     fn on_ready(&mut self, slot: usize, m: &mut Master<'_>) -> io::Result<()> {
-        if !self.cpu_steering {
+        if !self.cpu_steering() {
             return Ok(());
         }
         self.group.retain(|&s| s != slot);
@@ -184,7 +292,7 @@ impl Strategy for ReusePort {
     }
 
     fn on_frame(&mut self, slot: usize, frame: Frame, m: &mut Master<'_>) -> io::Result<()> {
-        if self.cpu_steering && frame == Frame::Draining {
+        if self.cpu_steering() && frame == Frame::Draining {
             // The worker has closed its listener (it says so right after).
             self.detach(slot, m)?;
         }
@@ -192,7 +300,7 @@ impl Strategy for ReusePort {
     }
 
     fn on_worker_gone(&mut self, slot: usize, _pid: Pid, m: &mut Master<'_>) -> io::Result<()> {
-        if !self.cpu_steering {
+        if !self.cpu_steering() {
             return Ok(());
         }
         self.detach(slot, m)

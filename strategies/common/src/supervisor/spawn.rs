@@ -88,6 +88,7 @@ impl Supervisor {
     ) -> io::Result<()> {
         die_with_parent(self.master_pid)?;
         let mut keep = strategy.worker_fds();
+        keep.extend(strategy.worker_slot_fds(slot));
         keep.push(control.as_raw_fd());
         close_all_except(&keep)?;
         let env = WorkerEnv {

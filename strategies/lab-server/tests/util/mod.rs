@@ -26,7 +26,7 @@ pub use http::{get, send_bad_input, BadInputOutcome, Client, Response};
 pub use server::{run_to_exit, Server, TempDir};
 
 /// Every `--strategy` name the binary accepts.
-pub const ALL_STRATEGIES: [&str; 9] = [
+pub const ALL_STRATEGIES: [&str; 10] = [
     "master-pass",
     "master-pass:rotate",
     "master-pass:least-conn",
@@ -35,6 +35,7 @@ pub const ALL_STRATEGIES: [&str; 9] = [
     "shared:epoll-exclusive",
     "shared:accept-mutex",
     "reuseport",
+    "reuseport:worker-owned",
     "reuseport:cbpf-cpu",
 ];
 
@@ -52,7 +53,10 @@ pub const SHARED: [&str; 4] = [
     "shared:accept-mutex",
 ];
 /// The `reuseport*` strategies: one `SO_REUSEPORT` listener per worker.
-pub const REUSEPORT: [&str; 2] = ["reuseport", "reuseport:cbpf-cpu"];
+pub const REUSEPORT: [&str; 3] = ["reuseport", "reuseport:worker-owned", "reuseport:cbpf-cpu"];
+/// The reuseport strategies whose workers open their own listeners after
+/// fork (`reuseport` itself has the master open them all, as nginx does).
+pub const WORKER_OWNED_REUSEPORT: [&str; 2] = ["reuseport:worker-owned", "reuseport:cbpf-cpu"];
 
 /// Hang guard for the ready line.
 pub const READY_TIMEOUT: Duration = Duration::from_secs(20);
@@ -121,4 +125,20 @@ pub fn count_by_worker(pids: impl IntoIterator<Item = i32>) -> BTreeMap<i32, usi
         *m.entry(p).or_insert(0) += 1;
     }
     m
+}
+
+/// Runs `f` on a thread of its own in a new network namespace (loopback up,
+/// every `net.*` sysctl at its default), so that what it starts and the
+/// sysctls it sets affect nothing else on the machine; a panic in `f` is
+/// this call's panic.
+pub fn in_own_network_namespace<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+    let worker = thread::spawn(move || {
+        sys::enter_new_network_namespace()
+            .unwrap_or_else(|e| panic!("cannot enter a new network namespace (root needed): {e}"));
+        f()
+    });
+    match worker.join() {
+        Ok(v) => v,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
 }

@@ -134,12 +134,17 @@ pub struct TcpRow {
     pub state: u8,
     /// Socket inode; 0 for a connection not yet accepted (no file yet).
     pub inode: u64,
+    /// `rx_queue`: for a LISTEN socket, the connections in its accept queue
+    /// (handshake complete, not accepted yet).
+    pub rx_queue: u64,
 }
 
-/// Every row of `/proc/net/tcp` and `/proc/net/tcp6`.
+/// Every row of `/proc/net/tcp` and `/proc/net/tcp6`, as the calling
+/// thread's network namespace has them (`/proc/net` is the process's, which
+/// differs for a test thread that entered a namespace of its own).
 pub fn tcp_rows() -> Vec<TcpRow> {
     let mut rows = Vec::new();
-    for file in ["/proc/net/tcp", "/proc/net/tcp6"] {
+    for file in ["/proc/thread-self/net/tcp", "/proc/thread-self/net/tcp6"] {
         let Ok(text) = fs::read_to_string(file) else {
             continue;
         };
@@ -153,6 +158,7 @@ pub fn tcp_rows() -> Vec<TcpRow> {
                     remote_port: port(cols.get(2)?)?,
                     state: u8::from_str_radix(cols.get(3)?, 16).ok()?,
                     inode: cols.get(9)?.parse().ok()?,
+                    rx_queue: u64::from_str_radix(cols.get(4)?.split_once(':')?.1, 16).ok()?,
                 })
             })();
             rows.extend(parsed);
@@ -169,6 +175,14 @@ pub fn listen_inodes(port: u16) -> Vec<u64> {
         .filter(|r| r.local_port == port && r.state == TCP_LISTEN)
         .map(|r| r.inode)
         .collect()
+}
+
+/// The accept queue length of the LISTEN socket `inode`, if there is one.
+pub fn accept_queue(inode: u64) -> Option<u64> {
+    tcp_rows()
+        .into_iter()
+        .find(|r| r.inode == inode && r.state == TCP_LISTEN)
+        .map(|r| r.rx_queue)
 }
 
 /// The server-side ESTABLISHED socket of the connection from client port

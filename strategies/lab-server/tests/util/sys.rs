@@ -75,4 +75,31 @@ pub fn own_pid() -> i32 {
     std::process::id() as i32
 }
 
+/// Moves the calling thread (not the test process) into a new network
+/// namespace and brings its loopback interface up, so that what the thread
+/// starts (servers, clients) and the namespace's sysctls
+/// (`/proc/sys/net/...`, read and written from this thread) are its own.
+/// Needs CAP_SYS_ADMIN (the suite runs as root).
+pub fn enter_new_network_namespace() -> io::Result<()> {
+    // SAFETY: unshare(2) with CLONE_NEWNET only changes the calling thread's
+    // network namespace; no memory is involved.
+    syscall!(unsafe { libc::unshare(libc::CLONE_NEWNET) })?;
+    // A socket made after the unshare belongs to the new namespace.
+    let sock = std::net::UdpSocket::bind("0.0.0.0:0")?;
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&sock);
+    // SAFETY: ifreq is plain data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    // SAFETY: `fd` is an open socket and `req` a valid, writable ifreq naming
+    // an interface; SIOCGIFFLAGS fills its flags.
+    syscall!(unsafe { libc::ioctl(fd, libc::SIOCGIFFLAGS, &mut req) })?;
+    // SAFETY: SIOCGIFFLAGS has just written the `ifru_flags` member.
+    unsafe { req.ifr_ifru.ifru_flags |= libc::IFF_UP as libc::c_short };
+    // SAFETY: as above; SIOCSIFFLAGS only reads `req`.
+    syscall!(unsafe { libc::ioctl(fd, libc::SIOCSIFFLAGS, &req) })?;
+    Ok(())
+}
+
 pub use libc::{SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGSTOP, SIGTERM};
