@@ -11,6 +11,7 @@ pub const STRATEGIES: &[&str] = &[
     "shared:blocking",
     "shared:epoll",
     "shared:epoll-exclusive",
+    "shared:epoll-exclusive-raw",
     "shared:accept-mutex",
     "reuseport",
     "reuseport:cbpf-cpu",
@@ -166,7 +167,7 @@ mod tests {
         assert!(!is_reference("master-pass"));
         assert!(!is_reference("node:rr+migrate"));
         assert!(!is_reference("nginx"));
-        assert_eq!(all_targets().count(), 9 + 5 + 3);
+        assert_eq!(all_targets().count(), STRATEGIES.len() + 5 + 3);
         assert!(is_reference("node:rr@b"));
         assert!(migrate_req("reuseport+migrate@b"));
         assert_eq!(family("shared:epoll@2"), "shared");

@@ -26,13 +26,14 @@ pub use http::{get, send_bad_input, BadInputOutcome, Client, Response};
 pub use server::{run_to_exit, Server, TempDir};
 
 /// Every `--strategy` name the binary accepts.
-pub const ALL_STRATEGIES: [&str; 9] = [
+pub const ALL_STRATEGIES: [&str; 10] = [
     "master-pass",
     "master-pass:rotate",
     "master-pass:least-conn",
     "shared:blocking",
     "shared:epoll",
     "shared:epoll-exclusive",
+    "shared:epoll-exclusive-raw",
     "shared:accept-mutex",
     "reuseport",
     "reuseport:cbpf-cpu",
@@ -45,10 +46,11 @@ pub const MASTER_PASS: [&str; 3] = [
     "master-pass:least-conn",
 ];
 /// The `shared:*` strategies: one listener inherited by every worker.
-pub const SHARED: [&str; 4] = [
+pub const SHARED: [&str; 5] = [
     "shared:blocking",
     "shared:epoll",
     "shared:epoll-exclusive",
+    "shared:epoll-exclusive-raw",
     "shared:accept-mutex",
 ];
 /// The `reuseport*` strategies: one `SO_REUSEPORT` listener per worker.
