@@ -40,7 +40,7 @@ pub fn accept_disabled(max_conns: usize, open: usize) -> i64 {
 /// accept: `accepts_before` is how many accepts this worker made before this
 /// one, `disabled` the [`accept_disabled`] this accept computed.
 pub fn reorders(accepts_before: u64, disabled: i64) -> bool {
-    accepts_before % REORDER_EVERY == 0 || disabled > 0
+    accepts_before.is_multiple_of(REORDER_EVERY) || disabled > 0
 }
 
 /// How many reorders a worker makes in `accepts` accepts while never backing
