@@ -11,6 +11,7 @@ pub const STRATEGIES: &[&str] = &[
     "shared:blocking",
     "shared:epoll",
     "shared:epoll-exclusive",
+    "shared:epoll-exclusive-raw",
     "shared:accept-mutex",
     "reuseport",
     "reuseport:worker-owned",

@@ -115,6 +115,24 @@ impl ListenerIntake {
         }
     }
 
+    /// Takes the listener out of the epoll and adds it back with the same
+    /// mode: one `EPOLL_CTL_DEL` and one `EPOLL_CTL_ADD`, which with
+    /// `EPOLLEXCLUSIVE` puts this worker at the back of the kernel's queue of
+    /// exclusive waiters (nginx's `ngx_reorder_accept_events`; see
+    /// `strategies/shared/src/epoll_exclusive.rs`). Returns whether it did:
+    /// not while the listener is out of the epoll (paused, backing off,
+    /// stopped).
+    pub fn re_add(&mut self, poll: &Poll) -> io::Result<bool> {
+        let Some(listener) = self.listener.as_ref().filter(|_| self.registered) else {
+            return Ok(false);
+        };
+        epoll::delete(poll_fd(poll), listener.as_fd())?;
+        self.registered = false;
+        epoll::add(poll_fd(poll), listener.as_fd(), self.mode, LISTENER)?;
+        self.registered = true;
+        Ok(true)
+    }
+
     /// Puts the listener in the epoll or takes it out, as the state says.
     fn sync(&mut self, poll: &Poll) -> io::Result<()> {
         let Some(listener) = self.listener.as_ref() else {

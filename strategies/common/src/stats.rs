@@ -46,6 +46,15 @@ shared_struct! {
         pub idle_timeouts: AtomicU64,
         /// Times the worker reached `--max-conns` and stopped taking connections.
         pub max_conns_pauses: AtomicU64,
+        /// `shared:epoll-exclusive` (nginx's `ngx_reorder_accept_events`):
+        /// times the worker took the listener out of its epoll and added it
+        /// back, to the end of the kernel's queue of exclusive waiters.
+        pub listener_reorders: AtomicU64,
+        /// nginx's `ngx_accept_disabled > 0` (the worker has more than 7/8 of
+        /// `--max-conns` open): `shared:accept-mutex`, loop turns in which the
+        /// worker did not try the lock; `shared:epoll-exclusive`, accepts
+        /// after which it reordered for that reason.
+        pub accept_disabled_turns: AtomicU64,
     }
 }
 
@@ -95,6 +104,10 @@ pub struct CounterSnapshot {
     pub idle_timeouts: u64,
     /// See [`WorkerCounters::max_conns_pauses`].
     pub max_conns_pauses: u64,
+    /// See [`WorkerCounters::listener_reorders`].
+    pub listener_reorders: u64,
+    /// See [`WorkerCounters::accept_disabled_turns`].
+    pub accept_disabled_turns: u64,
 }
 
 impl WorkerCounters {
@@ -110,6 +123,8 @@ impl WorkerCounters {
             header_timeouts: self.header_timeouts.load(Relaxed),
             idle_timeouts: self.idle_timeouts.load(Relaxed),
             max_conns_pauses: self.max_conns_pauses.load(Relaxed),
+            listener_reorders: self.listener_reorders.load(Relaxed),
+            accept_disabled_turns: self.accept_disabled_turns.load(Relaxed),
         }
     }
 
@@ -126,6 +141,8 @@ impl WorkerCounters {
             &self.header_timeouts,
             &self.idle_timeouts,
             &self.max_conns_pauses,
+            &self.listener_reorders,
+            &self.accept_disabled_turns,
         ] {
             c.store(0, Relaxed);
         }

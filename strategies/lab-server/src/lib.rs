@@ -91,8 +91,13 @@ pub const STRATEGIES: &[StrategyEntry] = &[
     },
     StrategyEntry {
         name: "shared:epoll-exclusive",
-        about: "inherited listener, epoll with EPOLLEXCLUSIVE (nginx default)",
+        about: "inherited listener, epoll with EPOLLEXCLUSIVE, re-added every 16 accepts (nginx 1.22 default)",
         build: |_| Box::new(SharedListener::new(Variant::EpollExclusive)),
+    },
+    StrategyEntry {
+        name: "shared:epoll-exclusive-raw",
+        about: "inherited listener, epoll with EPOLLEXCLUSIVE, never re-added (the kernel's order alone)",
+        build: |_| Box::new(SharedListener::new(Variant::EpollExclusiveRaw)),
     },
     StrategyEntry {
         name: "shared:accept-mutex",

@@ -350,7 +350,11 @@ fn an_open_connection_is_held_by_exactly_one_worker_as_a_cloexec_nonblocking_fd(
 #[test]
 fn shared_epoll_strategies_register_the_listener_level_triggered_and_only_exclusive_sets_epollexclusive(
 ) {
-    for (strategy, exclusive) in [("shared:epoll", false), ("shared:epoll-exclusive", true)] {
+    for (strategy, exclusive) in [
+        ("shared:epoll", false),
+        ("shared:epoll-exclusive", true),
+        ("shared:epoll-exclusive-raw", true),
+    ] {
         let ctx = format!("strategy {strategy}");
         let server = Server::start(strategy, 3, &[]);
         let listener = single_listener(&server);

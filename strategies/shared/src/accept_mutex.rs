@@ -14,13 +14,35 @@
 //! If a holder dies, the master clears the lock when it reaps it, as nginx's
 //! master does with `ngx_shmtx_force_unlock`.
 //!
-//! At `--max-conns` the worker does not try the lock (nginx skips
-//! `ngx_trylock_accept_mutex` while `ngx_accept_disabled > 0`), releases it
-//! if held and takes the listener out of its epoll, so the others accept;
-//! the same for [`RESOURCE_BACKOFF`] after `accept4` ran out of descriptors.
-//! Stopping takes the listener out of the epoll, releases the lock if held,
-//! and closes the worker's copy of the listener (the master keeps its copy,
-//! so the queue stays intact for the others).
+//! Load back-off, as nginx 1.22.1 (`ngx_process_events_and_timers`): after
+//! each successful accept the worker computes `ngx_accept_disabled`
+//! ([`crate::nginx::accept_disabled`]: positive once more than 7/8 of
+//! `--max-conns` are open). While it is positive, each loop turn counts it
+//! down by one instead of trying the lock (`accept_disabled_turns`), so a
+//! worker with many connections lets the others take the lock and the new
+//! connections. Like nginx, it does not take the listener out of its epoll
+//! then: a worker that held the lock on its last try keeps the listener
+//! registered (`ngx_accept_mutex_held` is only cleared by a failed
+//! `ngx_trylock_accept_mutex`) and may still accept, beside the new holder,
+//! until a try fails.
+//!
+//! At `--max-conns` the worker does not try the lock, releases it if held
+//! and takes the listener out of its epoll, so the others accept; the same
+//! for [`RESOURCE_BACKOFF`] after `accept4` ran out of descriptors. Stopping
+//! takes the listener out of the epoll, releases the lock if held, and
+//! closes the worker's copy of the listener (the master keeps its copy, so
+//! the queue stays intact for the others).
+//!
+//! Known differences from nginx 1.22.1: `ngx_accept_disabled` counts client
+//! connections against `--max-conns` (nginx counts its listener and master
+//! channel as used too, see [`crate::nginx`]); nginx has no pause at
+//! `worker_connections` (it accepts and closes what it has no connection
+//! for); after `EMFILE` nginx sets `ngx_accept_disabled = 1` and drops the
+//! lock, the twin leaves the lock alone for [`RESOURCE_BACKOFF`]; nginx
+//! posts a lock holder's accept events and handles them before the other
+//! events, as the twin does, but in a turn without the lock (backing off)
+//! it accepts in the order `epoll_wait` returned the events, where the twin
+//! still takes the listener's first.
 
 use std::io;
 use std::os::fd::{AsFd, OwnedFd};
@@ -35,6 +57,8 @@ use lab_common::sys::epoll::{self, poll_fd, ListenerWakeup};
 use lab_common::sys::fds::AcceptFailure;
 use mio::event::Event;
 use mio::Poll;
+
+use crate::nginx;
 
 /// Tries to take the lock for `pid` (`ngx_shmtx_trylock`: a plain load first,
 /// so losers do not bounce the cache line with failed CAS writes).
@@ -66,6 +90,9 @@ pub struct AcceptMutexIntake {
     paused: bool,
     /// Out of descriptors: leave the lock alone until then.
     backoff_until: Option<Instant>,
+    /// nginx's `ngx_accept_disabled`: set after each accept, counted down
+    /// once per loop turn while positive (no try of the lock meanwhile).
+    accept_disabled: i64,
 }
 
 impl AcceptMutexIntake {
@@ -79,6 +106,7 @@ impl AcceptMutexIntake {
             locked: false,
             paused: false,
             backoff_until: None,
+            accept_disabled: 0,
         }
     }
 
@@ -109,6 +137,12 @@ impl Intake for AcceptMutexIntake {
         let Some(listener) = self.listener.as_ref() else {
             return Ok(None);
         };
+        // nginx counts down every turn, whatever else holds the worker back.
+        let disabled = self.accept_disabled > 0;
+        if disabled {
+            self.accept_disabled -= 1;
+            WorkerCounters::bump(&self.env.counters.accept_disabled_turns);
+        }
         if self.paused {
             return Ok(None);
         }
@@ -118,6 +152,9 @@ impl Intake for AcceptMutexIntake {
                 return Ok(Some(until - now));
             }
             self.backoff_until = None;
+        }
+        if disabled {
+            return Ok(None); // no try, the registration left as it is
         }
         if try_lock(self.env.shared.accept_mutex, self.pid()) {
             self.locked = true;
@@ -145,9 +182,19 @@ impl Intake for AcceptMutexIntake {
             return Ok(());
         };
         WorkerCounters::bump(&self.env.counters.listener_wakeups);
-        if accept_one(listener.as_fd(), self.env.counters, out)? == Some(AcceptFailure::Resources) {
-            self.backoff_until = Some(Instant::now() + RESOURCE_BACKOFF);
-            self.step_back(poll)?;
+        let before = out.len();
+        match accept_one(listener.as_fd(), self.env.counters, out)? {
+            None => {
+                // Open before this accept: the loop's count plus what this
+                // wakeup already handed over.
+                let open = self.env.counters.open_connections.load(Relaxed) as usize + before;
+                self.accept_disabled = nginx::accept_disabled(self.env.max_conns.max(1), open);
+            }
+            Some(AcceptFailure::Resources) => {
+                self.backoff_until = Some(Instant::now() + RESOURCE_BACKOFF);
+                self.step_back(poll)?;
+            }
+            Some(_) => {}
         }
         Ok(())
     }

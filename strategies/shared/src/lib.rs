@@ -10,17 +10,22 @@
 //!   `accept` returns `EAGAIN`.
 //! - [`epoll_exclusive`], `shared:epoll-exclusive`: the same with
 //!   `EPOLLEXCLUSIVE` (Linux 4.5, nginx's default since 1.11.3): one waiter
-//!   wakes, and the kernel favours the most recent one, so at low load one
-//!   worker takes nearly everything.
+//!   wakes, the first idle one in the order they registered, and, as nginx
+//!   1.22.1 does, a worker re-adds the listener on its 1st and every 16th
+//!   accept (and while backing off under load) to go to the back of that
+//!   order. `shared:epoll-exclusive-raw` leaves the kernel's order alone
+//!   (nginx before 1.21.6): at low load one worker takes nearly everything.
 //! - [`accept_mutex`], `shared:accept-mutex`: nginx's `accept_mutex on`: only
 //!   the worker holding a cross-process lock has the listener in its epoll;
 //!   the others retry after `accept_mutex_delay`.
 //!
-//! The two epoll mechanisms are the same code but for one flag, lab-common's
-//! listener intake (`lab_common::intake`), which reuseport uses too; their
-//! files say what is particular to each. This file is the master's side,
-//! the same for all four: create the listener before fork, and hand it to
-//! the worker's intake.
+//! The two nginx twins follow nginx 1.22.1's code, including its load
+//! back-off `ngx_accept_disabled` ([`nginx`] holds that arithmetic); each
+//! file lists what it does not copy. The epoll mechanisms are lab-common's
+//! listener intake (`lab_common::intake`), which reuseport uses too, in one
+//! mode or the other; their files say what is particular to each. This file
+//! is the master's side, the same for all: create the listener before fork,
+//! and hand it to the worker's intake.
 //!
 //! When a worker stops (the server stops, or a rolling restart retires it),
 //! it stops taking connections without losing any: the epoll variants and
@@ -36,6 +41,7 @@ pub mod accept_mutex;
 pub mod blocking;
 pub mod epoll;
 pub mod epoll_exclusive;
+pub mod nginx;
 
 use std::io;
 use std::net::SocketAddr;
@@ -55,8 +61,11 @@ pub enum Variant {
     Blocking,
     /// Level-triggered epoll, every worker woken.
     Epoll,
-    /// Level-triggered epoll with `EPOLLEXCLUSIVE`.
+    /// Level-triggered epoll with `EPOLLEXCLUSIVE`, reordered as nginx 1.22.1
+    /// does.
     EpollExclusive,
+    /// Level-triggered epoll with `EPOLLEXCLUSIVE`, never reordered.
+    EpollExclusiveRaw,
     /// nginx's accept mutex, with its `accept_mutex_delay`.
     AcceptMutex {
         /// How long a worker without the lock waits before trying again.
@@ -116,6 +125,9 @@ impl Strategy for SharedListener {
             Variant::Epoll => worker::run(env, epoll::intake(listener, env), control),
             Variant::EpollExclusive => {
                 worker::run(env, epoll_exclusive::intake(listener, env), control)
+            }
+            Variant::EpollExclusiveRaw => {
+                worker::run(env, epoll_exclusive::raw_intake(listener, env), control)
             }
             Variant::AcceptMutex { delay } => worker::run(
                 env,

@@ -33,6 +33,7 @@ pub const ALL_STRATEGIES: [&str; 10] = [
     "shared:blocking",
     "shared:epoll",
     "shared:epoll-exclusive",
+    "shared:epoll-exclusive-raw",
     "shared:accept-mutex",
     "reuseport",
     "reuseport:worker-owned",
@@ -46,10 +47,11 @@ pub const MASTER_PASS: [&str; 3] = [
     "master-pass:least-conn",
 ];
 /// The `shared:*` strategies: one listener inherited by every worker.
-pub const SHARED: [&str; 4] = [
+pub const SHARED: [&str; 5] = [
     "shared:blocking",
     "shared:epoll",
     "shared:epoll-exclusive",
+    "shared:epoll-exclusive-raw",
     "shared:accept-mutex",
 ];
 /// The `reuseport*` strategies: one `SO_REUSEPORT` listener per worker.
