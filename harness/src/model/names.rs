@@ -6,6 +6,7 @@
 /// Every lab-server strategy, in report order.
 pub const STRATEGIES: &[&str] = &[
     "master-pass",
+    "master-pass:reroute",
     "master-pass:rotate",
     "master-pass:least-conn",
     "shared:blocking",
@@ -166,7 +167,7 @@ mod tests {
         assert!(!is_reference("master-pass"));
         assert!(!is_reference("node:rr+migrate"));
         assert!(!is_reference("nginx"));
-        assert_eq!(all_targets().count(), 9 + 5 + 3);
+        assert_eq!(all_targets().count(), 10 + 5 + 3);
         assert!(is_reference("node:rr@b"));
         assert!(migrate_req("reuseport+migrate@b"));
         assert_eq!(family("shared:epoll@2"), "shared");

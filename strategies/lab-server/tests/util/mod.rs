@@ -26,8 +26,9 @@ pub use http::{get, send_bad_input, BadInputOutcome, Client, Response};
 pub use server::{run_to_exit, Server, TempDir};
 
 /// Every `--strategy` name the binary accepts.
-pub const ALL_STRATEGIES: [&str; 9] = [
+pub const ALL_STRATEGIES: [&str; 10] = [
     "master-pass",
+    "master-pass:reroute",
     "master-pass:rotate",
     "master-pass:least-conn",
     "shared:blocking",
@@ -39,8 +40,9 @@ pub const ALL_STRATEGIES: [&str; 9] = [
 ];
 
 /// The `master-pass*` strategies: the master alone listens and passes fds.
-pub const MASTER_PASS: [&str; 3] = [
+pub const MASTER_PASS: [&str; 4] = [
     "master-pass",
+    "master-pass:reroute",
     "master-pass:rotate",
     "master-pass:least-conn",
 ];
