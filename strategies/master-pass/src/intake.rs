@@ -98,14 +98,19 @@ impl ChannelIntake {
     }
 
     /// Answers descriptor `seq`: taken (`accepted`) or refused.
+    ///
+    /// `Received` is written at once (its own write, as in Node); the `Ack`
+    /// is only queued, and written when the channel has been read to its
+    /// end (`on_event`, `stop`): the master sends the next descriptor on the
+    /// `Ack`, and it must not arrive in this same read loop, before the
+    /// worker has counted the one it just took against `--max-conns`.
     fn reply(&mut self, seq: u32, accepted: bool) -> io::Result<()> {
         if self.replies == Replies::ReceivedThenAck {
-            // Its own write before the cluster reply, as in Node.
             self.outbox.push(Frame::Received { seq });
             self.flush()?;
         }
         self.outbox.push(Frame::Ack { seq, accepted });
-        self.flush()
+        Ok(())
     }
 
     fn receive(&mut self, out: &mut Vec<Accepted>) -> io::Result<()> {
