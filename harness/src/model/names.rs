@@ -6,6 +6,7 @@
 /// Every lab-server strategy, in report order.
 pub const STRATEGIES: &[&str] = &[
     "master-pass",
+    "master-pass:reroute",
     "master-pass:rotate",
     "master-pass:least-conn",
     "shared:blocking",

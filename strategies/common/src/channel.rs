@@ -45,6 +45,14 @@ pub enum Frame {
     /// Worker -> master (master-pass with acks): the worker refused
     /// connections at its `--max-conns` cap and has room again.
     Resume,
+    /// Worker -> master (Node-exact master-pass): the descriptor of `NewConn`
+    /// `seq` arrived, sent on receipt before the `Ack` (Node's
+    /// child_process-level `NODE_HANDLE_ACK`; the `Ack` is the cluster-level
+    /// reply).
+    Received {
+        /// Sequence number from `NewConn`.
+        seq: u32,
+    },
 }
 
 impl Frame {
@@ -57,6 +65,7 @@ impl Frame {
             Frame::Closed { seq } => (b'C', 0, seq),
             Frame::Draining => (b'D', 0, 0),
             Frame::Resume => (b'U', 0, 0),
+            Frame::Received { seq } => (b'H', 0, seq),
         };
         let s = seq.to_le_bytes();
         [kind, flag, 0, 0, s[0], s[1], s[2], s[3]]
@@ -75,6 +84,7 @@ impl Frame {
             b'C' => Frame::Closed { seq },
             b'D' => Frame::Draining,
             b'U' => Frame::Resume,
+            b'H' => Frame::Received { seq },
             _ => return None,
         })
     }
@@ -155,6 +165,7 @@ mod tests {
             Frame::Closed { seq: 1 },
             Frame::Draining,
             Frame::Resume,
+            Frame::Received { seq: 9 },
         ] {
             assert_eq!(Frame::decode(f.encode()), Some(f));
         }

@@ -288,6 +288,19 @@ pub struct MasterRecord {
     pub connections_rerouted: u64,
     /// Connections the master dropped because no worker could take them.
     pub connections_dropped: u64,
+    /// Times the master's listener was reported readable (master-pass only):
+    /// `connections_accepted / listener_wakeups` is the accepts per wakeup
+    /// (1 for a master that accepts one connection per loop iteration, as
+    /// Node's libuv >= 1.45 does; more for one that accepts until `EAGAIN`).
+    pub listener_wakeups: u64,
+    /// The master's `accept()` calls that found the queue empty (`EAGAIN`;
+    /// master-pass only): one per wakeup for a master that accepts until
+    /// the queue is empty, 0 for a level-triggered one-per-wakeup master.
+    pub accept_eagain: u64,
+    /// Descriptors the master had passed to a worker that died before
+    /// acknowledging them, closed by the master instead of being re-routed
+    /// (master-pass, Node's behaviour: those clients are lost).
+    pub connections_lost_in_flight: u64,
 }
 
 /// Where the stats file goes; checked at startup so that a bad path fails

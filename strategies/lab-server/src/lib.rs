@@ -66,8 +66,13 @@ pub struct StrategyEntry {
 pub const STRATEGIES: &[StrategyEntry] = &[
     StrategyEntry {
         name: "master-pass",
-        about: "master accepts, passes fds with SCM_RIGHTS, Node cluster round-robin with acks",
+        about: "master accepts, passes fds with SCM_RIGHTS: Node 20 cluster round-robin (one accept per wakeup, two acks, no re-routing)",
         build: |_| Box::new(MasterPass::new(Policy::NodeRr)),
+    },
+    StrategyEntry {
+        name: "master-pass:reroute",
+        about: "Node's round-robin improved: accepts until EAGAIN, re-routes a dead worker's unacked fd",
+        build: |_| Box::new(MasterPass::new(Policy::NodeRrReroute)),
     },
     StrategyEntry {
         name: "master-pass:rotate",

@@ -1,11 +1,14 @@
-//! What a worker's death loses, with real processes and real connections.
-//!
-//! master-pass (Node's round-robin with acks) loses no accepted connection
-//! when a worker dies: the master keeps its copy of a descriptor until the
-//! worker acks it, and routes an unacknowledged one to another worker. The
-//! test kills workers repeatedly under steady load from the real `loadgen`
-//! and checks that no client sees an error and that the master's accounting
-//! (`connections_rerouted`, `connections_passed`) adds up.
+//! A worker that dies with a descriptor in flight to it (passed by the
+//! master, not yet acknowledged), under steady load from the real `loadgen`:
+//! - `master-pass:reroute` loses no accepted connection: the master keeps
+//!   its copy of a descriptor until the worker acks it, and routes an
+//!   unacknowledged one to another worker. No client sees an error and the
+//!   master's accounting (`connections_rerouted`, `connections_passed`) adds
+//!   up.
+//! - `master-pass` (Node-exact) does what Node does: the descriptor in
+//!   flight is not re-routed (`connections_rerouted` stays 0); the master
+//!   closes its copy (`connections_lost_in_flight`), and that client, and no
+//!   other, sees an error.
 //!
 //! A connection the worker had acked and was serving dies with it in any
 //! design, so each victim is first frozen with SIGSTOP: frozen, it reads no
@@ -45,9 +48,18 @@ fn tcp_connections_of(pid: i32) -> Vec<u64> {
         .collect()
 }
 
-#[test]
-fn sigkill_of_master_pass_workers_under_load_loses_no_connection() {
-    let strategy = "master-pass";
+/// What one run of the kill loop saw.
+struct Crashes {
+    result: serde_json::Value,
+    stats: serde_json::Value,
+    killed: Vec<i32>,
+    due: u64,
+}
+
+/// Runs `strategy` with 2 workers under open-loop load and kills a frozen
+/// worker [`KILLS`] times (see the module comment); returns loadgen's result
+/// and the stats file.
+fn kill_frozen_workers_under_load(strategy: &str) -> Crashes {
     let dir = TempDir::new("crash");
     let stats_path = dir.path().join("stats.json");
     let mut server = Server::start(strategy, 2, &["--stats-out", stats_path.to_str().unwrap()]);
@@ -67,7 +79,7 @@ fn sigkill_of_master_pass_workers_under_load_loses_no_connection() {
         let victim = *live
             .iter()
             .find(|p| !killed.contains(*p))
-            .unwrap_or_else(|| panic!("round {round}: no live worker in {live:?}"));
+            .unwrap_or_else(|| panic!("{strategy} round {round}: no live worker in {live:?}"));
         let mut tries = 0;
         loop {
             kill(victim, SIGSTOP).unwrap();
@@ -82,14 +94,14 @@ fn sigkill_of_master_pass_workers_under_load_loses_no_connection() {
             tries += 1;
             assert!(
                 tries < 50,
-                "round {round}: worker {victim} always held a connection when frozen: {held:?}"
+                "{strategy} round {round}: worker {victim} always held a connection when frozen: {held:?}"
             );
             thread::sleep(Duration::from_millis(30));
         }
         kill(victim, SIGKILL).unwrap();
         killed.push(victim);
         live = poll_until(
-            &format!("round {round}: a replacement for {victim}"),
+            &format!("{strategy} round {round}: a replacement for {victim}"),
             SETTLE_TIMEOUT,
             || {
                 let now = server.live_workers();
@@ -112,35 +124,65 @@ fn sigkill_of_master_pass_workers_under_load_loses_no_connection() {
     assert_eq!(
         status.code(),
         Some(0),
-        "exit after SIGTERM ({status}); stderr:\n{}",
+        "{strategy}: exit after SIGTERM ({status}); stderr:\n{}",
         server.stderr()
     );
     server.assert_nothing_left_running();
+    let stats = read_stats(&stats_path);
+    assert_eq!(stats["replacements"], KILLS as u64, "{stats}");
+    for &v in &killed {
+        let e = stats_workers(&stats)
+            .iter()
+            .find(|e| uint(e, "pid") == v as u64)
+            .unwrap_or_else(|| panic!("no stats entry for killed worker {v}: {stats}"));
+        assert_eq!(e["exit"], "was killed by SIGKILL", "{e}");
+        assert_eq!(
+            (e["replaced"].as_bool(), e["retired"].as_bool()),
+            (Some(true), Some(false)),
+            "{e}"
+        );
+    }
+    Crashes {
+        result,
+        stats,
+        killed,
+        due: RATE * LOAD_TIME.as_secs(),
+    }
+}
 
-    let due = RATE * LOAD_TIME.as_secs();
+/// A field of the stats file's `master` object.
+#[track_caller]
+fn master_field(stats: &serde_json::Value, name: &str) -> u64 {
+    stats["master"][name]
+        .as_u64()
+        .unwrap_or_else(|| panic!("master has no {name}: {stats}"))
+}
+
+#[test]
+fn sigkill_of_master_pass_reroute_workers_under_load_loses_no_connection() {
+    let Crashes {
+        result,
+        stats,
+        killed,
+        due,
+    } = kill_frozen_workers_under_load("master-pass:reroute");
+    assert_eq!(killed.len(), KILLS);
     assert_eq!(
         (ok(&result), errors(&result)),
         (due, 0),
-        "every request must be answered although {KILLS} workers were killed: errors {}; stderr:\n{}",
+        "every request must be answered although {KILLS} workers were killed: errors {}",
         result["errors"],
-        server.stderr()
     );
-
-    let stats = read_stats(&stats_path);
     let m = &stats["master"];
-    let field = |name: &str| {
-        m[name]
-            .as_u64()
-            .unwrap_or_else(|| panic!("master has no {name}: {stats}"))
-    };
-    let (accepted, passed, rerouted, dropped) = (
+    let field = |name: &str| master_field(&stats, name);
+    let (accepted, passed, rerouted, dropped, lost) = (
         field("connections_accepted"),
         field("connections_passed"),
         field("connections_rerouted"),
         field("connections_dropped"),
+        field("connections_lost_in_flight"),
     );
-    assert_eq!(stats["replacements"], KILLS as u64, "{stats}");
-    assert_eq!(dropped, 0, "{stats}");
+    assert_eq!((dropped, lost), (0, 0), "{stats}");
     assert_eq!(
         accepted,
         result["connections_opened"].as_u64().unwrap(),
@@ -167,18 +209,64 @@ fn sigkill_of_master_pass_workers_under_load_loses_no_connection() {
         ok(&result),
         "the workers' 200s vs loadgen's ok: {stats}"
     );
-    for &v in &killed {
-        let e = stats_workers(&stats)
-            .iter()
-            .find(|e| uint(e, "pid") == v as u64)
-            .unwrap_or_else(|| panic!("no stats entry for killed worker {v}: {stats}"));
-        assert_eq!(e["exit"], "was killed by SIGKILL", "{e}");
-        assert_eq!(
-            (e["replaced"].as_bool(), e["retired"].as_bool()),
-            (Some(true), Some(false)),
-            "{e}"
-        );
-    }
+}
+
+#[test]
+fn sigkill_of_a_master_pass_worker_loses_the_descriptor_in_flight_to_it_as_node_does() {
+    let Crashes {
+        result,
+        stats,
+        killed,
+        due,
+    } = kill_frozen_workers_under_load("master-pass");
+    assert_eq!(killed.len(), KILLS);
+    let m = &stats["master"];
+    let field = |name: &str| master_field(&stats, name);
+    let (accepted, passed, rerouted, dropped, lost) = (
+        field("connections_accepted"),
+        field("connections_passed"),
+        field("connections_rerouted"),
+        field("connections_dropped"),
+        field("connections_lost_in_flight"),
+    );
+    assert_eq!(
+        rerouted, 0,
+        "Node does not re-route a descriptor in flight to a dead worker: {m}"
+    );
+    assert_eq!(dropped, 0, "{m}");
+    // Each frozen victim held at most one unacknowledged descriptor (stop
+    // and wait), and one arrives within the freeze at this rate.
+    assert!(
+        (1..=KILLS as u64).contains(&lost),
+        "connections_lost_in_flight {lost}: expected 1..={KILLS} (one per killed worker that held an unacked descriptor): {m}"
+    );
+    assert_eq!(
+        accepted,
+        result["connections_opened"].as_u64().unwrap(),
+        "the master accepted every connection loadgen opened: {m}"
+    );
+    assert_eq!(
+        passed, accepted,
+        "every connection passed exactly once: {m}"
+    );
+    assert_eq!(
+        sum_over_workers(&stats, "connections"),
+        accepted - lost,
+        "every accepted connection but the lost ones taken by exactly one worker: {stats}"
+    );
+    // The lost connections' clients, and only they, saw an error: the
+    // master closed its copy, the kernel the one in the dead channel.
+    assert_eq!(
+        (ok(&result), errors(&result)),
+        (due - lost, lost),
+        "one error per descriptor lost in flight ({lost}): errors {}",
+        result["errors"],
+    );
+    assert_eq!(
+        sum_over_workers(&stats, "requests"),
+        ok(&result),
+        "the workers' 200s vs loadgen's ok: {stats}"
+    );
 }
 
 /// How the clients queued on a killed reuseport worker's listener fared.

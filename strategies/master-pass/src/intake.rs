@@ -1,5 +1,12 @@
 //! The worker side: receive descriptors from the master, ack, report closes.
 //!
+//! Replies per descriptor ([`Replies`]): none (rotate, least-conn); one
+//! `Ack` (`master-pass:reroute`); or, as Node's worker does, two
+//! (`master-pass`): `Received` the moment the descriptor is read (Node's
+//! child_process.js answers every `NODE_HANDLE` message with
+//! `NODE_HANDLE_ACK` before it hands the handle on), then the cluster-level
+//! `Ack` (child.js's reply `{ ack, accepted }`), each in its own write.
+//!
 //! Stopping (the server stops, or a rolling restart retires this worker):
 //! the master has already stopped routing to the worker (a retiring one) or
 //! stopped accepting (a stopping server), so every descriptor meant for this
@@ -32,11 +39,23 @@ use mio::{Interest, Poll, Token};
 
 const CHANNEL: Token = Token(INTAKE_TOKEN_BASE);
 
+/// How a worker answers each descriptor the master sends it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Replies {
+    /// No answer: the master closed its copy after `sendmsg`.
+    None,
+    /// `Ack { accepted }` on receipt.
+    Ack,
+    /// `Received`, then `Ack { accepted }`, two writes (Node's
+    /// `NODE_HANDLE_ACK` and the cluster reply).
+    ReceivedThenAck,
+}
+
 /// Takes connections from the master over the control channel.
 pub struct ChannelIntake {
     env: WorkerEnv,
-    /// Node's round-robin: ack each connection on receipt.
-    ack: bool,
+    /// Node's round-robin: answer each connection on receipt.
+    replies: Replies,
     /// least-conn: report each close.
     report_close: bool,
     channel: Option<mio::net::UnixStream>,
@@ -53,11 +72,12 @@ pub struct ChannelIntake {
 }
 
 impl ChannelIntake {
-    /// An intake that acks (Node RR) and/or reports closes (least-conn).
-    pub fn new(env: WorkerEnv, ack: bool, report_close: bool) -> Self {
+    /// An intake that answers each descriptor as `replies` says (Node RR)
+    /// and/or reports closes (least-conn).
+    pub fn new(env: WorkerEnv, replies: Replies, report_close: bool) -> Self {
         ChannelIntake {
             env,
-            ack,
+            replies,
             report_close,
             channel: None,
             frames: FrameReader::default(),
@@ -77,12 +97,29 @@ impl ChannelIntake {
         Ok(())
     }
 
+    /// Answers descriptor `seq`: taken (`accepted`) or refused.
+    ///
+    /// `Received` is written at once (its own write, as in Node); the `Ack`
+    /// is only queued, and written when the channel has been read to its
+    /// end (`on_event`, `stop`): the master sends the next descriptor on the
+    /// `Ack`, and it must not arrive in this same read loop, before the
+    /// worker has counted the one it just took against `--max-conns`.
+    fn reply(&mut self, seq: u32, accepted: bool) -> io::Result<()> {
+        if self.replies == Replies::ReceivedThenAck {
+            self.outbox.push(Frame::Received { seq });
+            self.flush()?;
+        }
+        self.outbox.push(Frame::Ack { seq, accepted });
+        Ok(())
+    }
+
     fn receive(&mut self, out: &mut Vec<Accepted>) -> io::Result<()> {
-        let Some(ch) = self.channel.as_ref() else {
-            return Ok(());
-        };
+        let ack = self.replies != Replies::None;
         let mut buf = [0u8; 256];
         loop {
+            let Some(ch) = self.channel.as_ref() else {
+                return Ok(());
+            };
             let got = match recv_with_fds(ch.as_fd(), &mut buf) {
                 Ok(got) => got,
                 Err(e) if e.kind() == io::ErrorKind::WouldBlock => {
@@ -110,24 +147,18 @@ impl ChannelIntake {
                     // MSG_CTRUNC dropped it; nothing to serve or ack.
                     continue;
                 };
-                if self.ack && (self.stopping || self.paused) {
+                if ack && (self.stopping || self.paused) {
                     // Refuse: the master still holds its copy and re-routes it.
                     drop(fd);
                     self.refused_at_cap |= !self.stopping;
-                    self.outbox.push(Frame::Ack {
-                        seq,
-                        accepted: false,
-                    });
+                    self.reply(seq, false)?;
                     continue;
                 }
                 // Without acks the master kept no copy: serve it, stopping
                 // or at the cap, or it is lost.
                 // Ack on receipt, before serving (Node's child.js does the same).
-                if self.ack {
-                    self.outbox.push(Frame::Ack {
-                        seq,
-                        accepted: true,
-                    });
+                if ack {
+                    self.reply(seq, true)?;
                 }
                 out.push(Accepted {
                     fd,

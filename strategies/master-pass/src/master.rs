@@ -1,15 +1,41 @@
 //! The master side: listen, accept, pick a worker, pass the descriptor.
 //!
+//! # Accepting
+//!
+//! - `master-pass` (Node-exact): the listener is registered level-triggered
+//!   in the master's own epoll instance (mio registers edge-triggered only,
+//!   so it is added with `lab_common::sys::epoll::add`, as `shared:epoll`
+//!   adds its listener), and each wakeup accepts exactly one connection:
+//!   libuv >= 1.45's `uv__server_io` (libuv/libuv#3696). A queue with more
+//!   connections reports the listener again at the next `epoll_wait`, so the
+//!   master's loop is `epoll_wait -> accept4 -> (sendmsg, acks) -> epoll_wait
+//!   -> accept4`, and no accept finds the queue empty (`accept_eagain` 0).
+//!   A level-triggered inner epoll whose descriptor sits edge-triggered in
+//!   mio's epoll would not do: on Linux 6.18 the outer registration does not
+//!   fire again while the inner one stays ready, not even after a wait on
+//!   the inner one.
+//! - `master-pass:reroute`, rotate, least-conn: edge-triggered, accept until
+//!   `EAGAIN` on each wakeup (libuv <= 1.44): one `EAGAIN` per wakeup.
+//!
 //! # A worker that dies (crash, SIGKILL)
 //!
 //! Connections the dead worker had taken and was serving die with it in
 //! every mode (their clients see a reset or a close without a response).
 //! What differs is a connection on its way:
-//! - Node RR (acks): the master keeps its copy of a descriptor until the
-//!   worker acks it, so the one unacknowledged connection of a dead worker is
-//!   routed to another worker (`connections_rerouted`); so is anything still
-//!   pending in the master. An accepted connection is lost only if the
-//!   worker had acked it.
+//! - Node RR exact (`master-pass`): the descriptor in flight to the dead
+//!   worker (sent, not yet acknowledged) is not re-routed, as in Node, where
+//!   `RoundRobinHandle.remove` forgets the worker and the reply that would
+//!   have closed or re-distributed the handle never comes. The master closes
+//!   its copy when it learns the worker is gone (`connections_lost_in_flight`),
+//!   so that client sees its connection closed at once (Node keeps its copy
+//!   open, and that client waits until it gives up). Connections still
+//!   pending in the master go to the other workers, as in Node.
+//! - Node RR with re-routing (`master-pass:reroute`, an improvement over
+//!   Node): the master keeps its copy of a descriptor until the worker acks
+//!   it, so the one unacknowledged connection of a dead worker is routed to
+//!   another worker (`connections_rerouted`); so is anything still pending
+//!   in the master. An accepted connection is lost only if the worker had
+//!   acked it.
 //! - rotate, least-conn (no acks): the master closes its copy right after
 //!   `sendmsg`. Descriptors already sent but not yet read from the dead
 //!   worker's channel are closed by the kernel with the channel, and those
@@ -30,13 +56,14 @@
 use std::collections::VecDeque;
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use lab_common::channel::Frame;
 use lab_common::listen::{listen, local_addr, ListenOptions};
 use lab_common::stats::{MasterRecord, Shared};
 use lab_common::strategy::{Master, ServerConfig, Strategy, WorkerEnv};
+use lab_common::sys::epoll::{self, ListenerWakeup};
 use lab_common::sys::fds::{accept4, AcceptFailure};
 use lab_common::worker;
 use mio::event::Event;
@@ -45,11 +72,53 @@ use mio::{Interest, Registry, Token};
 use nix::unistd::Pid;
 use std::os::fd::AsRawFd;
 
-use crate::intake::ChannelIntake;
+use crate::intake::{ChannelIntake, Replies};
 use crate::scheduler::{LeastConnections, NodeRoundRobin, Rotation};
 use crate::Policy;
 
 const LISTENER: Token = Token(1);
+
+/// How the listener sits in the master's epoll instance.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Registration {
+    /// Not registered (before `master_register`, after `stop_master`).
+    Absent,
+    /// Level-triggered (Node-exact: one accept per wakeup).
+    Level,
+    /// Edge-triggered through mio (accept until `EAGAIN`).
+    Edge,
+}
+
+impl Registration {
+    /// Puts `listener` in the registry's epoll instance as `to` says,
+    /// taking out a registration `from`.
+    fn change(
+        from: Registration,
+        to: Registration,
+        registry: &Registry,
+        listener: BorrowedFd<'_>,
+    ) -> io::Result<()> {
+        let raw = listener.as_raw_fd();
+        match from {
+            Registration::Absent => {}
+            Registration::Level => epoll::delete(registry.as_fd(), listener)?,
+            Registration::Edge => registry.deregister(&mut SourceFd(&raw))?,
+        }
+        match to {
+            Registration::Absent => {}
+            Registration::Level => epoll::add(
+                registry.as_fd(),
+                listener,
+                ListenerWakeup::LevelAll,
+                LISTENER.0,
+            )?,
+            Registration::Edge => {
+                registry.register(&mut SourceFd(&raw), LISTENER, Interest::READABLE)?
+            }
+        }
+        Ok(())
+    }
+}
 
 /// A connection the master holds.
 struct Pending {
@@ -61,10 +130,14 @@ struct Pending {
 pub struct MasterPass {
     policy: Policy,
     listener: Option<OwnedFd>,
+    registration: Registration,
+    /// Node-exact: the last accept failed for lack of descriptors (say so
+    /// once, not on every turn of the loop).
+    out_of_resources: bool,
     next_seq: u32,
-    /// NodeRr: pending connections and free workers.
+    /// With acks (Node RR): pending connections and free workers.
     rr: NodeRoundRobin<Pending>,
-    /// NodeRr: the one unacknowledged connection of each worker; the master
+    /// With acks (Node RR): the one unacknowledged connection of each worker; the master
     /// keeps its copy of the descriptor until the ack.
     unacked: Vec<Option<Pending>>,
     rotation: Rotation,
@@ -72,7 +145,7 @@ pub struct MasterPass {
     /// Rotate/LeastConn: connections picked for a worker whose channel was
     /// full, sent when it drains.
     backlog: Vec<VecDeque<Pending>>,
-    /// NodeRr: workers whose channel was full at the last send; they return
+    /// With acks (Node RR): workers whose channel was full at the last send; they return
     /// to `free` when it drains.
     blocked: Vec<bool>,
     /// Rotate/LeastConn: connections that came while no worker could take
@@ -88,6 +161,8 @@ impl MasterPass {
         MasterPass {
             policy,
             listener: None,
+            registration: Registration::Absent,
+            out_of_resources: false,
             next_seq: 0,
             rr: NodeRoundRobin::default(),
             unacked: Vec::new(),
@@ -101,29 +176,45 @@ impl MasterPass {
         }
     }
 
-    /// Accepts until the queue is empty (libuv's `uv__server_io` loop).
-    fn accept_all(&mut self) -> io::Result<Vec<Pending>> {
-        let mut out = Vec::new();
+    fn pending(&mut self, fd: OwnedFd) -> Pending {
+        self.record.connections_accepted += 1;
+        let seq = self.next_seq;
+        self.next_seq = self.next_seq.wrapping_add(1);
+        Pending { seq, fd }
+    }
+
+    /// Node-exact: accepts one connection (libuv >= 1.45 `uv__server_io`);
+    /// the level-triggered registration brings the master back for the next
+    /// one after a turn of its loop.
+    fn accept_one(&mut self) -> io::Result<Option<Pending>> {
         let Some(listener) = self.listener.as_ref() else {
-            return Ok(out);
+            return Ok(None);
         };
         loop {
             match accept4(listener.as_fd()) {
                 Ok(fd) => {
-                    self.record.connections_accepted += 1;
-                    let seq = self.next_seq;
-                    self.next_seq = self.next_seq.wrapping_add(1);
-                    out.push(Pending { seq, fd });
+                    self.out_of_resources = false;
+                    return Ok(Some(self.pending(fd)));
                 }
                 Err(e) => match AcceptFailure::of(&e) {
-                    AcceptFailure::Empty => return Ok(out),
+                    AcceptFailure::Empty => {
+                        // Not expected level-triggered (only the master
+                        // accepts): counted, so a test would see it.
+                        self.record.accept_eagain += 1;
+                        return Ok(None);
+                    }
+                    // libuv retries ECONNABORTED at once, too.
                     AcceptFailure::Retry => {}
                     AcceptFailure::Resources => {
-                        // Out of descriptors: leave the rest in the kernel
-                        // queue; the registration is edge-triggered, so the
-                        // next connection's event retries them.
-                        eprintln!("lab-server: master: accept: {e}");
-                        return Ok(out);
+                        // The connection stays queued and the listener stays
+                        // ready: the loop comes back for it at every turn
+                        // (handling every other event in between) until a
+                        // descriptor frees. libuv's emfile trick would
+                        // accept and close the queued connections instead.
+                        if !std::mem::replace(&mut self.out_of_resources, true) {
+                            eprintln!("lab-server: master: accept: {e}; retrying at every turn of the loop");
+                        }
+                        return Ok(None);
                     }
                     AcceptFailure::Fatal => return Err(e),
                 },
@@ -131,7 +222,37 @@ impl MasterPass {
         }
     }
 
-    /// NodeRr: hand pending connections to free workers.
+    /// Accepts until the queue is empty (libuv <= 1.44's `uv__server_io`
+    /// loop).
+    fn accept_all(&mut self) -> io::Result<Vec<Pending>> {
+        let mut out = Vec::new();
+        let Some(listener) = self.listener.as_ref() else {
+            return Ok(Vec::new());
+        };
+        loop {
+            match accept4(listener.as_fd()) {
+                Ok(fd) => out.push(fd),
+                Err(e) => match AcceptFailure::of(&e) {
+                    AcceptFailure::Empty => {
+                        self.record.accept_eagain += 1;
+                        break;
+                    }
+                    AcceptFailure::Retry => {}
+                    AcceptFailure::Resources => {
+                        // Out of descriptors: leave the rest in the kernel
+                        // queue; the registration is edge-triggered, so the
+                        // next connection's event retries them.
+                        eprintln!("lab-server: master: accept: {e}");
+                        break;
+                    }
+                    AcceptFailure::Fatal => return Err(e),
+                },
+            }
+        }
+        Ok(out.into_iter().map(|fd| self.pending(fd)).collect())
+    }
+
+    /// With acks (Node RR): hand pending connections to free workers.
     fn dispatch_rr(&mut self, m: &mut Master<'_>) -> io::Result<()> {
         while let Some((slot, conn)) = self.rr.assign() {
             match m.send_fd(slot, Frame::NewConn { seq: conn.seq }, conn.fd.as_fd()) {
@@ -183,7 +304,7 @@ impl MasterPass {
         self.flush_backlog(slot, m)
     }
 
-    /// NodeRr: `slot` may get a connection again, if it can take one.
+    /// With acks (Node RR): `slot` may get a connection again, if it can take one.
     fn make_free(&mut self, slot: usize, m: &Master<'_>) {
         if m.can_take(slot) {
             self.rr.free(slot);
@@ -230,17 +351,23 @@ impl Strategy for MasterPass {
     }
 
     fn worker_main(&mut self, env: WorkerEnv, control: UnixStream) -> io::Result<()> {
-        let intake = ChannelIntake::new(
-            env,
-            self.policy == Policy::NodeRr,
-            self.policy == Policy::LeastConn,
-        );
+        let replies = match self.policy {
+            Policy::NodeRr => Replies::ReceivedThenAck,
+            Policy::NodeRrReroute => Replies::Ack,
+            Policy::Rotate | Policy::LeastConn => Replies::None,
+        };
+        let intake = ChannelIntake::new(env, replies, self.policy == Policy::LeastConn);
         worker::run(env, intake, control)
     }
 
     fn master_register(&mut self, registry: &Registry) -> io::Result<()> {
         if let Some(l) = self.listener.as_ref() {
-            registry.register(&mut SourceFd(&l.as_raw_fd()), LISTENER, Interest::READABLE)?;
+            let to = match self.policy {
+                Policy::NodeRr => Registration::Level,
+                _ => Registration::Edge,
+            };
+            Registration::change(self.registration, to, registry, l.as_fd())?;
+            self.registration = to;
         }
         Ok(())
     }
@@ -249,15 +376,22 @@ impl Strategy for MasterPass {
         if event.token() != LISTENER || self.stopping {
             return Ok(());
         }
-        let conns = self.accept_all()?;
+        self.record.listener_wakeups += 1;
         match self.policy {
             Policy::NodeRr => {
-                for c in conns {
+                if let Some(c) = self.accept_one()? {
                     self.rr.push(c);
                 }
                 self.dispatch_rr(m)
             }
-            _ => {
+            Policy::NodeRrReroute => {
+                for c in self.accept_all()? {
+                    self.rr.push(c);
+                }
+                self.dispatch_rr(m)
+            }
+            Policy::Rotate | Policy::LeastConn => {
+                let conns = self.accept_all()?;
                 for c in conns {
                     self.dispatch_blind(c, m)?;
                 }
@@ -267,7 +401,7 @@ impl Strategy for MasterPass {
     }
 
     fn on_ready(&mut self, slot: usize, m: &mut Master<'_>) -> io::Result<()> {
-        if self.policy == Policy::NodeRr {
+        if self.policy.acks() {
             self.make_free(slot, m);
             self.dispatch_rr(m)?;
         } else {
@@ -296,7 +430,12 @@ impl Strategy for MasterPass {
 
     fn on_frame(&mut self, slot: usize, frame: Frame, m: &mut Master<'_>) -> io::Result<()> {
         match frame {
-            Frame::Ack { seq, accepted } if self.policy == Policy::NodeRr => {
+            // Node-exact: child_process's NODE_HANDLE_ACK. In Node it lets
+            // the primary send that worker the next message that carries a
+            // handle; the cluster's stop-and-wait never has one queued behind
+            // it (the next descriptor waits for the `Ack`), so nothing follows.
+            Frame::Received { .. } => Ok(()),
+            Frame::Ack { seq, accepted } if self.policy.acks() => {
                 let Some(conn) = self.unacked[slot].take_if(|c| c.seq == seq) else {
                     return Ok(()); // an ack for something we no longer hold
                 };
@@ -312,7 +451,7 @@ impl Strategy for MasterPass {
                 }
                 self.dispatch_rr(m)
             }
-            Frame::Resume if self.policy == Policy::NodeRr => {
+            Frame::Resume if self.policy.acks() => {
                 self.make_free(slot, m);
                 self.dispatch_rr(m)
             }
@@ -326,7 +465,7 @@ impl Strategy for MasterPass {
 
     fn on_writable(&mut self, slot: usize, m: &mut Master<'_>) -> io::Result<()> {
         match self.policy {
-            Policy::NodeRr => {
+            Policy::NodeRr | Policy::NodeRrReroute => {
                 if std::mem::take(&mut self.blocked[slot]) {
                     self.make_free(slot, m);
                 }
@@ -340,11 +479,19 @@ impl Strategy for MasterPass {
         self.rr.remove(slot);
         self.least.reset(slot);
         self.blocked[slot] = false;
-        // The master still holds its copy of an unacknowledged connection:
-        // the client is not lost, it goes to another worker.
         if let Some(conn) = self.unacked.get_mut(slot).and_then(Option::take) {
-            self.record.connections_rerouted += 1;
-            self.rr.push(conn);
+            if self.policy == Policy::NodeRr {
+                // Node: the reply never comes, the handle is never
+                // re-distributed. Closing our copy loses the client at once.
+                self.record.connections_lost_in_flight += 1;
+                drop(conn);
+            } else {
+                // The master still holds its copy of an unacknowledged
+                // connection: the client is not lost, it goes to another
+                // worker.
+                self.record.connections_rerouted += 1;
+                self.rr.push(conn);
+            }
         }
         let queued: Vec<Pending> = self
             .backlog
@@ -362,7 +509,7 @@ impl Strategy for MasterPass {
             self.record.connections_rerouted += 1;
             self.dispatch_blind(conn, m)?;
         }
-        if self.policy == Policy::NodeRr {
+        if self.policy.acks() {
             self.dispatch_rr(m)?;
         }
         Ok(())
@@ -371,7 +518,9 @@ impl Strategy for MasterPass {
     fn stop_master(&mut self, registry: &Registry) -> io::Result<()> {
         self.stopping = true;
         if let Some(l) = self.listener.take() {
-            let _ = registry.deregister(&mut SourceFd(&l.as_raw_fd()));
+            let _ =
+                Registration::change(self.registration, Registration::Absent, registry, l.as_fd());
+            self.registration = Registration::Absent;
         }
         self.record.connections_dropped += self.rr.drain().count() as u64;
         self.record.connections_dropped += std::mem::take(&mut self.waiting).len() as u64;
@@ -380,5 +529,107 @@ impl Strategy for MasterPass {
 
     fn master_record(&self) -> MasterRecord {
         self.record.clone()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    //! The epoll behaviour `master-pass` relies on, checked on this kernel
+    //! with real sockets.
+    use super::*;
+    use std::net::{TcpListener, TcpStream};
+    use std::time::Duration;
+
+    use mio::{Events, Poll};
+    use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
+
+    /// A non-blocking listener with `n` connections in its accept queue.
+    fn listener_with_queue(n: usize) -> (TcpListener, Vec<TcpStream>) {
+        let l = TcpListener::bind("127.0.0.1:0").unwrap();
+        l.set_nonblocking(true).unwrap();
+        let addr = l.local_addr().unwrap();
+        let clients = (0..n).map(|_| TcpStream::connect(addr).unwrap()).collect();
+        (l, clients)
+    }
+
+    fn listener_events(poll: &mut Poll, events: &mut Events) -> usize {
+        poll.poll(events, Some(Duration::ZERO)).unwrap();
+        events.iter().filter(|e| e.token() == LISTENER).count()
+    }
+
+    #[test]
+    fn a_level_triggered_listener_in_mios_epoll_is_reported_until_its_queue_is_empty() {
+        let (l, _clients) = listener_with_queue(3);
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        Registration::change(
+            Registration::Absent,
+            Registration::Level,
+            poll.registry(),
+            l.as_fd(),
+        )
+        .unwrap();
+        for _ in 0..3 {
+            assert_eq!(listener_events(&mut poll, &mut events), 1);
+            accept4(l.as_fd()).unwrap(); // one accept per wakeup
+        }
+        assert_eq!(listener_events(&mut poll, &mut events), 0);
+        Registration::change(
+            Registration::Level,
+            Registration::Absent,
+            poll.registry(),
+            l.as_fd(),
+        )
+        .unwrap();
+    }
+
+    #[test]
+    fn an_edge_triggered_listener_is_not_reported_again_while_connections_wait() {
+        let (l, _clients) = listener_with_queue(3);
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        Registration::change(
+            Registration::Absent,
+            Registration::Edge,
+            poll.registry(),
+            l.as_fd(),
+        )
+        .unwrap();
+        assert_eq!(listener_events(&mut poll, &mut events), 1);
+        accept4(l.as_fd()).unwrap();
+        // Two more are queued, but nothing new arrived: no event.
+        assert_eq!(listener_events(&mut poll, &mut events), 0);
+    }
+
+    /// Why the Node-exact master does not use a level-triggered epoll of its
+    /// own inside mio's: mio's edge-triggered registration of the inner
+    /// epoll fires once, and not again while the inner one stays ready,
+    /// even after a wait on the inner one.
+    #[test]
+    fn an_edge_triggered_registration_of_a_level_triggered_inner_epoll_does_not_fire_again() {
+        let (l, _clients) = listener_with_queue(3);
+        let inner = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).unwrap();
+        inner
+            .add(&l, EpollEvent::new(EpollFlags::EPOLLIN, 7))
+            .unwrap();
+        let mut poll = Poll::new().unwrap();
+        let mut events = Events::with_capacity(8);
+        poll.registry()
+            .register(
+                &mut SourceFd(&inner.0.as_raw_fd()),
+                LISTENER,
+                Interest::READABLE,
+            )
+            .unwrap();
+        assert_eq!(listener_events(&mut poll, &mut events), 1);
+        accept4(l.as_fd()).unwrap();
+        assert_eq!(listener_events(&mut poll, &mut events), 0);
+        let mut got = [EpollEvent::empty(); 4];
+        assert_eq!(
+            inner.wait(&mut got, 0u8).unwrap(),
+            1,
+            "the inner one is ready"
+        );
+        assert_eq!(listener_events(&mut poll, &mut events), 0);
     }
 }

@@ -28,6 +28,7 @@ pub use server::{run_to_exit, Server, TempDir};
 /// Every `--strategy` name the binary accepts.
 pub const ALL_STRATEGIES: [&str; 10] = [
     "master-pass",
+    "master-pass:reroute",
     "master-pass:rotate",
     "master-pass:least-conn",
     "shared:blocking",
@@ -41,8 +42,9 @@ pub const ALL_STRATEGIES: [&str; 10] = [
 ];
 
 /// The `master-pass*` strategies: the master alone listens and passes fds.
-pub const MASTER_PASS: [&str; 3] = [
+pub const MASTER_PASS: [&str; 4] = [
     "master-pass",
+    "master-pass:reroute",
     "master-pass:rotate",
     "master-pass:least-conn",
 ];
