@@ -286,6 +286,17 @@ pub struct MasterStats {
     /// the first one refused them or died before acknowledging them.
     #[serde(default)]
     pub connections_rerouted: Option<u64>,
+    /// master-pass: times the master's listener was reported readable
+    /// (`connections_accepted / listener_wakeups`: accepts per wakeup).
+    #[serde(default)]
+    pub listener_wakeups: u64,
+    /// master-pass: the master's accepts that found the queue empty.
+    #[serde(default)]
+    pub accept_eagain: u64,
+    /// master-pass (Node-exact): descriptors in flight to a worker that died,
+    /// closed instead of re-routed.
+    #[serde(default)]
+    pub connections_lost_in_flight: u64,
 }
 
 /// One worker's figures in the stats file.
@@ -317,6 +328,14 @@ pub struct WorkerStats {
     /// Listener wakeups.
     #[serde(default)]
     pub listener_wakeups: u64,
+    /// nginx twins: times the worker removed and re-added its listener
+    /// (`ngx_reorder_accept_events`).
+    #[serde(default)]
+    pub listener_reorders: u64,
+    /// nginx twins: loop turns or accepts made while `ngx_accept_disabled`
+    /// was positive.
+    #[serde(default)]
+    pub accept_disabled_turns: u64,
     /// User CPU, µs.
     #[serde(default)]
     pub cpu_user_us: u64,
