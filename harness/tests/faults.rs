@@ -49,17 +49,6 @@ fn bench(name: &str, targets: &str, workloads: &str) -> PathBuf {
     dir
 }
 
-fn runs(dir: &Path) -> Vec<Value> {
-    let mut v: Vec<Value> = std::fs::read_dir(dir.join("runs"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-        .map(|e| read_json(&e.path()))
-        .collect();
-    v.sort_by_key(|r| r["index"].as_u64());
-    v
-}
-
 fn run<'a>(runs: &'a [Value], target: &str, workload: &str) -> &'a Value {
     runs.iter()
         .find(|r| r["target"] == target && r["workload"] == workload)
@@ -119,7 +108,7 @@ fn a_crashed_worker_is_a_real_worker_of_the_run_replaced_by_the_master_and_maste
         "master-pass,shared:epoll,reuseport",
         "worker-crash",
     );
-    let runs = runs(&dir);
+    let runs = run_files(&dir);
     let summary = read_json(&dir.join("summary.json"));
     assert_eq!(runs.len(), 3);
     for target in ["master-pass", "shared:epoll", "reuseport"] {
@@ -221,7 +210,7 @@ fn a_rolling_restart_replaces_every_slot_once_gracefully_and_loses_no_connection
         "master-pass,shared:epoll",
         "rolling-restart",
     );
-    let runs = runs(&dir);
+    let runs = run_files(&dir);
     for target in ["master-pass", "shared:epoll"] {
         let r = run(&runs, target, "rolling-restart");
         timeline_accounts_for_everything(r);
@@ -284,7 +273,7 @@ fn a_rolling_restart_replaces_every_slot_once_gracefully_and_loses_no_connection
 #[test]
 fn a_slow_worker_is_stopped_and_always_continued_and_its_requests_are_told_apart() {
     let dir = bench("fault-slow", "shared:blocking,reuseport", "slow-worker");
-    let runs = runs(&dir);
+    let runs = run_files(&dir);
     let summary = read_json(&dir.join("summary.json"));
     for target in ["shared:blocking", "reuseport"] {
         let r = run(&runs, target, "slow-worker");
@@ -313,7 +302,7 @@ fn a_slow_worker_is_stopped_and_always_continued_and_its_requests_are_told_apart
 #[test]
 fn an_overload_steps_the_offered_rate_up_and_back_and_records_the_kernel_counters() {
     let dir = bench("fault-overload", "reuseport", "overload");
-    let runs = runs(&dir);
+    let runs = run_files(&dir);
     let r = run(&runs, "reuseport", "overload");
     timeline_accounts_for_everything(r);
     let steps = r["loadgen"]["config"]["rate_steps"].as_array().unwrap();
@@ -377,7 +366,7 @@ fn tcp_migrate_req_is_set_for_the_migrate_runs_only_and_restored() {
     );
     let after = std::fs::read_to_string(sysctl).ok();
     assert_eq!(before, after, "the setting is restored");
-    let runs = runs(&dir);
+    let runs = run_files(&dir);
     let session = read_json(&dir.join("session.json"));
     match harness::measure::faults::check_migrate_req() {
         Ok(()) => {

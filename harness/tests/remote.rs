@@ -51,17 +51,6 @@ fn u(v: &Value) -> u64 {
         .unwrap_or_else(|| panic!("{v} is not a whole number"))
 }
 
-fn runs(dir: &Path) -> Vec<Value> {
-    let mut v: Vec<Value> = std::fs::read_dir(dir.join("runs"))
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
-        .map(|e| read_json(&e.path()))
-        .collect();
-    v.sort_by_key(|r| r["index"].as_u64());
-    v
-}
-
 #[test]
 fn two_remote_generators_and_a_remote_server_merge_into_exactly_what_the_server_counted() {
     let _serial = serial();
@@ -106,7 +95,7 @@ fn two_remote_generators_and_a_remote_server_merge_into_exactly_what_the_server_
         serde_json::json!(["pl-lg1", "pl-lg2"])
     );
     assert_eq!(summary["config"]["remote"]["server_host"], "pl-srv");
-    let runs = runs(&dir);
+    let runs = run_files(&dir);
     assert_eq!(runs.len(), 4);
     for r in &runs {
         let what = format!("{} / {}", r["target"], r["workload"]);
@@ -239,7 +228,7 @@ fn remote_generators_load_a_server_here_on_the_address_they_reach_it_by() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "{err}");
     let dir = std::fs::canonicalize(root.join("latest")).unwrap();
-    let runs = runs(&dir);
+    let runs = run_files(&dir);
     assert_eq!(runs.len(), 1);
     let r = &runs[0];
     // This machine as the generators see it: the rig's bridge address.
@@ -462,7 +451,7 @@ fn a_bad_host_is_one_line_naming_it_and_a_dead_generator_keeps_the_finished_runs
         .unwrap_or_else(|| panic!("{err}"));
     assert!(line.contains("pl-lg2"), "the error names the host: {line}");
     let dir = std::fs::canonicalize(root.join("latest")).expect("the session is kept");
-    let kept = runs(&dir);
+    let kept = run_files(&dir);
     assert!(!kept.is_empty(), "the finished runs are kept");
     let summary = read_json(&dir.join("summary.json"));
     assert!(

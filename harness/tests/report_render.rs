@@ -539,6 +539,7 @@ fn synthetic_summary() -> Summary {
     Summary {
         schema: SCHEMA.into(),
         created_unix_ms: 1_714_566_896_000,
+        session_started_unix_ms: Some(1_714_566_000_000),
         environment: Environment {
             kernel: "6.1.0-18-amd64".into(),
             cpus_allowed: vec![0, 1, 2, 3],

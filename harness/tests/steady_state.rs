@@ -13,19 +13,7 @@ mod util;
 
 use util::*;
 
-use std::path::Path;
 use std::process::{Command, Stdio};
-
-fn runs(dir: &Path) -> Vec<serde_json::Value> {
-    let mut files: Vec<_> = std::fs::read_dir(dir.join("runs"))
-        .unwrap()
-        .flatten()
-        .map(|e| e.path())
-        .filter(|p| p.extension().is_some_and(|x| x == "json"))
-        .collect();
-    files.sort();
-    files.iter().map(|p| read_json(p)).collect()
-}
 
 #[test]
 fn a_server_slowed_on_purpose_is_a_finding_with_an_interval_and_loses() {
@@ -109,7 +97,7 @@ fn a_server_slowed_on_purpose_is_a_finding_with_an_interval_and_loses() {
         assert_eq!(c["fairness_kind"], "steady");
     }
     // Every run: its warm-up probes, its trend and the noise around it.
-    for r in runs(&dir) {
+    for r in run_files(&dir) {
         let s = &r["steadiness"];
         assert!(s["warmup_s"].as_f64().unwrap() >= 0.5, "{s}");
         assert!(!s["warmup_slices"].as_array().unwrap().is_empty());
@@ -156,7 +144,7 @@ fn a_target_still_warming_at_its_cap_is_kept_marked_and_left_out_of_the_winners(
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "harness run failed: {stderr}");
     let dir = std::fs::canonicalize(root.join("latest")).unwrap();
-    let r = &runs(&dir)[0];
+    let r = &run_files(&dir)[0];
     let s = &r["steadiness"];
     assert_eq!(s["steady"], false, "{s}");
     assert_eq!(s["warmed"], false);

@@ -76,6 +76,7 @@ pub fn summarize(
     Ok(Summary {
         schema: SCHEMA.into(),
         created_unix_ms,
+        session_started_unix_ms: Some(session.started_unix_ms),
         environment: session.environment.clone(),
         config: session.config.clone(),
         calibration: session.calibration.clone(),

@@ -131,10 +131,16 @@ pub fn round_figures(r: &RunRecord) -> RoundFigures {
         ivcs_per_request: ivcs / requests,
         steal_pct: r.noise.as_ref().map_or(0.0, |n| n.steal_pct),
         other_cpu_pct: r.noise.as_ref().map_or(0.0, |n| n.other_cpu_pct),
+        // Both counts are the server's own over its whole life (warm-up
+        // included), so their ratio is that of the workload.
         eagain_per_connection: r.server.stats.as_ref().map(|s| {
             let eagain: u64 = s.workers.iter().map(|w| w.accept_eagain).sum();
             let conns: u64 = s.workers.iter().map(|w| w.connections).sum();
-            eagain as f64 / conns.max(1) as f64
+            if conns > 0 {
+                eagain as f64 / conns as f64
+            } else {
+                0.0
+            }
         }),
     }
 }
@@ -167,24 +173,12 @@ pub fn cell(
             .map(|p| p.usage.cpu_us as f64)
             .collect()
     });
-    // Accepts that found the queue empty per connection: both counts are
-    // the server's own over its whole life (warm-up included), so their
-    // ratio is that of the workload.
-    let wasted: Vec<f64> = runs
-        .iter()
-        .filter_map(|r| {
-            let s = r.server.stats.as_ref()?;
-            let eagain: u64 = s.workers.iter().map(|w| w.accept_eagain).sum();
-            let conns: u64 = s.workers.iter().map(|w| w.connections).sum();
-            Some(if conns > 0 {
-                eagain as f64 / conns as f64
-            } else {
-                0.0
-            })
-        })
-        .collect();
     let has_stats = runs.iter().all(|r| r.server.stats.is_some());
     let rounds: Vec<RoundFigures> = runs.iter().map(|r| round_figures(r)).collect();
+    let wasted: Vec<f64> = rounds
+        .iter()
+        .filter_map(|r| r.eagain_per_connection)
+        .collect();
     let col = |f: fn(&RoundFigures) -> f64| -> Spread {
         spread(&rounds.iter().map(f).collect::<Vec<_>>())
     };

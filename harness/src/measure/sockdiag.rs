@@ -20,8 +20,8 @@
 //! `target/debug/lab-server --strategy reuseport --workers 2 --listen
 //! 127.0.0.1:PORT` (PORT 18080, 18081, 18082) and, at the same time, one
 //! `target/debug/loadgen --target 127.0.0.1:PORT --mode close -c 32 -d 25s`
-//! against each; then at once `SOCKDIAG_PORT=18080 cargo test -p harness
-//! --lib sockdiag::tests::by_hand_cost -- --ignored --nocapture`, and
+//! against each; then at once `cargo run -p harness --example
+//! sockdiag_cost 18080` (`harness/examples/sockdiag_cost.rs`), and
 //! `time (for i in $(seq 20); do cat /proc/net/tcp >/dev/null; done)`:
 //!
 //! - 1000 samples here (IPv4 and IPv6 dumps each): 33 ms wall, 27 ms sys,
@@ -389,57 +389,5 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(err.raw_os_error(), Some(libc::EINVAL));
-    }
-
-    /// Not a check: prints what 1000 queries and 20 reads of
-    /// `/proc/net/tcp{,6}` cost, wall and this thread's system CPU, for the
-    /// by-hand measurement in the module's doc comment. `SOCKDIAG_PORT`
-    /// names the port queried (default: a listener made here).
-    #[test]
-    #[ignore = "by hand: prints timings, asserts nothing"]
-    fn by_hand_cost() {
-        use nix::sys::resource::{getrusage, UsageWho};
-        let own = listener("127.0.0.1:0".parse().unwrap(), 16, false);
-        let port = std::env::var("SOCKDIAG_PORT")
-            .ok()
-            .and_then(|p| p.parse().ok())
-            .unwrap_or_else(|| own.local_addr().unwrap().port());
-        let cpu = || {
-            let u = getrusage(UsageWho::RUSAGE_THREAD).unwrap();
-            let d = |t: nix::sys::time::TimeVal| {
-                Duration::new(t.tv_sec() as u64, t.tv_usec() as u32 * 1000)
-            };
-            (d(u.user_time()), d(u.system_time()))
-        };
-        let tcp = std::fs::read_to_string("/proc/net/tcp")
-            .unwrap()
-            .lines()
-            .count();
-        let mut diag = SockDiag::open().unwrap();
-        let time = |what: &str, f: &mut dyn FnMut()| {
-            let (t0, (u0, s0)) = (Instant::now(), cpu());
-            f();
-            let (u1, s1) = cpu();
-            println!(
-                "{what}: {:?} wall, {:?} user, {:?} sys",
-                t0.elapsed(),
-                u1 - u0,
-                s1 - s0
-            );
-        };
-        println!("{tcp} lines in /proc/net/tcp, port {port}");
-        time("1000 sock_diag samples", &mut || {
-            for _ in 0..1000 {
-                diag.listeners(port).unwrap();
-            }
-        });
-        time("20 /proc/net/tcp{,6} samples", &mut || {
-            for _ in 0..20 {
-                for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
-                    listen_rows(&std::fs::read_to_string(f).unwrap(), port);
-                }
-            }
-        });
-        println!("listeners: {:?}", diag.listeners(port).unwrap());
     }
 }

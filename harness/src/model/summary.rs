@@ -17,6 +17,10 @@ pub struct Summary {
     pub schema: String,
     /// When the summary was made, ms since the Unix epoch.
     pub created_unix_ms: u64,
+    /// When the session started, ms since the Unix epoch (`harness report`
+    /// re-renders later: this is the date of the measurements).
+    #[serde(default)]
+    pub session_started_unix_ms: Option<u64>,
     /// The machine and its settings.
     pub environment: Environment,
     /// What was asked for.

@@ -49,6 +49,18 @@ pub fn read_json(p: &std::path::Path) -> serde_json::Value {
     .unwrap_or_else(|e| panic!("{}: {e}", p.display()))
 }
 
+/// Every run file of a session directory, parsed, in run order.
+pub fn run_files(dir: &std::path::Path) -> Vec<serde_json::Value> {
+    let mut v: Vec<serde_json::Value> = std::fs::read_dir(dir.join("runs"))
+        .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+        .flatten()
+        .filter(|e| e.file_name().to_string_lossy().ends_with(".json"))
+        .map(|e| read_json(&e.path()))
+        .collect();
+    v.sort_by_key(|r| r["index"].as_u64());
+    v
+}
+
 pub fn temp_dir(name: &str) -> PathBuf {
     let d = std::env::temp_dir().join(format!("harness-test-{name}-{}", std::process::id()));
     let _ = std::fs::remove_dir_all(&d);

@@ -15,11 +15,19 @@ use super::index::Index;
 use super::plots::{Plot, PlotKind};
 use crate::model::summary::Summary;
 
-/// The report's title, with the date of the summary.
+/// When the measurements were made: the session's start, or (a summary
+/// from before it was recorded) when the summary was made.
+fn measured_at(summary: &Summary) -> u64 {
+    summary
+        .session_started_unix_ms
+        .unwrap_or(summary.created_unix_ms)
+}
+
+/// The report's title, with the date of the session.
 pub(super) fn title(summary: &Summary) -> String {
     format!(
         "prefork-lab: how pre-forked workers share connections ({})",
-        fmt_utc(summary.created_unix_ms)
+        fmt_utc(measured_at(summary))
     )
 }
 
@@ -39,7 +47,7 @@ pub(super) fn document(summary: &Summary, plots: &[Plot]) -> Vec<Block> {
     };
     doc.push(Block::Paragraph(text(format!(
         "Session of {}{host}: Linux {}, {} CPUs ({}), {} targets x {} workloads x {} worker counts, {} round{} of {} s each.",
-        fmt_utc(summary.created_unix_ms),
+        fmt_utc(measured_at(summary)),
         if env.kernel.is_empty() { "unknown" } else { &env.kernel },
         env.cpus_online,
         if env.cpu_model.is_empty() { "model unknown" } else { &env.cpu_model },
