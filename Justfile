@@ -65,7 +65,7 @@ alias setup-references := setup
 # Performance regression check: this build against the committed baseline
 # (exit 3 on a regression); see harness/REGRESSION.md. Pass e.g.
 # `--baseline-rev main` instead to compare two builds on this machine.
-regress *args="--baseline results/baseline/regress.json --strategies master-pass,shared:blocking,reuseport":
+regress *args="--baseline results/baseline/regress.json --strategies master-pass,shared:blocking-thread,reuseport":
     cargo build --release --workspace
     target/release/harness regress {{args}}
 

@@ -272,10 +272,14 @@ fn a_rolling_restart_replaces_every_slot_once_gracefully_and_loses_no_connection
 
 #[test]
 fn a_slow_worker_is_stopped_and_always_continued_and_its_requests_are_told_apart() {
-    let dir = bench("fault-slow", "shared:blocking,reuseport", "slow-worker");
+    let dir = bench(
+        "fault-slow",
+        "shared:blocking-thread,reuseport",
+        "slow-worker",
+    );
     let runs = run_files(&dir);
     let summary = read_json(&dir.join("summary.json"));
-    for target in ["shared:blocking", "reuseport"] {
+    for target in ["shared:blocking-thread", "reuseport"] {
         let r = run(&runs, target, "slow-worker");
         timeline_accounts_for_everything(r);
         let inj = r["fault"]["injections"].as_array().unwrap();

@@ -199,7 +199,7 @@ fn cell(target: &str, workload: &str, wi: usize) -> Cell {
     let master_cpu = if master { per_req_cpu * 0.3 } else { 0.0 };
     let herd = match target {
         "shared:epoll" => (workers - 1) as f64 * 0.9,
-        "shared:blocking" => 0.4,
+        "shared:blocking-thread" => 0.4,
         _ => 0.05,
     };
     let round_figures: Vec<RoundFigures> = (0..3)
@@ -628,7 +628,7 @@ fn synthetic_summary() -> Summary {
         findings: vec![
             "shared:epoll-exclusive gave one of 4 workers 71% of the connections under keepalive (Jain's index 0.45).".into(),
             "Under close, master-pass reached 38% of reuseport's throughput; its master used 31% of the server's CPU.".into(),
-            "Under heavy-tail, reuseport's p99 was 9.4x shared:blocking's: a connection hashed to a busy worker waits.".into(),
+            "Under heavy-tail, reuseport's p99 was 9.4x shared:blocking-thread's: a connection hashed to a busy worker waits.".into(),
         ],
         faults: vec![
             fault_cell("master-pass", "worker-crash", 0, None),

@@ -70,7 +70,7 @@ pub struct BenchOpts {
     pub full: bool,
     /// Strategies and reference servers to run, comma-separated [default:
     /// one per mechanism and the variants real servers use (master-pass,
-    /// shared:blocking, shared:epoll, shared:epoll-exclusive,
+    /// shared:blocking-thread, shared:epoll, shared:epoll-exclusive,
     /// shared:accept-mutex, reuseport) and nginx:reuseport,
     /// nginx:epoll-exclusive, node:rr where installed; full: all]. A target
     /// named here runs every workload asked for. NAME@LABEL runs NAME as a
@@ -200,6 +200,11 @@ fn check_targets(names: &[String], default: &[&str]) -> Result<Vec<String>, Stri
     if names.is_empty() {
         return Ok(default.iter().map(|s| s.to_string()).collect());
     }
+    let names: Vec<String> = names
+        .iter()
+        .map(|n| crate::model::names::canonical(n))
+        .collect();
+    let names = &names[..];
     let mut seen = std::collections::BTreeSet::new();
     if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
         return Err(format!(

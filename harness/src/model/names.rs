@@ -9,7 +9,8 @@ pub const STRATEGIES: &[&str] = &[
     "master-pass:reroute",
     "master-pass:rotate",
     "master-pass:least-conn",
-    "shared:blocking",
+    "shared:prefork",
+    "shared:blocking-thread",
     "shared:epoll",
     "shared:epoll-exclusive",
     "shared:epoll-exclusive-raw",
@@ -18,6 +19,35 @@ pub const STRATEGIES: &[&str] = &[
     "reuseport:worker-owned",
     "reuseport:cbpf-cpu",
 ];
+
+/// Former names still taken on the command line, and the name each stands
+/// for now (`shared:blocking` was renamed when classic pre-fork,
+/// `shared:prefork`, came in: it is an acceptor thread beside an event loop,
+/// not one connection per process). Sessions recorded before keep the old
+/// name in their files.
+pub const ALIASES: &[(&str, &str)] = &[("shared:blocking", "shared:blocking-thread")];
+
+/// The current name of a target named by the user: an alias is replaced,
+/// keeping its `+migrate` suffix and its label (`shared:blocking@b` ->
+/// `shared:blocking-thread@b`); any other name is returned as it is.
+pub fn canonical(name: &str) -> String {
+    let (base, label) = match name.split_once(LABEL_SEP) {
+        Some((b, l)) => (b, Some(l)),
+        None => (name, None),
+    };
+    let (stem, suffix) = match base.strip_suffix(MIGRATE_SUFFIX) {
+        Some(s) => (s, MIGRATE_SUFFIX),
+        None => (base, ""),
+    };
+    let stem = ALIASES
+        .iter()
+        .find(|(old, _)| *old == stem)
+        .map_or(stem, |(_, new)| new);
+    match label {
+        Some(l) => format!("{stem}{suffix}{LABEL_SEP}{l}"),
+        None => format!("{stem}{suffix}"),
+    }
+}
 
 /// Reference servers, by the name `--strategies` takes.
 pub const REFERENCES: &[&str] = &[
@@ -97,7 +127,8 @@ pub fn twin_of(target: &str) -> Option<String> {
 /// `harness/BENCH.md` for the time budget.
 pub const DEFAULT_TARGETS: &[&str] = &[
     "master-pass",
-    "shared:blocking",
+    "shared:prefork",
+    "shared:blocking-thread",
     "shared:epoll",
     "shared:epoll-exclusive",
     "shared:accept-mutex",
@@ -121,7 +152,7 @@ pub const DEFAULT_TARGETS: &[&str] = &[
 /// cores.)
 pub const FAULT_TARGETS: &[&str] = &[
     "master-pass",
-    "shared:blocking",
+    "shared:prefork",
     "shared:epoll-exclusive",
     "reuseport",
     "reuseport:worker-owned",
@@ -161,6 +192,26 @@ pub fn is_reference(target: &str) -> bool {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_former_name_stands_for_the_current_one_with_its_suffix_and_label() {
+        use super::canonical;
+        assert_eq!(canonical("shared:blocking"), "shared:blocking-thread");
+        assert_eq!(canonical("shared:blocking@b"), "shared:blocking-thread@b");
+        assert_eq!(
+            canonical("shared:blocking+migrate"),
+            "shared:blocking-thread+migrate"
+        );
+        assert_eq!(canonical("shared:prefork"), "shared:prefork");
+        assert_eq!(canonical("reuseport+migrate@x"), "reuseport+migrate@x");
+        for (old, new) in super::ALIASES {
+            assert!(
+                !super::STRATEGIES.contains(old),
+                "{old} is no longer a name"
+            );
+            assert!(super::STRATEGIES.contains(new), "{new} is a strategy");
+        }
+    }
+
     use super::*;
 
     #[test]

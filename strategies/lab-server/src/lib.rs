@@ -85,9 +85,14 @@ pub const STRATEGIES: &[StrategyEntry] = &[
         build: |_| Box::new(MasterPass::new(Policy::LeastConn)),
     },
     StrategyEntry {
-        name: "shared:blocking",
-        about: "inherited listener, every worker blocks in accept()",
-        build: |_| Box::new(SharedListener::new(Variant::Blocking)),
+        name: "shared:prefork",
+        about: "classic pre-fork (Apache prefork MPM): one process, blocking accept(), serves that one connection to its end",
+        build: |_| Box::new(SharedListener::new(Variant::Prefork)),
+    },
+    StrategyEntry {
+        name: "shared:blocking-thread",
+        about: "inherited listener, an acceptor thread per worker blocks in accept() and feeds its event loop",
+        build: |_| Box::new(SharedListener::new(Variant::BlockingThread)),
     },
     StrategyEntry {
         name: "shared:epoll",
@@ -183,8 +188,18 @@ pub struct Opts {
     pub test_only_inject_cpu_us: u64,
 }
 
-/// Builds the strategy named `name`, or says which names exist.
+/// Former strategy names `--strategy` still takes, and the name each stands
+/// for now: `shared:blocking` became `shared:blocking-thread` when classic
+/// pre-fork (`shared:prefork`) came in.
+pub const ALIASES: &[(&str, &str)] = &[("shared:blocking", "shared:blocking-thread")];
+
+/// Builds the strategy named `name` (or a former name of one, see
+/// [`ALIASES`]), or says which names exist.
 pub fn strategy_by_name(name: &str, opts: &Opts) -> Result<Box<dyn Strategy>, String> {
+    let name = ALIASES
+        .iter()
+        .find(|(old, _)| *old == name)
+        .map_or(name, |(_, new)| new);
     match STRATEGIES.iter().find(|s| s.name == name) {
         Some(entry) => Ok((entry.build)(opts)),
         None => Err(format!(

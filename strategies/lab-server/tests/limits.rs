@@ -62,7 +62,7 @@ fn read_until_closed(s: &mut TcpStream, what: &str) -> Vec<u8> {
 fn idle_and_slowloris_connections_are_closed_and_do_not_stop_a_worker_serving_others() {
     for strategy in [
         "shared:epoll",
-        "shared:blocking",
+        "shared:blocking-thread",
         "master-pass",
         "reuseport",
     ] {

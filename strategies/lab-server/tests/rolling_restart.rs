@@ -448,7 +448,11 @@ fn a_retiring_worker_that_does_not_exit_is_killed_and_still_counts_as_retired() 
 
 #[test]
 fn sigterm_during_a_rolling_restart_stops_everything() {
-    for strategy in ["master-pass", "shared:blocking", "reuseport:cbpf-cpu"] {
+    for strategy in [
+        "master-pass",
+        "shared:blocking-thread",
+        "reuseport:cbpf-cpu",
+    ] {
         let ctx = format!("strategy {strategy}");
         let mut server = Server::start(strategy, 1, &[]);
         // Hold the retirement open with a sleeping request.

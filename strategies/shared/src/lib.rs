@@ -1,9 +1,16 @@
 //! Shared listener, inherited accept: the master creates and listens on one
 //! socket before it forks, every worker inherits it, and all workers accept
 //! from the same kernel accept queue. One file per mechanism ([`Variant`]):
-//! - [`blocking`], `shared:blocking`: each worker blocks in `accept()`
-//!   (classic pre-fork). The kernel queues blocked acceptors as exclusive
-//!   waiters and wakes them in FIFO order, which yields round-robin.
+//! - [`prefork`], `shared:prefork`: classic pre-fork (Stevens, UNP ch. 30;
+//!   Apache's prefork MPM): a worker is one thread that blocks in `accept()`
+//!   and serves that one connection until it closes, then accepts again, so
+//!   N workers serve at most N connections at a time. The kernel queues
+//!   blocked acceptors as exclusive waiters and wakes them in FIFO order,
+//!   which yields round-robin.
+//! - [`blocking_thread`], `shared:blocking-thread` (formerly
+//!   `shared:blocking`): the same blocking `accept()`, on an acceptor thread
+//!   that hands each connection to the worker's event loop, so a worker
+//!   serves many connections at once.
 //! - [`epoll`], `shared:epoll`: each worker's own epoll, listener
 //!   level-triggered, no exclusivity (Node's `SCHED_NONE`, libuv): every idle
 //!   worker wakes for every connection (thundering herd); the losers'
@@ -31,17 +38,20 @@
 //! it stops taking connections without losing any: the epoll variants and
 //! the accept mutex take the listener out of the worker's epoll (the mutex
 //! is released if held) and close the worker's copy of the descriptor; the
-//! blocking variant interrupts its acceptor thread's `accept()` (see
-//! [`blocking`]). The master keeps its own copy of the listener for the whole
+//! blocking-thread variant interrupts its acceptor thread's `accept()` (see
+//! [`blocking_thread`]), and a pre-fork worker's stop signal closes its copy
+//! of the listener under its `accept()` (see [`prefork`]). The master keeps
+//! its own copy of the listener for the whole
 //! run, so the one accept queue stays intact and the other workers (and the
 //! replacement) take what is queued: nothing is reset.
 #![deny(missing_docs)]
 
 pub mod accept_mutex;
-pub mod blocking;
+pub mod blocking_thread;
 pub mod epoll;
 pub mod epoll_exclusive;
 pub mod nginx;
+pub mod prefork;
 
 use std::io;
 use std::net::SocketAddr;
@@ -57,8 +67,10 @@ use lab_common::worker;
 /// Which way the workers take connections from the shared listener.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Variant {
-    /// Blocking `accept()` in every worker.
-    Blocking,
+    /// Classic pre-fork: blocking `accept()`, one connection at a time.
+    Prefork,
+    /// Blocking `accept()` on an acceptor thread in every worker.
+    BlockingThread,
     /// Level-triggered epoll, every worker woken.
     Epoll,
     /// Level-triggered epoll with `EPOLLEXCLUSIVE`, reordered as nginx 1.22.1
@@ -93,7 +105,7 @@ impl Strategy for SharedListener {
     fn prepare(&mut self, config: &ServerConfig, _shared: Shared) -> io::Result<SocketAddr> {
         // O_NONBLOCK lives on the open file description that every worker
         // inherits: blocking accept needs it off, the epoll variants on.
-        let nonblocking = self.variant != Variant::Blocking;
+        let nonblocking = !matches!(self.variant, Variant::Prefork | Variant::BlockingThread);
         let socket = listen(
             config.listen,
             ListenOptions {
@@ -119,9 +131,12 @@ impl Strategy for SharedListener {
             .take()
             .ok_or_else(|| io::Error::other("listener not prepared"))?;
         match self.variant {
-            Variant::Blocking => {
-                worker::run(env, blocking::BlockingIntake::new(listener, env), control)
-            }
+            Variant::Prefork => prefork::run(listener, env, control),
+            Variant::BlockingThread => worker::run(
+                env,
+                blocking_thread::BlockingIntake::new(listener, env),
+                control,
+            ),
             Variant::Epoll => worker::run(env, epoll::intake(listener, env), control),
             Variant::EpollExclusive => {
                 worker::run(env, epoll_exclusive::intake(listener, env), control)

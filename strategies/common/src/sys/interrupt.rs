@@ -1,6 +1,6 @@
 //! Interrupting a thread blocked in a system call (`accept`) with a signal.
 //!
-//! `shared:blocking`'s acceptor thread sleeps in `accept()` on the shared
+//! `shared:blocking-thread`'s acceptor thread sleeps in `accept()` on the shared
 //! listener. To stop it without leaving a connection accepted behind the
 //! worker's back, the worker sends the thread [`WAKE_SIGNAL`] with
 //! `pthread_kill`; the signal's handler does nothing and is installed without

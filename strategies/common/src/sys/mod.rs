@@ -12,6 +12,7 @@ pub mod fds;
 pub mod interrupt;
 pub mod process;
 pub mod shm;
+pub mod stop_latch;
 
 /// Calls a libc function and turns `-1` into `io::Error::last_os_error()`.
 macro_rules! syscall {

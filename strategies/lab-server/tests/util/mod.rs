@@ -26,12 +26,13 @@ pub use http::{get, send_bad_input, BadInputOutcome, Client, Response};
 pub use server::{run_to_exit, Server, TempDir};
 
 /// Every `--strategy` name the binary accepts.
-pub const ALL_STRATEGIES: [&str; 12] = [
+pub const ALL_STRATEGIES: [&str; 13] = [
     "master-pass",
     "master-pass:reroute",
     "master-pass:rotate",
     "master-pass:least-conn",
-    "shared:blocking",
+    "shared:prefork",
+    "shared:blocking-thread",
     "shared:epoll",
     "shared:epoll-exclusive",
     "shared:epoll-exclusive-raw",
@@ -49,8 +50,9 @@ pub const MASTER_PASS: [&str; 4] = [
     "master-pass:least-conn",
 ];
 /// The `shared:*` strategies: one listener inherited by every worker.
-pub const SHARED: [&str; 5] = [
-    "shared:blocking",
+pub const SHARED: [&str; 6] = [
+    "shared:prefork",
+    "shared:blocking-thread",
     "shared:epoll",
     "shared:epoll-exclusive",
     "shared:epoll-exclusive-raw",

@@ -1,5 +1,7 @@
-//! `shared:blocking`: each worker blocks in `accept()` on the inherited
-//! listener.
+//! `shared:blocking-thread` (formerly `shared:blocking`): each worker blocks
+//! in `accept()` on the inherited listener, on an acceptor thread beside its
+//! event loop. (Classic pre-fork, one connection per process at a time, is
+//! [`crate::prefork`].)
 //!
 //! A process blocked in `accept()` sleeps on the listener's wait queue as an
 //! *exclusive* waiter; the kernel wakes exactly one per connection, the one
