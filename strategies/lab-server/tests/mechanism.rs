@@ -395,6 +395,54 @@ fn shared_epoll_strategies_register_the_listener_level_triggered_and_only_exclus
     }
 }
 
+/// Classic pre-fork: every worker is one thread (no acceptor thread, no
+/// event loop: no epoll instance at all), holds the inherited listener with
+/// `O_NONBLOCK` off, and sleeps in `accept()` on it while idle (`wchan`).
+#[test]
+fn prefork_workers_are_single_threaded_and_sleep_in_a_blocking_accept() {
+    let strategy = "shared:prefork";
+    let server = Server::start(strategy, 3, &[]);
+    let listener = single_listener(&server);
+    for &w in &server.worker_pids {
+        assert_eq!(
+            status_field(w, "Threads").as_deref(),
+            Some("1"),
+            "{strategy}: worker {w} must be one thread"
+        );
+        let fds = fds_holding(w, listener);
+        assert_eq!(fds.len(), 1, "{strategy}: worker {w} holds {fds:?}");
+        let flags = fd_flags(w, fds[0]).expect("the listener's fd flags");
+        assert_eq!(
+            flags & O_NONBLOCK,
+            0,
+            "{strategy}: worker {w}'s listener is non-blocking"
+        );
+        let epolls: Vec<(i32, String)> = util::procfs::fd_targets(w)
+            .into_iter()
+            .filter(|(_, t)| t.contains("eventpoll"))
+            .collect();
+        assert!(
+            epolls.is_empty(),
+            "{strategy}: worker {w} has an epoll: {epolls:?}"
+        );
+        poll_until(
+            &format!("{strategy}: worker {w} asleep in accept"),
+            SETTLE_TIMEOUT,
+            || {
+                let wchan = std::fs::read_to_string(format!("/proc/{w}/wchan")).unwrap_or_default();
+                // inet_csk_accept, or the wait it sleeps in (kernel versions differ).
+                if wchan.contains("accept") || wchan.contains("inet_csk_wait_for_connect") {
+                    Ok(())
+                } else {
+                    Err(format!("wchan {wchan:?}"))
+                }
+            },
+        );
+    }
+    let r = get(server.addr, "/");
+    assert_eq!(r.status, 200, "{strategy}: {r:?}");
+}
+
 #[test]
 fn shared_accept_mutex_lets_exactly_one_idle_worker_watch_the_listener() {
     let strategy = "shared:accept-mutex";

@@ -6,6 +6,7 @@ mod util;
 
 use std::time::{Duration, Instant};
 
+use util::procfs::{accept_queue, listen_inodes, tcp_connections_of};
 use util::*;
 
 #[test]
@@ -96,9 +97,13 @@ fn sleep_us_and_cpu_us_delay_the_response_by_at_least_that_long() {
     }
 }
 
+/// Every strategy but classic pre-fork (see the next test).
 #[test]
 fn a_sleeping_request_does_not_block_the_workers_other_connections() {
-    for strategy in ALL_STRATEGIES {
+    for strategy in ALL_STRATEGIES
+        .into_iter()
+        .filter(|s| *s != "shared:prefork")
+    {
         let ctx = format!("strategy {strategy}");
         // One worker, so the second connection must go to the sleeping one.
         let server = Server::start(strategy, 1, &[]);
@@ -118,4 +123,52 @@ fn a_sleeping_request_does_not_block_the_workers_other_connections() {
             "{ctx}: the sleeping request was answered (or closed) early"
         );
     }
+}
+
+/// Classic pre-fork is the opposite: its one worker serves the sleeping
+/// connection to its end before it accepts the next, so the second client's
+/// answer comes only after the first's, from the same process, and while it
+/// waits the worker holds one connection (the other is in the kernel's queue).
+#[test]
+fn a_prefork_worker_serves_one_connection_to_its_end_before_the_next() {
+    let server = Server::start("shared:prefork", 1, &[]);
+    let worker = server.worker_pids[0];
+    let mut sleeper = Client::connect(server.addr);
+    sleeper.send_get("/?sleep_us=1500000", true);
+    let mut second = Client::connect(server.addr);
+    second.send_get("/", true);
+    poll_until(
+        "the worker to hold the sleeping connection",
+        SETTLE_TIMEOUT,
+        || match tcp_connections_of(worker) {
+            1 => Ok(()),
+            n => Err(format!("it holds {n}")),
+        },
+    );
+    assert_eq!(
+        tcp_connections_of(worker),
+        1,
+        "the worker took the second connection while serving the first"
+    );
+    let listener = listen_inodes(server.addr.port());
+    assert_eq!(listener.len(), 1, "one shared listener: {listener:?}");
+    assert_eq!(
+        accept_queue(listener[0]),
+        Some(1),
+        "the second connection waits in the kernel's accept queue"
+    );
+    let r = second
+        .read_response()
+        .expect("the second connection is answered once the first has closed");
+    assert_eq!(r.status, 200, "{r:?}");
+    assert_eq!(r.worker(), worker);
+    // The first was answered before the second: its answer is waiting.
+    assert!(
+        sleeper.anything_readable_now(),
+        "the second connection was answered before the sleeping one"
+    );
+    let r = sleeper
+        .read_response()
+        .expect("the sleeping request's answer");
+    assert_eq!(r.status, 200, "{r:?}");
 }

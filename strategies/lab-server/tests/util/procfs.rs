@@ -261,3 +261,17 @@ pub fn epoll_entries_for(pid: i32, inode: u64) -> Vec<EpollEntry> {
         .filter(|e| e.ino == inode)
         .collect()
 }
+
+/// TCP connections in `pid`'s descriptor table (not its listener: a
+/// listener's row has remote port 0).
+pub fn tcp_connections_of(pid: i32) -> usize {
+    let conns: BTreeSet<u64> = tcp_rows()
+        .into_iter()
+        .filter(|r| r.remote_port != 0 && r.inode != 0)
+        .map(|r| r.inode)
+        .collect();
+    socket_fds(pid)
+        .into_iter()
+        .filter(|(_, ino)| conns.contains(ino))
+        .count()
+}
