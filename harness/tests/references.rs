@@ -156,6 +156,12 @@ fn every_reference_stops_leaving_no_process_behind_also_when_dropped_without_a_s
         for stop in [true, false] {
             let work = temp_dir("stop");
             let server = start(name, &bins, &work);
+            // Apache's children read their files from a directory of
+            // their own, which must go with the server.
+            let child_dir = (*name == apache::NAME).then(|| apache_child_dir(&work));
+            if let Some(d) = &child_dir {
+                assert!(d.join("worker.lua").is_file(), "{name}: {d:?}");
+            }
             let (master, workers) = (server.master_pid(), server.worker_pids());
             assert_eq!(workers.len(), 2, "{name}: two workers, found {workers:?}");
             let me = std::process::id() as i32;
@@ -188,6 +194,9 @@ fn every_reference_stops_leaving_no_process_behind_also_when_dropped_without_a_s
             let mut pids = vec![master];
             pids.extend(&workers);
             assert_gone(&format!("{name} {how}"), &pids);
+            if let Some(d) = &child_dir {
+                assert!(!d.exists(), "{name} {how}: {d:?} is removed");
+            }
             let group: Vec<Proc> = ps::all().into_iter().filter(|p| p.pgrp == master).collect();
             let ours = ps::live_children();
             if !group.is_empty() || !ours.is_empty() {

@@ -24,7 +24,7 @@
 //! every request is a 500, "couldn't check user"), beside the compiled-in
 //! `log_config` and `unixd`; `/` is answered by a `mod_lua` handler that
 //! writes `ok` with the child's pid instead of a static file (a file would
-//! add `open`/`fstat`/`sendfile` per request and no way to name the child);
+//! add file-system calls per request and could not name the child);
 //! exactly N children (`StartServers`, `ServerLimit`, `MaxRequestWorkers` N,
 //! never recycled); `KeepAlive` off for the workloads that close every
 //! connection, unlimited requests per connection otherwise.

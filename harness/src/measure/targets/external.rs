@@ -281,7 +281,7 @@ fn check_target(server: &str, target: &str) -> Result<(), String> {
     let (path, query) = target.split_once('?').unwrap_or((target, ""));
     if path != "/" {
         return Err(format!(
-            "{server} serves only / as lab-server does; lab-server answers 404 to any other path ({target})"
+            "{server} answers only / the way lab-server does; another path gets another answer than lab-server's 404 ({target})"
         ));
     }
     for pair in query.split('&').filter(|p| !p.is_empty()) {
