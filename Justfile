@@ -5,7 +5,7 @@
 test *args:
     scripts/test {{args}}
 
-# The default comparison: one target per mechanism, nginx and Node.js where
+# The default comparison: one target per mechanism, nginx, Apache and Node.js where
 # installed, as many workers as CPUs, 4 steady workloads and a worker crash,
 # 5 interleaved rounds, every run warmed until steady (about 8 minutes on 2
 # cores; harness/BENCH.md); the report lands in results/latest/.
@@ -55,8 +55,8 @@ lint:
 loadgen-vs-peers pairs="5" seconds="5":
     scripts/loadgen-vs-peers.sh {{pairs}} {{seconds}}
 
-# Install what the tests and the reference servers need (root; apt-get),
-# without starting any service.
+# Install what the tests and the reference servers (nginx, Apache httpd,
+# Node.js) need (root; apt-get), without starting any service.
 setup:
     scripts/test --setup-only
 

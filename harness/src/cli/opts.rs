@@ -72,7 +72,8 @@ pub struct BenchOpts {
     /// one per mechanism and the variants real servers use (master-pass,
     /// shared:blocking-thread, shared:epoll, shared:epoll-exclusive,
     /// shared:accept-mutex, reuseport) and nginx:reuseport,
-    /// nginx:epoll-exclusive, node:rr where installed; full: all]. A target
+    /// nginx:epoll-exclusive, apache:prefork, node:rr where installed; full:
+    /// all]. A target
     /// named here runs every workload asked for. NAME@LABEL runs NAME as a
     /// cell of its own (an A/A check: reuseport,reuseport@b).
     #[arg(long, value_delimiter = ',')]

@@ -93,7 +93,11 @@ pub fn capture() -> Environment {
         _ => "unknown".into(),
     };
     let mut tools = BTreeMap::new();
-    for (name, args) in [("nginx", &["-v"][..]), ("node", &["--version"][..])] {
+    for (name, args) in [
+        ("nginx", &["-v"][..]),
+        ("apache2", &["-v"][..]),
+        ("node", &["--version"][..]),
+    ] {
         if let Some(v) = output(name, args) {
             tools.insert(name.to_string(), v);
         }

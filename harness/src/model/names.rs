@@ -54,6 +54,7 @@ pub const REFERENCES: &[&str] = &[
     "nginx:reuseport",
     "nginx:epoll-exclusive",
     "nginx:accept-mutex",
+    "apache:prefork",
     "node:rr",
     "node:none",
 ];
@@ -99,6 +100,7 @@ pub const TWINS: &[(&str, &str)] = &[
     ("nginx:epoll-exclusive", "shared:epoll-exclusive"),
     ("nginx:accept-mutex", "shared:accept-mutex"),
     ("nginx:reuseport", "reuseport"),
+    ("apache:prefork", "shared:prefork"),
 ];
 
 /// The lab strategy a reference shares its mechanism with; a labelled
@@ -137,6 +139,7 @@ pub const DEFAULT_TARGETS: &[&str] = &[
     "reuseport:worker-owned+migrate",
     "nginx:reuseport",
     "nginx:epoll-exclusive",
+    "apache:prefork",
     "node:rr",
 ];
 
@@ -177,7 +180,7 @@ pub fn all_targets() -> impl Iterator<Item = &'static str> {
         .copied()
 }
 
-/// Whether `target` names a reference server (nginx, Node.js), with or
+/// Whether `target` names a reference server (nginx, Apache, Node.js), with or
 /// without its `+migrate` suffix, rather than a lab strategy; `false` for a
 /// name that is not in the catalogue.
 pub fn is_reference(target: &str) -> bool {

@@ -246,6 +246,25 @@ impl Workload {
         WORKLOADS.iter().find(|w| w.name == name)
     }
 
+    /// Whether its connections carry more than one request: false when
+    /// loadgen runs in `--mode close` (one request per connection). A
+    /// server that can turn keep-alive off (Apache's `KeepAlive Off`) then
+    /// closes each connection itself, as it would for such clients.
+    pub fn keeps_alive(&self) -> bool {
+        let mut it = self.args.iter();
+        while let Some(&arg) = it.next() {
+            let mode = match arg.strip_prefix("--mode") {
+                Some("") => it.next().copied(),
+                Some(rest) => rest.strip_prefix('='),
+                None => None,
+            };
+            if mode == Some("close") {
+                return false;
+            }
+        }
+        true
+    }
+
     /// As recorded in the summary.
     pub fn json(&self) -> WorkloadJson {
         WorkloadJson {

@@ -107,6 +107,7 @@ pub(super) fn run_one(spec: &RunSpec<'_>, stop: &AtomicBool) -> Result<RunRecord
         work_dir: &work_dir,
         ready_timeout,
         inject_cpu_us,
+        keep_alive: p.workload.keeps_alive(),
     };
     let started_server = match (remote, &spec) {
         (Some(r), TargetSpec::Lab(strategy)) => match (&r.remote.server_host, &r.server_ip) {

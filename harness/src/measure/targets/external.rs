@@ -1,7 +1,8 @@
-//! What the reference servers (nginx, Node.js) share: their process tree —
-//! a master in its own process group and the workers it forks, none of which
-//! is ours to supervise, started under `harness guard` so that none outlives
-//! the harness — and finding their binaries on `PATH`.
+//! What the reference servers (nginx, Apache, Node.js) share: their process
+//! tree — a master in its own process group and the workers it forks, none of
+//! which is ours to supervise, started under `harness guard` so that none
+//! outlives the harness — finding their binaries on `PATH`, and which
+//! workloads a server that answers `/` with a fixed `ok` can serve.
 
 use std::path::PathBuf;
 use std::process::Child;
@@ -11,6 +12,7 @@ use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
 use crate::measure::procs::children_of;
+use crate::model::workload::Workload;
 
 use std::fmt::Write as _;
 
@@ -233,4 +235,72 @@ pub(crate) fn find_in(name: &str, path: &std::ffi::OsStr) -> Option<PathBuf> {
             p.metadata()
                 .is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
         })
+}
+
+/// Whether `server`, which answers `GET /` with a fixed `ok` (nginx's
+/// `return 200`, Apache's Lua handler), can serve `w` faithfully. A request
+/// target asking for CPU (`cpu_us`), a wait (`sleep_us`), a body size
+/// (`bytes`), another path or an unknown parameter would get a cheap answer
+/// (or another one than lab-server's 404/400) where lab-server works, waits,
+/// or refuses; such a workload is refused with the reason, naming `server`.
+pub fn supports_plain_get(server: &str, w: &Workload) -> Result<(), String> {
+    request_targets(w.args)
+        .into_iter()
+        .try_for_each(|t| check_target(server, t))
+}
+
+/// The request targets a loadgen argument list asks for (`--path P`,
+/// `--mix W:P,W:P`, also in their `--flag=value` form).
+fn request_targets<'a>(args: &[&'a str]) -> Vec<&'a str> {
+    let mut out = Vec::new();
+    let mut it = args.iter();
+    while let Some(&arg) = it.next() {
+        let (flag, inline) = match arg.split_once('=') {
+            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
+            _ => (arg, None),
+        };
+        let value = match flag {
+            "--path" | "--mix" => inline.or_else(|| it.next().copied()),
+            _ => None,
+        };
+        match (flag, value) {
+            ("--path", Some(p)) => out.push(p),
+            ("--mix", Some(spec)) => out.extend(
+                spec.split(',')
+                    .map(str::trim)
+                    .filter(|e| !e.is_empty())
+                    .map(|e| e.split_once(':').map_or(e, |(_, path)| path)),
+            ),
+            _ => {}
+        }
+    }
+    out
+}
+
+fn check_target(server: &str, target: &str) -> Result<(), String> {
+    let (path, query) = target.split_once('?').unwrap_or((target, ""));
+    if path != "/" {
+        return Err(format!(
+            "{server} answers only / the way lab-server does; another path gets another answer than lab-server's 404 ({target})"
+        ));
+    }
+    for pair in query.split('&').filter(|p| !p.is_empty()) {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        match key {
+            "cpu_us" | "sleep_us" if value.trim_start_matches('0').is_empty() && !value.is_empty() => {}
+            "cpu_us" => return Err(format!("{server} cannot burn CPU per request ({target})")),
+            "sleep_us" => return Err(format!("{server} cannot wait per request ({target})")),
+            "bytes" => {
+                return Err(format!(
+                    "{server} answers every request with the 2-byte body \"ok\", it cannot size the body per request ({target})"
+                ))
+            }
+            _ => {
+                return Err(format!(
+                    "{server} ignores the query where lab-server answers 400 to the parameter {key:?} ({target})"
+                ))
+            }
+        }
+    }
+    Ok(())
 }

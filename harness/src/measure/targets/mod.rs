@@ -2,8 +2,10 @@
 //! workers on a loopback port, whose worker processes it can find, and that
 //! it can stop leaving nothing behind. The lab's own strategies are one kind
 //! ([`lab`]); real servers nobody here wrote are the others ([`nginx`],
-//! [`node`]), measured by the same load generator with the same workloads.
+//! [`apache`], [`node`]), measured by the same load generator with the same
+//! workloads.
 
+pub mod apache;
 pub mod external;
 pub mod lab;
 pub mod nginx;
@@ -25,6 +27,8 @@ pub enum TargetSpec {
     Lab(String),
     /// nginx in one of its three accept modes.
     Nginx(nginx::Mode),
+    /// Apache httpd with the prefork MPM.
+    Apache,
     /// Node.js cluster with one of its two scheduling policies.
     Node(node::Policy),
 }
@@ -49,6 +53,9 @@ impl TargetSpec {
         if STRATEGIES.contains(&name) {
             return Some(TargetSpec::Lab(name.to_string()));
         }
+        if name == apache::NAME {
+            return Some(TargetSpec::Apache);
+        }
         nginx::Mode::parse(name)
             .map(TargetSpec::Nginx)
             .or_else(|| node::Policy::parse(name).map(TargetSpec::Node))
@@ -59,6 +66,7 @@ impl TargetSpec {
         match self {
             TargetSpec::Lab(s) => s.clone(),
             TargetSpec::Nginx(m) => m.name().to_string(),
+            TargetSpec::Apache => apache::NAME.to_string(),
             TargetSpec::Node(p) => p.name().to_string(),
         }
     }
@@ -69,7 +77,7 @@ impl TargetSpec {
         match self {
             TargetSpec::Lab(s) => family(s) == "reuseport",
             TargetSpec::Nginx(m) => *m == nginx::Mode::ReusePort,
-            TargetSpec::Node(_) => false,
+            TargetSpec::Apache | TargetSpec::Node(_) => false,
         }
     }
 
@@ -83,6 +91,7 @@ impl TargetSpec {
         match self {
             TargetSpec::Lab(_) => Ok(()),
             TargetSpec::Nginx(_) => nginx::available(),
+            TargetSpec::Apache => apache::available(),
             TargetSpec::Node(_) => node::available(),
         }
     }
@@ -92,6 +101,7 @@ impl TargetSpec {
     pub fn supports(&self, workload: &Workload) -> Result<(), String> {
         match self {
             TargetSpec::Nginx(_) => nginx::supports(workload),
+            TargetSpec::Apache => apache::supports(workload),
             _ => Ok(()),
         }
     }
@@ -139,6 +149,7 @@ impl TargetSpec {
         match self {
             TargetSpec::Lab(strategy) => lab::start(strategy, ctx),
             TargetSpec::Nginx(mode) => nginx::start(*mode, ctx),
+            TargetSpec::Apache => apache::start(ctx),
             TargetSpec::Node(policy) => node::start(*policy, ctx),
         }
     }
@@ -159,6 +170,11 @@ pub struct StartCtx<'a> {
     pub ready_timeout: Duration,
     /// TEST ONLY: extra µs of CPU per request (lab strategies only; 0 normally).
     pub inject_cpu_us: u64,
+    /// Whether the workload's connections carry more than one request
+    /// ([`Workload::keeps_alive`]): Apache's `KeepAlive` follows it (a
+    /// prefork child held by an idle keep-alive connection serves no one
+    /// else); nginx, Node and the lab keep connections alive either way.
+    pub keep_alive: bool,
 }
 
 /// A started target.
@@ -180,7 +196,8 @@ pub trait Running {
     /// The signal that asks for a graceful rolling restart, and whom it
     /// goes to (lab-server's master: SIGHUP, each worker in turn; nginx's
     /// master: SIGHUP, a reload: new workers start, the old ones finish
-    /// their connections and exit; the Node primary: SIGHUP, each worker in
+    /// their connections and exit; Apache's parent: SIGUSR1, a graceful
+    /// restart, likewise all at once; the Node primary: SIGHUP, each worker in
     /// turn is replaced, then disconnected).
     fn restart_signal(&self) -> (i32, nix::sys::signal::Signal) {
         (self.master_pid(), nix::sys::signal::Signal::SIGHUP)
@@ -254,6 +271,7 @@ mod tests {
         let servers: Vec<&str> = nginx::Mode::ALL
             .iter()
             .map(|m| m.name())
+            .chain([apache::NAME])
             .chain(node::Policy::ALL.iter().map(|p| p.name()))
             .collect();
         assert_eq!(

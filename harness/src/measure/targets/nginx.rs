@@ -36,7 +36,7 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::external::{find_on_path, ServerTree};
+use super::external::{find_on_path, supports_plain_get, ServerTree};
 use super::{free_port, wait_http_ok, Running, StartCtx};
 use crate::measure::procs::{children_of, guarded_external};
 use crate::model::record::ServerStats;
@@ -97,71 +97,10 @@ pub fn available() -> Result<(), String> {
     binary().map(|_| ())
 }
 
-/// Whether nginx can serve `w` faithfully: it answers `/` only, with `ok`.
-/// A request target asking for CPU (`cpu_us`), a wait (`sleep_us`), a body
-/// size (`bytes`), another path or an unknown parameter would get a cheap
-/// `200 ok` from nginx where lab-server works, waits, or answers 404/400;
-/// such a workload is refused with the reason.
+/// Whether nginx can serve `w` faithfully: it answers `/` only, with `ok`;
+/// see [`supports_plain_get`].
 pub fn supports(w: &Workload) -> Result<(), String> {
-    request_targets(w.args)
-        .into_iter()
-        .try_for_each(check_target)
-}
-
-/// The request targets a loadgen argument list asks for (`--path P`,
-/// `--mix W:P,W:P`, also in their `--flag=value` form).
-fn request_targets<'a>(args: &[&'a str]) -> Vec<&'a str> {
-    let mut out = Vec::new();
-    let mut it = args.iter();
-    while let Some(&arg) = it.next() {
-        let (flag, inline) = match arg.split_once('=') {
-            Some((f, v)) if f.starts_with("--") => (f, Some(v)),
-            _ => (arg, None),
-        };
-        let value = match flag {
-            "--path" | "--mix" => inline.or_else(|| it.next().copied()),
-            _ => None,
-        };
-        match (flag, value) {
-            ("--path", Some(p)) => out.push(p),
-            ("--mix", Some(spec)) => out.extend(
-                spec.split(',')
-                    .map(str::trim)
-                    .filter(|e| !e.is_empty())
-                    .map(|e| e.split_once(':').map_or(e, |(_, path)| path)),
-            ),
-            _ => {}
-        }
-    }
-    out
-}
-
-fn check_target(target: &str) -> Result<(), String> {
-    let (path, query) = target.split_once('?').unwrap_or((target, ""));
-    if path != "/" {
-        return Err(format!(
-            "nginx answers every path with 200 \"ok\" where lab-server answers 404 ({target})"
-        ));
-    }
-    for pair in query.split('&').filter(|p| !p.is_empty()) {
-        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
-        match key {
-            "cpu_us" | "sleep_us" if value.trim_start_matches('0').is_empty() && !value.is_empty() => {}
-            "cpu_us" => return Err(format!("nginx cannot burn CPU per request ({target})")),
-            "sleep_us" => return Err(format!("nginx cannot wait per request ({target})")),
-            "bytes" => {
-                return Err(format!(
-                    "nginx answers every request with the 2-byte body \"ok\", it cannot size the body per request ({target})"
-                ))
-            }
-            _ => {
-                return Err(format!(
-                    "nginx ignores the query where lab-server answers 400 to the parameter {key:?} ({target})"
-                ))
-            }
-        }
-    }
-    Ok(())
+    supports_plain_get("nginx", w)
 }
 
 /// The configuration for `mode`, `workers` processes on `127.0.0.1:port`,
