@@ -1176,6 +1176,17 @@ fn open_loop_rates_references_and_noise_carry_their_context() {
         line.contains("10.1 vs 12.3") && line.contains("**0.82x \\[0.79-0.86\\]**"),
         "{line}"
     );
+    // The twin's copies / differs note, for the references in the session only.
+    let notes = section_of(r, "### What each twin copies and where it differs");
+    assert!(
+        notes.contains("**reuseport twins nginx:reuseport**: follows nginx 1.22.1"),
+        "{notes}"
+    );
+    assert!(notes.contains("Differs: "), "{notes}");
+    assert!(
+        !notes.contains("node:rr"),
+        "only the twins compared: {notes}"
+    );
     let e = section_of(&md, "## Environment");
     assert!(
         e.contains("| CPU steal (max over runs) | 6.5% of the machine |"),

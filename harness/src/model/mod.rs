@@ -11,5 +11,6 @@ pub mod remote;
 pub mod session;
 pub mod summary;
 pub mod time;
+pub mod twins;
 pub mod warnings;
 pub mod workload;

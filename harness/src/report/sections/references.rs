@@ -1,7 +1,9 @@
 //! "Reference servers": each reference beside the lab strategy with its
 //! mechanism, and what could not run.
 
+use crate::model::names::unlabelled;
 use crate::model::summary::{Interval, Summary};
+use crate::model::twins::{note_for, TWIN_NOTES};
 use crate::report::doc::{heading, text, Block, Inline, Line};
 use crate::report::fmt::{fmt_num, fmt_rps, fmt_us};
 
@@ -75,6 +77,7 @@ pub(super) fn section(doc: &mut Vec<Block>, summary: &Summary) {
             numeric: vec![false, true, false, true, true, true, true, true, true, true],
             rows,
         });
+        twin_notes(doc, summary);
     }
     if !summary.skipped.is_empty() {
         doc.push(Block::Paragraph(text(
@@ -91,6 +94,40 @@ pub(super) fn section(doc: &mut Vec<Block>, summary: &Summary) {
                 .collect(),
         ));
     }
+}
+
+/// What each twin compared in this session copies of its reference and
+/// where it differs, so that a gap in the table can be read against the code.
+fn twin_notes(doc: &mut Vec<Block>, summary: &Summary) {
+    let mut seen: Vec<&str> = Vec::new();
+    for c in &summary.comparisons {
+        let reference = unlabelled(&c.theirs);
+        if let Some(note) = note_for(reference) {
+            if !seen.contains(&note.reference) {
+                seen.push(note.reference);
+            }
+        }
+    }
+    if seen.is_empty() {
+        return;
+    }
+    doc.push(heading(3, "What each twin copies and where it differs"));
+    let items = TWIN_NOTES
+        .iter()
+        .filter(|n| seen.contains(&n.reference))
+        .map(|n| {
+            vec![
+                Inline::Strong(format!("{} twins {}", n.ours, n.reference)),
+                Inline::Text(format!(
+                    ": follows {}. Copies: {}. Differs: {}.",
+                    n.follows,
+                    n.copies,
+                    n.differs.join("; ")
+                )),
+            ]
+        })
+        .collect();
+    doc.push(Block::List(items));
 }
 
 /// A ratio with its interval: `1.12x [0.95-1.30]`, in bold when
