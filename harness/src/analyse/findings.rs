@@ -12,6 +12,7 @@ use std::collections::BTreeMap;
 use loadgen::result::fmt_us;
 
 use super::compare::{self, Figure};
+use super::steady::answered_every_client;
 use crate::model::names::twin_of;
 use crate::model::summary::{Cell, Comparison, Interval};
 
@@ -47,6 +48,7 @@ fn spread_sentence(group: &str, g: &[&Cell], f: Figure, what: &str) -> Option<St
     let steady: Vec<&Cell> = g
         .iter()
         .copied()
+        .filter(|c| answered_every_client(c))
         .filter(|c| c.per_round.iter().any(|r| r.steady && f.of(r) > 0.0))
         .collect();
     if steady.len() < 2 {
@@ -121,6 +123,14 @@ pub fn findings(cells: &[Cell]) -> Vec<String> {
             .entry((c.workers, c.workload.clone()))
             .or_default()
             .push(c);
+    }
+    // 0. Clients left without an answer: the cell's other figures are
+    //    those of the few it served, so it is named and left out.
+    for c in cells.iter().filter(|c| !answered_every_client(c)) {
+        out.push(format!(
+            "{}, {} workers: {} left clients without an answer: {} requests timed out over {} rounds (a server that serves fewer connections at once than the clients open, as classic pre-fork under keep-alive does with one connection per worker, leaves the rest in its accept queue); its figures are those of the clients it served, so it counts for no winner and no best-against-worst finding.",
+            c.workload, c.workers, c.target, c.timeouts, c.rounds
+        ));
     }
     // 1. Lopsided connection spreads: one worker with at least 1.5 times
     //    its even share in every steady round (at least MIN_PAIRS of them).
@@ -318,6 +328,27 @@ mod tests {
                 .collect(),
             ..crate::analyse::steady::empty_cell()
         }
+    }
+
+    #[test]
+    fn a_cell_that_left_clients_unanswered_is_named_and_wins_nothing() {
+        // Pre-fork under keep-alive: the two clients it served run fast.
+        let mut prefork = cell("shared:prefork", "keepalive", &[70e3, 71e3, 72e3]);
+        prefork.timeouts = 186;
+        let epoll = cell("shared:epoll", "keepalive", &[30e3, 31e3, 29e3]);
+        let f = findings(&[prefork.clone(), epoll.clone()]);
+        assert!(
+            f.iter().any(|s| s
+                .contains("shared:prefork left clients without an answer: 186 requests timed out")),
+            "{f:?}"
+        );
+        assert!(
+            !f.iter().any(|s| s.contains("throughput: shared:prefork")),
+            "no best-against-worst with it: {f:?}"
+        );
+        let w = crate::analyse::steady::winners(&[prefork, epoll]);
+        let t = w[0].throughput.as_ref().expect("a throughput lead");
+        assert_eq!(t.target, "shared:epoll", "{w:?}");
     }
 
     #[test]

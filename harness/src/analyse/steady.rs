@@ -249,6 +249,7 @@ pub fn cell(
         wasted_wakeups_per_connection: has_stats.then(|| median(&wasted)),
         master_cpu_share: median(&master_share),
         errors,
+        timeouts: runs.iter().map(|r| r.loadgen.errors.timeout).sum(),
         error_rate: if ok + errors > 0 {
             errors as f64 / (ok + errors) as f64
         } else {
@@ -304,6 +305,7 @@ pub(crate) fn empty_cell() -> Cell {
         wasted_wakeups_per_connection: None,
         master_cpu_share: 0.0,
         errors: 0,
+        timeouts: 0,
         error_rate: 0.0,
         kernel: KernelJson::default(),
         replacements: 0,
@@ -367,7 +369,14 @@ pub fn winners(cells: &[Cell]) -> Vec<Winner> {
     order
         .into_iter()
         .map(|key| {
-            let g = &groups[&key];
+            // A target that left clients without an answer wins nothing:
+            // its figures are those of the few it served.
+            let g: Vec<&Cell> = groups[&key]
+                .iter()
+                .copied()
+                .filter(|c| answered_every_client(c))
+                .collect();
+            let g = &g;
             let closed_loop = g.iter().all(|c| c.offered_rps.is_none());
             Winner {
                 workload: key.1.clone(),
@@ -383,6 +392,11 @@ pub fn winners(cells: &[Cell]) -> Vec<Winner> {
             }
         })
         .collect()
+}
+
+/// Whether no request of the cell went unanswered (see [`Cell::timeouts`]).
+pub fn answered_every_client(c: &Cell) -> bool {
+    c.timeouts == 0
 }
 
 /// Warnings that follow from the cells.

@@ -247,6 +247,14 @@ pub struct Cell {
     pub master_cpu_share: f64,
     /// Errors over all rounds.
     pub errors: u64,
+    /// Of those, requests that got no answer within the load generator's
+    /// timeout: clients the server left waiting. Classic pre-fork under
+    /// keep-alive serves one connection per worker and leaves every other
+    /// client in the accept queue for the whole run, while the few it
+    /// serves make its throughput and tail look good; a cell with any counts
+    /// for no winner and no finding.
+    #[serde(default)]
+    pub timeouts: u64,
     /// Errors over requests attempted, all rounds.
     pub error_rate: f64,
     /// Kernel counters, added over rounds.

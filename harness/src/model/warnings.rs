@@ -108,7 +108,12 @@ impl Warning {
                 workers + 1
             ),
             Warning::Errors { target, workload, workers, errors, detail } => format!(
-                "{target} / {workload} / {workers} workers: {errors} requests failed ({detail}); see the run files"
+                "{target} / {workload} / {workers} workers: {errors} requests failed ({detail}); see the run files{}",
+                if detail.contains("timeout") {
+                    "; a timed-out request got no answer at all, so the cell counts for no winner"
+                } else {
+                    ""
+                }
             ),
             Warning::NotSteady { target, workload, workers, rounds, why } => format!(
                 "{target} / {workload} / {workers} workers: not steady in round{} {} ({why}); those rounds are shown but left out of winners and findings: give the target a longer --warmup-cap, or look at its timeline in the run file",
