@@ -120,17 +120,19 @@ pub fn twin_of(target: &str) -> Option<String> {
 
 /// The targets of the default bench: one per mechanism and the variants
 /// real servers use (master-pass as Node's round-robin, the four ways of
-/// sharing one listener, reuseport with master-owned listeners as nginx and
-/// with worker-owned ones as Go), and the references with a twin among
-/// them (`reuseport:worker-owned+migrate` runs the fault scenarios only).
-/// The rest (master-pass's other schedulers, the cBPF reuseport,
-/// `reuseport+migrate`, node:none, nginx's accept mutex) runs with `--full`. Fewer cells with
-/// longer, steadier windows and enough rounds for an interval: see
+/// sharing one listener: classic pre-fork as Apache, epoll as Node's
+/// SCHED_NONE, EPOLLEXCLUSIVE and the accept mutex as nginx; reuseport with
+/// master-owned listeners as nginx and with worker-owned ones as Go), and
+/// the references with a twin among them
+/// (`reuseport:worker-owned+migrate` runs the fault scenarios only). The
+/// rest (master-pass's other schedulers, `shared:blocking-thread`, the raw
+/// EPOLLEXCLUSIVE, the cBPF reuseport, `reuseport+migrate`, node:none,
+/// nginx's accept mutex) runs with `--full`. Fewer cells with longer,
+/// steadier windows and enough rounds for an interval: see
 /// `harness/BENCH.md` for the time budget.
 pub const DEFAULT_TARGETS: &[&str] = &[
     "master-pass",
     "shared:prefork",
-    "shared:blocking-thread",
     "shared:epoll",
     "shared:epoll-exclusive",
     "shared:accept-mutex",
