@@ -164,6 +164,7 @@ impl<'a> Generator<'a> {
                 self.connect(i, None, now);
             }
         }
+        let mut end_seen = false;
         loop {
             let now = Instant::now();
             if self.result.connects_ok == 0
@@ -183,7 +184,23 @@ impl<'a> Generator<'a> {
             {
                 break;
             }
+            if ended && !end_seen {
+                end_seen = true;
+                self.result.starved_connections = self.starved(now);
+            }
             self.dispatch(now);
+            if ended && self.queue.is_empty() {
+                // The run is over and nothing is left to send: a keep-alive
+                // connection with no request on it is closed now rather than
+                // held while the last answers come in, as a load test's
+                // clients go away at its end. A server that serves one
+                // connection per process (classic pre-fork) would otherwise
+                // keep a worker on it until its keep-alive timeout, and the
+                // clients queued behind would time out for that alone.
+                while let Some(i) = self.idle.pop() {
+                    self.close_slot(i);
+                }
+            }
             if now >= next_tick {
                 self.check_deadlines(now);
                 next_tick = now + TIMEOUT_TICK;
@@ -226,6 +243,23 @@ impl<'a> Generator<'a> {
             }
         }
         Ok(())
+    }
+
+    /// Connections that, at the end of the measured window, had waited more
+    /// than half of it without a single response: clients the server left
+    /// in its accept queue (or otherwise ignored) while it served others.
+    fn starved(&self, now: Instant) -> u64 {
+        let half = self
+            .clock
+            .end
+            .saturating_duration_since(self.clock.measure_start)
+            / 2;
+        self.slots
+            .iter()
+            .filter(|s| s.served == 0)
+            .filter_map(|s| s.opened_at.or(s.connecting_since))
+            .filter(|since| now.saturating_duration_since(*since) > half)
+            .count() as u64
     }
 
     /// Waits for events until `wake`; with `busy_poll`, first polls without
@@ -310,7 +344,10 @@ impl<'a> Generator<'a> {
         }
         // Open loop.
         if self.cfg.mode == Mode::Keepalive {
-            while let Some(i) = self.pop_free(now) {
+            // Once the run is over, a connection is opened only for a
+            // request still waiting to be sent.
+            let over = now >= self.clock.end && self.queue.is_empty();
+            while let Some(i) = if over { None } else { self.pop_free(now) } {
                 self.connect(i, None, now);
             }
             while !self.queue.is_empty() {

@@ -195,6 +195,7 @@ pub fn merge(parts: &[(String, LoadResult)]) -> Result<LoadResult, String> {
             .collect(),
         unattributed: sum(|r| r.unattributed),
         connections_opened: sum(|r| r.connections_opened),
+        starved_connections: sum(|r| r.starved_connections),
         warmup,
         series,
         timeline_interval_s: first.timeline_interval_s,

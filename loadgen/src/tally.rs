@@ -121,6 +121,9 @@ pub struct ThreadResult {
     pub max_lag_us: u64,
     /// TCP connections opened.
     pub connections_opened: u64,
+    /// Connections without a single response after more than half the
+    /// measured window, counted when it ended (see `LoadResult`).
+    pub starved_connections: u64,
     /// This thread's CPU time over its wall time (0..1).
     pub cpu_busy: f64,
     /// The thread stopped early: no connection succeeded within
@@ -189,6 +192,7 @@ impl ThreadResult {
             idle_connect_errors: 0,
             max_lag_us: 0,
             connections_opened: 0,
+            starved_connections: 0,
             cpu_busy: 0.0,
             gave_up: false,
             connects_ok: 0,

@@ -216,3 +216,36 @@ fn recycling_is_refused_where_it_means_nothing() {
         );
     }
 }
+
+/// Classic pre-fork (`shared:prefork`, 2 workers) under 8 keep-alive
+/// connections serves 2 and leaves 6 in its accept queue for the whole run:
+/// loadgen counts those 6 as starved (no response after half the window).
+/// When the window ends it closes the 2 idle connections at once, so the
+/// workers take the 6 queued ones and answer their one request each: no
+/// timeout, and every connection is credited to a worker. The stats file
+/// agrees: 8 connections served.
+#[test]
+fn a_server_that_leaves_clients_in_its_queue_is_caught_and_every_request_still_answered() {
+    let mut server = Server::start("shared:prefork", 2);
+    let dir = TempDir::new("starved");
+    let json = dir.file("run.json");
+    let target = server.target();
+    run(
+        &argv(&format!(
+            "--target {target} --mode keepalive --connections 8 --duration 1s --warmup 0s \
+             --json {json} --quiet"
+        )),
+        guard(Duration::from_secs(1)),
+    )
+    .assert_success();
+    let stats = server.stop();
+    let r = read_result(&json);
+    assert_eq!(uint(&r, "starved_connections"), 6, "{r:#}");
+    assert_eq!(total_errors(&r), 0, "errors {:?}", errors(&r));
+    let connections: u64 = workers(&r).values().map(|w| w.1).sum();
+    assert_eq!(connections, 8, "every connection got its answer: {r:#}");
+    let served: u64 = stats.workers.values().map(|w| w.connections).sum();
+    assert_eq!(served, 8, "{:#}", stats.raw);
+    let warnings = r["warnings"].to_string();
+    assert!(warnings.contains("starved"), "{warnings}");
+}

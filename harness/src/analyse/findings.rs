@@ -127,9 +127,20 @@ pub fn findings(cells: &[Cell]) -> Vec<String> {
     // 0. Clients left without an answer: the cell's other figures are
     //    those of the few it served, so it is named and left out.
     for c in cells.iter().filter(|c| !answered_every_client(c)) {
+        let what = match (c.starved_connections, c.timeouts) {
+            (0, t) => format!("{t} requests timed out over {} rounds", c.rounds),
+            (n, 0) => format!(
+                "{n} connections over {} rounds had no response after half the measured window",
+                c.rounds
+            ),
+            (n, t) => format!(
+                "{n} connections over {} rounds had no response after half the measured window and {t} requests timed out",
+                c.rounds
+            ),
+        };
         out.push(format!(
-            "{}, {} workers: {} left clients without an answer: {} requests timed out over {} rounds (a server that serves fewer connections at once than the clients open, as classic pre-fork under keep-alive does with one connection per worker, leaves the rest in its accept queue); its figures are those of the clients it served, so it counts for no winner and no best-against-worst finding.",
-            c.workload, c.workers, c.target, c.timeouts, c.rounds
+            "{}, {} workers: {} left clients without an answer: {what} (a server that serves fewer connections at once than the clients open, as classic pre-fork under keep-alive does with one connection per worker, leaves the rest in its accept queue); its figures are those of the clients it served, so it counts for no winner and no best-against-worst finding.",
+            c.workload, c.workers, c.target
         ));
     }
     // 1. Lopsided connection spreads: one worker with at least 1.5 times
@@ -334,21 +345,32 @@ mod tests {
     fn a_cell_that_left_clients_unanswered_is_named_and_wins_nothing() {
         // Pre-fork under keep-alive: the two clients it served run fast.
         let mut prefork = cell("shared:prefork", "keepalive", &[70e3, 71e3, 72e3]);
-        prefork.timeouts = 186;
+        prefork.starved_connections = 186;
         let epoll = cell("shared:epoll", "keepalive", &[30e3, 31e3, 29e3]);
         let f = findings(&[prefork.clone(), epoll.clone()]);
         assert!(
             f.iter().any(|s| s
-                .contains("shared:prefork left clients without an answer: 186 requests timed out")),
+                .contains("shared:prefork left clients without an answer: 186 connections over 3 rounds had no response")),
             "{f:?}"
         );
         assert!(
             !f.iter().any(|s| s.contains("throughput: shared:prefork")),
             "no best-against-worst with it: {f:?}"
         );
-        let w = crate::analyse::steady::winners(&[prefork, epoll]);
+        let w = crate::analyse::steady::winners(&[prefork.clone(), epoll.clone()]);
         let t = w[0].throughput.as_ref().expect("a throughput lead");
         assert_eq!(t.target, "shared:epoll", "{w:?}");
+        // Timeouts alone leave it out too.
+        prefork.starved_connections = 0;
+        prefork.timeouts = 62;
+        let f = findings(&[prefork.clone(), epoll.clone()]);
+        assert!(
+            f.iter()
+                .any(|s| s.contains("62 requests timed out over 3 rounds")),
+            "{f:?}"
+        );
+        let w = crate::analyse::steady::winners(&[prefork, epoll]);
+        assert_eq!(w[0].throughput.as_ref().unwrap().target, "shared:epoll");
     }
 
     #[test]

@@ -250,6 +250,7 @@ pub fn cell(
         master_cpu_share: median(&master_share),
         errors,
         timeouts: runs.iter().map(|r| r.loadgen.errors.timeout).sum(),
+        starved_connections: runs.iter().map(|r| r.loadgen.starved_connections).sum(),
         error_rate: if ok + errors > 0 {
             errors as f64 / (ok + errors) as f64
         } else {
@@ -306,6 +307,7 @@ pub(crate) fn empty_cell() -> Cell {
         master_cpu_share: 0.0,
         errors: 0,
         timeouts: 0,
+        starved_connections: 0,
         error_rate: 0.0,
         kernel: KernelJson::default(),
         replacements: 0,
@@ -394,9 +396,10 @@ pub fn winners(cells: &[Cell]) -> Vec<Winner> {
         .collect()
 }
 
-/// Whether no request of the cell went unanswered (see [`Cell::timeouts`]).
+/// Whether the cell answered every client: no connection starved and no
+/// request timed out (see [`Cell::starved_connections`]).
 pub fn answered_every_client(c: &Cell) -> bool {
-    c.timeouts == 0
+    c.timeouts == 0 && c.starved_connections == 0
 }
 
 /// Warnings that follow from the cells.

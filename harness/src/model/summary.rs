@@ -248,13 +248,18 @@ pub struct Cell {
     /// Errors over all rounds.
     pub errors: u64,
     /// Of those, requests that got no answer within the load generator's
-    /// timeout: clients the server left waiting. Classic pre-fork under
-    /// keep-alive serves one connection per worker and leaves every other
-    /// client in the accept queue for the whole run, while the few it
-    /// serves make its throughput and tail look good; a cell with any counts
-    /// for no winner and no finding.
+    /// timeout, over all rounds.
     #[serde(default)]
     pub timeouts: u64,
+    /// Connections that had no response after half of a measured window,
+    /// over all rounds (loadgen's `starved_connections`): clients the server
+    /// left waiting. Classic pre-fork under keep-alive serves one connection
+    /// per worker and leaves every other client in the accept queue for the
+    /// whole run, while the few it serves make its throughput and tail look
+    /// good. A cell with any starved connection or timeout counts for no
+    /// winner and no best-against-worst finding.
+    #[serde(default)]
+    pub starved_connections: u64,
     /// Errors over requests attempted, all rounds.
     pub error_rate: f64,
     /// Kernel counters, added over rounds.

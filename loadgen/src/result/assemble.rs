@@ -23,6 +23,7 @@ pub fn assemble(cfg: &RunConfig, started_unix_ms: u64, threads: Vec<ThreadResult
     let mut worker_latency: BTreeMap<u32, Histogram<u64>> = BTreeMap::new();
     let (mut unsent, mut idle_connect_errors) = (0, 0);
     let (mut ok, mut sent, mut unattributed, mut opened, mut max_lag) = (0, 0, 0, 0, 0);
+    let mut starved = 0;
     let mut warmup = WarmupJson::default();
     let mut busy = Vec::new();
     for t in &threads {
@@ -35,6 +36,7 @@ pub fn assemble(cfg: &RunConfig, started_unix_ms: u64, threads: Vec<ThreadResult
         sent += t.sent;
         unattributed += t.unattributed;
         opened += t.connections_opened;
+        starved += t.starved_connections;
         max_lag = max_lag.max(t.max_lag_us);
         warmup.ok += t.warmup_ok;
         warmup.errors += t.warmup_errors;
@@ -142,6 +144,7 @@ pub fn assemble(cfg: &RunConfig, started_unix_ms: u64, threads: Vec<ThreadResult
             .collect(),
         unattributed,
         connections_opened: opened,
+        starved_connections: starved,
         warmup,
         series: series
             .iter()

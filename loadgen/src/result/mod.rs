@@ -93,6 +93,14 @@ pub struct LoadResult {
     pub unattributed: u64,
     /// TCP connections opened.
     pub connections_opened: u64,
+    /// Connections that, when the measured window ended, had waited more
+    /// than half of it without a single response: clients the server left
+    /// waiting (classic pre-fork under keep-alive serves one connection per
+    /// worker; the rest wait in its accept queue). Their requests may still
+    /// be answered after the window, so they need not be errors. 0 in files
+    /// written before it existed.
+    #[serde(default)]
+    pub starved_connections: u64,
     /// Discarded warm-up: successful requests and errors.
     pub warmup: WarmupJson,
     /// One entry per second of the measured window.
@@ -280,6 +288,14 @@ pub enum Warning {
         /// Errors by kind.
         by_kind: BTreeMap<String, u64>,
     },
+    /// Connections waited more than half the measured window for a first
+    /// response (see [`LoadResult::starved_connections`]).
+    Starved {
+        /// How many.
+        connections: u64,
+        /// Of how many (`--connections`).
+        of: usize,
+    },
 }
 
 impl Warning {
@@ -301,6 +317,9 @@ impl Warning {
                 let kinds: Vec<String> = by_kind.iter().map(|(k, v)| format!("{k} {v}")).collect();
                 format!("{total} requests failed ({}); see `errors` in the JSON", kinds.join(", "))
             }
+            Warning::Starved { connections, of } => format!(
+                "{connections} of {of} connections had no response after half the measured window: the server serves fewer connections at once than were opened (classic pre-fork: one per worker) and left the rest waiting; its figures are those of the clients it served"
+            ),
         }
     }
 }
@@ -337,6 +356,12 @@ pub fn warnings_for(r: &LoadResult) -> Vec<Warning> {
                 busy_pct: *busy,
             });
         }
+    }
+    if r.starved_connections > 0 {
+        w.push(Warning::Starved {
+            connections: r.starved_connections,
+            of: r.config.connections,
+        });
     }
     let total = r.errors.total();
     if total > 0 {

@@ -9,7 +9,7 @@
 //! `poll` up to 2 s, `read`, `close`), a non-blocking `read` of the pipe of
 //! death, `accept4` again. With keep-alive and more client connections than
 //! children only N connections are served at a time; the others wait in the
-//! accept queue (loadgen counts them as timeouts): that is prefork.
+//! accept queue (loadgen counts them as starved connections): that is prefork.
 //!
 //! Counts: every response carries `X-Worker: <child pid>` like lab-server's,
 //! so loadgen attributes requests and connections to children as it does
