@@ -302,6 +302,8 @@ fn cell(target: &str, workload: &str, wi: usize) -> Cell {
             0.0004
         },
         errors,
+        timeouts: 0,
+        starved_connections: 0,
         error_rate: errors as f64 / count as f64,
         kernel: KernelJson {
             listen_overflows: if workload == "close" && master {
