@@ -121,8 +121,8 @@ pub struct ThreadResult {
     pub max_lag_us: u64,
     /// TCP connections opened.
     pub connections_opened: u64,
-    /// Connections without a single response after more than half the
-    /// measured window, counted when it ended (see `LoadResult`).
+    /// Connections whose request had waited more than half the measured
+    /// window for its response when the window ended (see `LoadResult`).
     pub starved_connections: u64,
     /// This thread's CPU time over its wall time (0..1).
     pub cpu_busy: f64,

@@ -219,7 +219,8 @@ fn recycling_is_refused_where_it_means_nothing() {
 
 /// Classic pre-fork (`shared:prefork`, 2 workers) under 8 keep-alive
 /// connections serves 2 and leaves 6 in its accept queue for the whole run:
-/// loadgen counts those 6 as starved (no response after half the window).
+/// loadgen counts those 6 as starved (their request waited more than half
+/// the window).
 /// When the window ends it closes the 2 idle connections at once, so the
 /// workers take the 6 queued ones and answer their one request each: no
 /// timeout, and every connection is credited to a worker. The stats file

@@ -130,11 +130,11 @@ pub fn findings(cells: &[Cell]) -> Vec<String> {
         let what = match (c.starved_connections, c.timeouts) {
             (0, t) => format!("{t} requests timed out over {} rounds", c.rounds),
             (n, 0) => format!(
-                "{n} connections over {} rounds had no response after half the measured window",
+                "{n} connections over {} rounds had waited more than half the measured window for a response",
                 c.rounds
             ),
             (n, t) => format!(
-                "{n} connections over {} rounds had no response after half the measured window and {t} requests timed out",
+                "{n} connections over {} rounds had waited more than half the measured window for a response and {t} requests timed out",
                 c.rounds
             ),
         };
@@ -350,7 +350,7 @@ mod tests {
         let f = findings(&[prefork.clone(), epoll.clone()]);
         assert!(
             f.iter().any(|s| s
-                .contains("shared:prefork left clients without an answer: 186 connections over 3 rounds had no response")),
+                .contains("shared:prefork left clients without an answer: 186 connections over 3 rounds had waited more than half")),
             "{f:?}"
         );
         assert!(

@@ -251,7 +251,8 @@ pub struct Cell {
     /// timeout, over all rounds.
     #[serde(default)]
     pub timeouts: u64,
-    /// Connections that had no response after half of a measured window,
+    /// Connections whose request had waited more than half of a measured
+    /// window for its response when the window ended,
     /// over all rounds (loadgen's `starved_connections`): clients the server
     /// left waiting. Classic pre-fork under keep-alive serves one connection
     /// per worker and leaves every other client in the accept queue for the

@@ -93,9 +93,9 @@ pub struct LoadResult {
     pub unattributed: u64,
     /// TCP connections opened.
     pub connections_opened: u64,
-    /// Connections that, when the measured window ended, had waited more
-    /// than half of it without a single response: clients the server left
-    /// waiting (classic pre-fork under keep-alive serves one connection per
+    /// Connections whose request, when the measured window ended, had
+    /// waited more than half of it without a byte of response: clients the
+    /// server left waiting (classic pre-fork under keep-alive serves one connection per
     /// worker; the rest wait in its accept queue). Their requests may still
     /// be answered after the window, so they need not be errors. 0 in files
     /// written before it existed.
@@ -288,7 +288,7 @@ pub enum Warning {
         /// Errors by kind.
         by_kind: BTreeMap<String, u64>,
     },
-    /// Connections waited more than half the measured window for a first
+    /// Requests waited more than half the measured window for their
     /// response (see [`LoadResult::starved_connections`]).
     Starved {
         /// How many.
@@ -318,7 +318,7 @@ impl Warning {
                 format!("{total} requests failed ({}); see `errors` in the JSON", kinds.join(", "))
             }
             Warning::Starved { connections, of } => format!(
-                "{connections} of {of} connections had no response after half the measured window: the server serves fewer connections at once than were opened (classic pre-fork: one per worker) and left the rest waiting; its figures are those of the clients it served"
+                "{connections} of {of} connections had waited more than half the measured window for a response when it ended: the server serves fewer connections at once than were opened (classic pre-fork: one per worker) and left the rest waiting; its figures are those of the clients it served"
             ),
         }
     }
