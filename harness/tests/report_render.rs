@@ -304,6 +304,7 @@ fn cell(target: &str, workload: &str, wi: usize) -> Cell {
         errors,
         timeouts: 0,
         starved_connections: 0,
+        starved_share: 0.0,
         error_rate: errors as f64 / count as f64,
         kernel: KernelJson {
             listen_overflows: if workload == "close" && master {

@@ -245,9 +245,12 @@ impl<'a> Generator<'a> {
         Ok(())
     }
 
-    /// Connections that, at the end of the measured window, had waited more
-    /// than half of it without a single response: clients the server left
-    /// in its accept queue (or otherwise ignored) while it served others.
+    /// Connections whose request, at the end of the measured window, had
+    /// waited more than half of it since it was sent (or since its
+    /// connection began to open) without a byte of response: clients the
+    /// server left in its accept queue, or otherwise ignored, while it
+    /// served others. A connection with no request on it (open loop, idle)
+    /// waits for nothing and does not count.
     fn starved(&self, now: Instant) -> u64 {
         let half = self
             .clock
@@ -256,8 +259,13 @@ impl<'a> Generator<'a> {
             / 2;
         self.slots
             .iter()
-            .filter(|s| s.served == 0)
-            .filter_map(|s| s.opened_at.or(s.connecting_since))
+            .filter_map(|s| {
+                let req = s.req.as_ref()?;
+                if req.first_byte.is_some() {
+                    return None;
+                }
+                req.sent.or(s.connecting_since)
+            })
             .filter(|since| now.saturating_duration_since(*since) > half)
             .count() as u64
     }

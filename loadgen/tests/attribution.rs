@@ -250,3 +250,26 @@ fn a_server_that_leaves_clients_in_its_queue_is_caught_and_every_request_still_a
     let warnings = r["warnings"].to_string();
     assert!(warnings.contains("starved"), "{warnings}");
 }
+
+/// An open-loop connection with no request on it waits for nothing: at 100
+/// req/s over 32 keep-alive connections most of them sit idle for the whole
+/// window, and none is counted as starved.
+#[test]
+fn idle_open_loop_connections_are_not_starved() {
+    let mut server = Server::start("shared:epoll", 2);
+    let dir = TempDir::new("idle");
+    let json = dir.file("run.json");
+    let target = server.target();
+    run(
+        &argv(&format!(
+            "--target {target} --mode keepalive --connections 32 --rate 100 --duration 1s \
+             --warmup 0s --json {json} --quiet"
+        )),
+        guard(Duration::from_secs(1)),
+    )
+    .assert_success();
+    server.stop();
+    let r = read_result(&json);
+    assert_eq!(uint(&r, "starved_connections"), 0, "{r:#}");
+    assert_eq!(total_errors(&r), 0, "errors {:?}", errors(&r));
+}

@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use loadgen::result::fmt_us;
 
 use super::compare::{self, Figure};
-use super::steady::answered_every_client;
+use super::steady::{answered_every_client, STARVED_SHARE};
 use crate::model::names::twin_of;
 use crate::model::summary::{Cell, Comparison, Interval};
 
@@ -127,16 +127,17 @@ pub fn findings(cells: &[Cell]) -> Vec<String> {
     // 0. Clients left without an answer: the cell's other figures are
     //    those of the few it served, so it is named and left out.
     for c in cells.iter().filter(|c| !answered_every_client(c)) {
-        let what = match (c.starved_connections, c.timeouts) {
-            (0, t) => format!("{t} requests timed out over {} rounds", c.rounds),
-            (n, 0) => format!(
-                "{n} connections over {} rounds had waited more than half the measured window for a response",
-                c.rounds
-            ),
-            (n, t) => format!(
-                "{n} connections over {} rounds had waited more than half the measured window for a response and {t} requests timed out",
-                c.rounds
-            ),
+        let starved = c.starved_share > STARVED_SHARE;
+        let share = format!(
+            "{:.0}% of the connections (median round; {} over {} rounds) had waited more than half the measured window for a response",
+            c.starved_share * 100.0,
+            c.starved_connections,
+            c.rounds
+        );
+        let what = match (starved, c.timeouts) {
+            (false, t) => format!("{t} requests timed out over {} rounds", c.rounds),
+            (true, 0) => share,
+            (true, t) => format!("{share} and {t} requests timed out"),
         };
         out.push(format!(
             "{}, {} workers: {} left clients without an answer: {what} (a server that serves fewer connections at once than the clients open, as classic pre-fork under keep-alive does with one connection per worker, leaves the rest in its accept queue); its figures are those of the clients it served, so it counts for no winner and no best-against-worst finding.",
@@ -346,11 +347,12 @@ mod tests {
         // Pre-fork under keep-alive: the two clients it served run fast.
         let mut prefork = cell("shared:prefork", "keepalive", &[70e3, 71e3, 72e3]);
         prefork.starved_connections = 186;
+        prefork.starved_share = 62.0 / 64.0;
         let epoll = cell("shared:epoll", "keepalive", &[30e3, 31e3, 29e3]);
         let f = findings(&[prefork.clone(), epoll.clone()]);
         assert!(
             f.iter().any(|s| s
-                .contains("shared:prefork left clients without an answer: 186 connections over 3 rounds had waited more than half")),
+                .contains("shared:prefork left clients without an answer: 97% of the connections (median round; 186 over 3 rounds) had waited more than half")),
             "{f:?}"
         );
         assert!(
@@ -360,8 +362,15 @@ mod tests {
         let w = crate::analyse::steady::winners(&[prefork.clone(), epoll.clone()]);
         let t = w[0].throughput.as_ref().expect("a throughput lead");
         assert_eq!(t.target, "shared:epoll", "{w:?}");
-        // Timeouts alone leave it out too.
+        // A few starved connections are the tail, not a verdict.
+        let mut tail = epoll.clone();
+        tail.target = "reuseport".into();
+        tail.starved_connections = 3;
+        tail.starved_share = 1.0 / 64.0;
+        assert!(crate::analyse::steady::answered_every_client(&tail));
+        // Timeouts alone leave it out.
         prefork.starved_connections = 0;
+        prefork.starved_share = 0.0;
         prefork.timeouts = 62;
         let f = findings(&[prefork.clone(), epoll.clone()]);
         assert!(

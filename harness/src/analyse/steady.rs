@@ -251,6 +251,15 @@ pub fn cell(
         errors,
         timeouts: runs.iter().map(|r| r.loadgen.errors.timeout).sum(),
         starved_connections: runs.iter().map(|r| r.loadgen.starved_connections).sum(),
+        starved_share: median(
+            &runs
+                .iter()
+                .map(|r| {
+                    r.loadgen.starved_connections as f64
+                        / r.loadgen.config.connections.max(1) as f64
+                })
+                .collect::<Vec<_>>(),
+        ),
         error_rate: if ok + errors > 0 {
             errors as f64 / (ok + errors) as f64
         } else {
@@ -308,6 +317,7 @@ pub(crate) fn empty_cell() -> Cell {
         errors: 0,
         timeouts: 0,
         starved_connections: 0,
+        starved_share: 0.0,
         error_rate: 0.0,
         kernel: KernelJson::default(),
         replacements: 0,
@@ -396,10 +406,17 @@ pub fn winners(cells: &[Cell]) -> Vec<Winner> {
         .collect()
 }
 
-/// Whether the cell answered every client: no connection starved and no
-/// request timed out (see [`Cell::starved_connections`]).
+/// The share of a run's connections above which the server is said to have
+/// left clients waiting ([`Cell::starved_share`], median over rounds): half.
+/// A dropped SYN resent a second later starves a connection now and then; a
+/// server that serves one connection per worker starves nearly all of them
+/// (62 of 64 with 2 workers, 60 of 64 with 4).
+pub const STARVED_SHARE: f64 = 0.5;
+
+/// Whether the cell answered its clients: in its median round no more than
+/// [`STARVED_SHARE`] of the connections starved, and no request timed out.
 pub fn answered_every_client(c: &Cell) -> bool {
-    c.timeouts == 0 && c.starved_connections == 0
+    c.timeouts == 0 && c.starved_share <= STARVED_SHARE
 }
 
 /// Warnings that follow from the cells.

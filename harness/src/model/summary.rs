@@ -252,15 +252,22 @@ pub struct Cell {
     #[serde(default)]
     pub timeouts: u64,
     /// Connections whose request had waited more than half of a measured
-    /// window for its response when the window ended,
-    /// over all rounds (loadgen's `starved_connections`): clients the server
-    /// left waiting. Classic pre-fork under keep-alive serves one connection
-    /// per worker and leaves every other client in the accept queue for the
-    /// whole run, while the few it serves make its throughput and tail look
-    /// good. A cell with any starved connection or timeout counts for no
-    /// winner and no best-against-worst finding.
+    /// window for its response when the window ended, over all rounds
+    /// (loadgen's `starved_connections`): clients the server left waiting.
+    /// A few are the tail (a SYN dropped and sent again a second later);
+    /// most of them are a server that serves fewer connections at once than
+    /// the clients open (see [`Cell::starved_share`]).
     #[serde(default)]
     pub starved_connections: u64,
+    /// The share of the load generator's connections that starved, median
+    /// over rounds. Classic pre-fork under keep-alive serves one connection
+    /// per worker and leaves every other client in the accept queue for the
+    /// whole run (62 of 64 with 2 workers) while the few it serves make its
+    /// throughput and tail look good: a cell above
+    /// [`crate::analyse::steady::STARVED_SHARE`], or with a timeout, counts
+    /// for no winner and no best-against-worst finding.
+    #[serde(default)]
+    pub starved_share: f64,
     /// Errors over requests attempted, all rounds.
     pub error_rate: f64,
     /// Kernel counters, added over rounds.
