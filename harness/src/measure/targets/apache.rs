@@ -48,9 +48,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::external::{find_on_path, supports_plain_get, ServerTree};
-use super::{free_port, wait_http_ok, Running, StartCtx};
-use crate::measure::procs::{children_of, guarded_external};
+use super::external::{find_on_path, supports_plain_get, NotReady, ServerTree};
+use super::{free_port, Running, StartCtx};
+use crate::measure::procs::guarded_external;
 use crate::model::record::ServerStats;
 use crate::model::workload::Workload;
 
@@ -386,8 +386,9 @@ fn launch(
     let mut tree = ServerTree::guarded("apache2", child);
     let addr = format!("127.0.0.1:{port}");
     let logs = || log_tail(&[&error_log, &stderr_path]);
-    loop {
-        if tree.has_exited() {
+    match tree.wait_ready(&addr, ctx.workers, deadline) {
+        Ok(()) => {}
+        Err(NotReady::Exited) => {
             let tail = logs();
             let msg = format!("{NAME} exited before it was ready: {tail}");
             return Err(
@@ -398,25 +399,14 @@ fn launch(
                 },
             );
         }
-        if wait_http_ok(&addr, Duration::from_millis(50)).is_ok() {
-            break;
-        }
-        if Instant::now() >= deadline {
+        Err(NotReady::NoAnswer) => {
             drop(tree);
             return Err(failed(format!(
                 "{NAME} did not answer on {addr} within the ready timeout: {}",
                 logs()
             )));
         }
-    }
-    // It serves once the first child runs; the others may still be forking.
-    loop {
-        let children = children_of(tree.master_pid);
-        if children.len() == ctx.workers {
-            tree.workers = children;
-            break;
-        }
-        if Instant::now() >= deadline || tree.has_exited() {
+        Err(NotReady::Workers(children)) => {
             drop(tree);
             return Err(failed(format!(
                 "{NAME} started {} children ({children:?}), expected {}: {}",
@@ -425,7 +415,6 @@ fn launch(
                 logs()
             )));
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
     Ok((tree, addr))
 }

@@ -169,6 +169,53 @@ impl ServerTree {
         }
         Err(msg)
     }
+
+    /// Waits until the server answers `GET /` on `addr` with a 200 and then
+    /// until its master has exactly `workers` children (it serves once the
+    /// first one runs; the others may still be forking), which become
+    /// [`ServerTree::workers`]; or until `deadline`. nginx and Apache start
+    /// alike: a master that forks its workers and exits if it cannot start.
+    pub fn wait_ready(
+        &mut self,
+        addr: &str,
+        workers: usize,
+        deadline: Instant,
+    ) -> Result<(), NotReady> {
+        loop {
+            if self.has_exited() {
+                return Err(NotReady::Exited);
+            }
+            if super::wait_http_ok(addr, Duration::from_millis(50)).is_ok() {
+                break;
+            }
+            if Instant::now() >= deadline {
+                return Err(NotReady::NoAnswer);
+            }
+        }
+        loop {
+            let children = children_of(self.master_pid);
+            if children.len() == workers {
+                self.workers = children;
+                return Ok(());
+            }
+            if Instant::now() >= deadline || self.has_exited() {
+                return Err(NotReady::Workers(children));
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+/// Why [`ServerTree::wait_ready`] gave up.
+#[derive(Debug)]
+pub enum NotReady {
+    /// The server exited before it answered (its logs say why).
+    Exited,
+    /// It did not answer within the deadline.
+    NoAnswer,
+    /// It answered, but its master had these children, not the number asked
+    /// for, at the deadline (or when it exited).
+    Workers(Vec<i32>),
 }
 
 impl Drop for ServerTree {

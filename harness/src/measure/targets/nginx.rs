@@ -36,9 +36,9 @@ use std::time::{Duration, Instant};
 
 use nix::sys::signal::Signal;
 
-use super::external::{find_on_path, supports_plain_get, ServerTree};
-use super::{free_port, wait_http_ok, Running, StartCtx};
-use crate::measure::procs::{children_of, guarded_external};
+use super::external::{find_on_path, supports_plain_get, NotReady, ServerTree};
+use super::{free_port, Running, StartCtx};
+use crate::measure::procs::guarded_external;
 use crate::model::record::ServerStats;
 use crate::model::workload::Workload;
 
@@ -285,8 +285,9 @@ fn launch(
     let mut tree = ServerTree::guarded("nginx", child);
     let addr = format!("127.0.0.1:{port}");
     let logs = || log_tail(&[&error_log, &stderr_path]);
-    loop {
-        if tree.has_exited() {
+    match tree.wait_ready(&addr, ctx.workers, deadline) {
+        Ok(()) => {}
+        Err(NotReady::Exited) => {
             let tail = logs();
             let msg = format!("{} exited before it was ready: {tail}", mode.name());
             return Err(if tail.contains("Address already in use") {
@@ -295,10 +296,7 @@ fn launch(
                 failed(msg)
             });
         }
-        if wait_http_ok(&addr, Duration::from_millis(50)).is_ok() {
-            break;
-        }
-        if Instant::now() >= deadline {
+        Err(NotReady::NoAnswer) => {
             drop(tree);
             return Err(failed(format!(
                 "{} did not answer on {addr} within the ready timeout: {}",
@@ -306,15 +304,7 @@ fn launch(
                 logs()
             )));
         }
-    }
-    // It serves once the first worker runs; the others may still be forking.
-    loop {
-        let workers = children_of(tree.master_pid);
-        if workers.len() == ctx.workers {
-            tree.workers = workers;
-            break;
-        }
-        if Instant::now() >= deadline || tree.has_exited() {
+        Err(NotReady::Workers(workers)) => {
             drop(tree);
             return Err(failed(format!(
                 "{} started {} worker processes ({workers:?}), expected {}: {}",
@@ -324,7 +314,6 @@ fn launch(
                 logs()
             )));
         }
-        std::thread::sleep(Duration::from_millis(10));
     }
     Ok(RunningNginx {
         tree,
