@@ -8,7 +8,9 @@
 //!
 //! A worker serves thousands of connections on one thread, so no client may
 //! hold it: every limit is a deadline in the worker's timer heap or a count,
-//! never a blocked thread.
+//! never a blocked thread. (`shared:prefork` is the exception it measures:
+//! its worker is one connection's until that connection ends; the same
+//! deadlines apply to that connection.)
 //! - `--header-timeout` (default 10s): a request's head must be complete
 //!   within this time from its first byte (the first request on a
 //!   connection: from the accept). Otherwise `408 Request Timeout` and the
@@ -20,7 +22,7 @@
 //!   `worker_connections`: at the cap the worker takes no new connection
 //!   until one of its own closes. Shared listener: it leaves the listener
 //!   (the other workers take the queue); blocking accept: its acceptor
-//!   waits; reuseport: it stops accepting and its own queue waits (the kernel
+//!   waits (classic pre-fork holds one connection whatever the cap); reuseport: it stops accepting and its own queue waits (the kernel
 //!   keeps hashing connections to it; past the backlog they are dropped);
 //!   master-pass (Node RR): it refuses the descriptor and the master routes
 //!   it to another worker, or holds it until one has room; rotate and
