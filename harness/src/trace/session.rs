@@ -205,13 +205,16 @@ fn trace_running(
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left.min(Duration::from_millis(100))) {
             Ok(line) => {
+                // `Process N attached`, or `... attached with 7 threads`.
                 if let Some(n) = line
                     .strip_prefix("strace: Process ")
-                    .and_then(|r| r.strip_suffix(" attached"))
-                    .and_then(|n| n.trim().parse().ok())
+                    .and_then(|r| r.split_once(" attached"))
+                    .and_then(|(n, _)| n.trim().parse().ok())
                 {
                     attached.push(n);
-                } else if line.contains("attach") || line.contains("ptrace") {
+                } else if line.starts_with("strace: attach:")
+                    || line.contains("Operation not permitted")
+                {
                     return Err(format!(
                         "strace cannot attach ({line}); run as root or allow ptrace (sysctl kernel.yama.ptrace_scope=0)"
                     ));

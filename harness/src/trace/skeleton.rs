@@ -309,8 +309,31 @@ fn is_write(name: &str) -> bool {
 /// A string argument summarised: its start, so that Node's
 /// `{"cmd":"NODE_HANDLE"...` and the lab's frames stay recognisable.
 fn summarise_string(s: &str) -> String {
-    let inner: String = s.trim_matches('"').chars().take(40).collect();
-    format!("\"{inner}\"")
+    let inner = s.strip_prefix('"').unwrap_or(s);
+    let inner = &inner[..string_end(inner)];
+    let mut short: String = inner.chars().take(48).collect();
+    // Not a dangling half of an escape.
+    while short.ends_with('\\') && !short.ends_with("\\\\") {
+        short.pop();
+    }
+    let more = if short.len() < inner.len() { "..." } else { "" };
+    format!("\"{short}\"{more}")
+}
+
+/// Where a string strace printed ends (the index of its closing quote, in
+/// the text after the opening one), escapes skipped.
+fn string_end(s: &str) -> usize {
+    let mut escaped = false;
+    for (i, c) in s.char_indices() {
+        if escaped {
+            escaped = false;
+        } else if c == '\\' {
+            escaped = true;
+        } else if c == '"' {
+            return i;
+        }
+    }
+    s.len()
 }
 
 impl Namer {
@@ -347,8 +370,7 @@ impl Namer {
                             .find("iov_base=\"")
                             .map(|j| {
                                 let s = &a[j + "iov_base=".len()..];
-                                let end = s[1..].find('"').map_or(s.len(), |k| k + 2);
-                                format!("{} ", summarise_string(&s[..end]))
+                                format!("{} ", summarise_string(s))
                             })
                             .unwrap_or_default();
                         format!("{{{payload}SCM_RIGHTS[{}]}}", names.join(", "))
@@ -413,10 +435,12 @@ fn life(namer: &Namer, r: &RoleTrace, client: &str) -> Option<Vec<Call>> {
         .iter()
         .position(|e| e.name == "close" && mentions(e, &k))
         .map_or(r.events.len() - 1, |j| start + j);
-    let from = if start > 0 && is_wait(&r.events[start - 1].name) {
-        start - 1
-    } else {
-        start
+    // The wakeup: the same thread's call before (other threads of a
+    // Node process wait on epoll instances of their own).
+    let tid = r.events[start].pid;
+    let from = match r.events[..start].iter().rposition(|e| e.pid == tid) {
+        Some(j) if is_wait(&r.events[j].name) => j,
+        _ => start,
     };
     Some(
         r.events[from..=end]
@@ -679,5 +703,49 @@ mod tests {
         assert_eq!(s.sequential.fds_per_message, [1]);
         assert_eq!(s.sequential.replies_per_handoff, 1.0);
         assert_eq!(s.sequential.accept_eagain_per_conn, 0.0);
+    }
+    #[test]
+    fn node_primary_hands_off_with_a_json_message_and_the_worker_acks() {
+        // Real lines from `node:rr` (Node v20 cluster, round-robin), traced here.
+        let master = r#"05:10:08.484945 epoll_pwait(14<anon_inode:[eventpoll]>, [{events=EPOLLIN, data={u32=21, u64=21}}], 1024, -1, NULL, 8) = 1 <0.000325>
+05:10:08.485407 accept4(21<TCP:[127.0.0.1:34791]>, NULL, NULL, SOCK_CLOEXEC|SOCK_NONBLOCK) = 22<TCP:[127.0.0.1:34791->127.0.0.1:44482]> <0.000021>
+05:10:08.486723 sendmsg(19<UNIX-STREAM:[73269446->73269447]>, {msg_name=NULL, msg_namelen=0, msg_iov=[{iov_base="{\"cmd\":\"NODE_HANDLE\",\"type\":\"net.Native\",\"msg\":{\"cmd\":\"NODE_CLUSTER\",\"act\":\"newconn\",\"key\":\"127.0.0.1:0:4:undefined:0\",\"seq\":2}}\n", iov_len=129}], msg_iovlen=1, msg_control=[{cmsg_len=20, cmsg_level=SOL_SOCKET, cmsg_type=SCM_RIGHTS, cmsg_data=[22<TCP:[127.0.0.1:34791->127.0.0.1:44482]>]}], msg_controllen=24, msg_flags=0}, 0) = 129 <0.000043>"#;
+        let worker = r#"05:10:08.487824 write(3<UNIX-STREAM:[73269447->73269446]>, "{\"cmd\":\"NODE_HANDLE_ACK\"}\n", 26) = 26 <0.000063>"#;
+        let roles = vec![
+            RoleTrace {
+                role: Role::Master,
+                pid: 1,
+                events: parse(master, 1),
+            },
+            RoleTrace {
+                role: Role::Worker(0),
+                pid: 2,
+                events: parse(worker, 2),
+            },
+        ];
+        let clients = vec!["127.0.0.1:44482".to_string()];
+        let s = build(
+            &Input {
+                target: "node:rr",
+                workers: 1,
+                clients: &clients,
+                burst: 0,
+                kernel: String::new(),
+                strace: String::new(),
+            },
+            &roles,
+        );
+        let calls = &s.life[0].1;
+        assert_eq!(calls[0].call, "epoll_pwait");
+        assert_eq!(calls[1].flags, ["SOCK_CLOEXEC", "SOCK_NONBLOCK"]);
+        assert!(
+            calls[2]
+                .text
+                .starts_with(r#"sendmsg(channel-to-worker-0, {"{\"cmd\":\"NODE_HANDLE\","#),
+            "{}",
+            calls[2].text
+        );
+        assert_eq!(calls[2].scm_rights_fds, Some(1));
+        assert_eq!(s.sequential.fds_per_message, [1]);
     }
 }
