@@ -246,3 +246,42 @@ fn an_unknown_target_fails_with_one_line_and_exit_2() {
     );
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn a_tracer_that_cannot_attach_fails_with_one_line_and_stops_the_target() {
+    let _s = util::serial();
+    util::become_subreaper();
+    // A stand-in for strace that answers -V and then fails as strace does
+    // where ptrace is not allowed.
+    let bin = util::temp_dir("trace-fake-strace");
+    let fake = bin.join("strace");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n[ \"$1\" = -V ] && { echo 'strace -- version 6.1'; exit 0; }\n\
+         echo 'strace: attach: ptrace(PTRACE_SEIZE, 1): Operation not permitted' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = util::temp_dir("trace-cannot-attach");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = Command::new(util::ensure_siblings())
+        .args(["trace", "master-pass", "--results", root.to_str().unwrap()])
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("strace cannot attach"), "{err}");
+    ps::reap_zombies();
+    let left: Vec<_> = ps::live_children();
+    assert!(left.is_empty(), "left running: {left:?}");
+    assert!(
+        std::fs::read_dir(&root).unwrap().next().is_none(),
+        "no half-written trace directory"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&bin);
+}

@@ -106,7 +106,16 @@ pub fn run(plan: &Plan, stop: &AtomicBool) -> Result<Outcome, String> {
     let traced = trace_running(plan, &*server, &dir, &strace_line, stop);
     let stopped = server.stop(Duration::from_secs(5));
     let _ = std::fs::remove_dir_all(&work_dir);
-    let skeleton = traced?;
+    let skeleton = match traced {
+        Ok(s) => s,
+        Err(e) => {
+            // No half-written trace directory.
+            if let Some(session) = dir.parent() {
+                let _ = std::fs::remove_dir_all(session);
+            }
+            return Err(e);
+        }
+    };
     stopped.map_err(|e| format!("the target did not stop cleanly: {e}"))?;
     Ok(Outcome { dir, skeleton })
 }
@@ -246,8 +255,9 @@ fn trace_running(
             std::thread::spawn(move || get(&a))
         })
         .collect();
+    let mut burst_clients = Vec::new();
     for b in burst {
-        b.join().map_err(|_| "a burst connection panicked")??;
+        burst_clients.push(b.join().map_err(|_| "a burst connection panicked")??);
     }
     if stop.load(Ordering::SeqCst) {
         return Err("interrupted; the target is stopped".into());
@@ -273,6 +283,7 @@ fn trace_running(
             workers: plan.workers,
             clients: &clients,
             burst: plan.burst,
+            burst_clients: &burst_clients,
             kernel,
             strace: strace_line.to_string(),
         },

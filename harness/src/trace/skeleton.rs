@@ -462,6 +462,9 @@ pub struct Input<'a> {
     pub clients: &'a [String],
     /// Concurrent connections of the burst.
     pub burst: usize,
+    /// The burst's client addresses (the sequential part ends where the
+    /// first of them shows).
+    pub burst_clients: &'a [String],
     /// `uname -r`.
     pub kernel: String,
     /// strace's version line.
@@ -489,7 +492,19 @@ pub fn build(input: &Input<'_>, roles: &[RoleTrace]) -> Skeleton {
             }
         }
     }
-    let seq = counts(roles, lo, hi, input.clients.len().max(1));
+    // A late close of the last sequential connection may come after the
+    // burst began: the sequential part ends before the burst's first event.
+    let burst_keys: Vec<String> = input.burst_clients.iter().map(|c| key(c)).collect();
+    let burst_start = roles
+        .iter()
+        .flat_map(|r| &r.events)
+        .filter(|e| burst_keys.iter().any(|k| mentions(e, k)))
+        .map(|e| e.time_us)
+        .min();
+    if let Some(b) = burst_start {
+        hi = hi.min(b.saturating_sub(1));
+    }
+    let seq = counts(roles, lo, hi, &keys);
     let burst_roles = roles
         .iter()
         .map(|r| {
@@ -528,7 +543,8 @@ pub fn build(input: &Input<'_>, roles: &[RoleTrace]) -> Skeleton {
     }
 }
 
-fn counts(roles: &[RoleTrace], lo: u64, hi: u64, k: usize) -> Counts {
+fn counts(roles: &[RoleTrace], lo: u64, hi: u64, keys: &[String]) -> Counts {
+    let k = keys.len().max(1);
     let mut c = Counts::default();
     let per = |n: usize| n as f64 / k as f64;
     let mut eagain = 0;
@@ -576,7 +592,8 @@ fn counts(roles: &[RoleTrace], lo: u64, hi: u64, k: usize) -> Counts {
         }
         for e in &evs {
             let rights = scm_rights(&e.args);
-            if e.name == "sendmsg" && rights.is_some() {
+            // A message counts for the sequential connections it carries.
+            if e.name == "sendmsg" && rights.is_some() && keys.iter().any(|k| mentions(e, k)) {
                 messages += 1;
                 let n = rights.as_ref().map_or(0, |v| v.len());
                 if !c.fds_per_message.contains(&n) {
@@ -652,6 +669,7 @@ mod tests {
                 workers: 2,
                 clients: &clients,
                 burst: 0,
+                burst_clients: &[],
                 kernel: "k".into(),
                 strace: "s".into(),
             },
@@ -730,6 +748,7 @@ mod tests {
                 workers: 1,
                 clients: &clients,
                 burst: 0,
+                burst_clients: &[],
                 kernel: String::new(),
                 strace: String::new(),
             },
