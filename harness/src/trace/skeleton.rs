@@ -5,7 +5,7 @@
 //! connections the same way have the same skeleton; that is what lets a
 //! twin be compared with its real server.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
@@ -419,6 +419,22 @@ fn mentions(e: &Event, key: &str) -> bool {
     e.args.contains(key) || e.ret.as_deref().is_some_and(|r| r.contains(key))
 }
 
+/// The client addresses of the connections an event names.
+fn peers(e: &Event) -> Vec<String> {
+    paths(e)
+        .into_iter()
+        .filter(|p| is_tcp(p))
+        .filter_map(|p| {
+            p.split_once("->")
+                .map(|(_, c)| c.trim_end_matches(']').to_string())
+        })
+        .collect()
+}
+
+fn mentions_any(e: &Event, clients: &HashSet<&str>) -> bool {
+    peers(e).iter().any(|c| clients.contains(c.as_str()))
+}
+
 fn mentions_other_conn(e: &Event, key: &str) -> bool {
     paths(e)
         .iter()
@@ -481,12 +497,12 @@ pub fn build(input: &Input<'_>, roles: &[RoleTrace]) -> Skeleton {
         .collect();
     // The sequential part: from the first event about any of those
     // connections to the last one, in every role.
-    let keys: Vec<String> = input.clients.iter().map(|c| key(c)).collect();
+    let seq_set: HashSet<&str> = input.clients.iter().map(String::as_str).collect();
     let mut lo = u64::MAX;
     let mut hi = 0;
     for r in roles {
         for e in &r.events {
-            if keys.iter().any(|k| mentions(e, k)) {
+            if mentions_any(e, &seq_set) {
                 lo = lo.min(e.time_us);
                 hi = hi.max(e.time_us);
             }
@@ -494,17 +510,17 @@ pub fn build(input: &Input<'_>, roles: &[RoleTrace]) -> Skeleton {
     }
     // A late close of the last sequential connection may come after the
     // burst began: the sequential part ends before the burst's first event.
-    let burst_keys: Vec<String> = input.burst_clients.iter().map(|c| key(c)).collect();
+    let burst_set: HashSet<&str> = input.burst_clients.iter().map(String::as_str).collect();
     let burst_start = roles
         .iter()
         .flat_map(|r| &r.events)
-        .filter(|e| burst_keys.iter().any(|k| mentions(e, k)))
+        .filter(|e| mentions_any(e, &burst_set))
         .map(|e| e.time_us)
         .min();
     if let Some(b) = burst_start {
         hi = hi.min(b.saturating_sub(1));
     }
-    let seq = counts(roles, lo, hi, &keys);
+    let seq = counts(roles, lo, hi, &seq_set);
     let burst_roles = roles
         .iter()
         .map(|r| {
@@ -543,8 +559,8 @@ pub fn build(input: &Input<'_>, roles: &[RoleTrace]) -> Skeleton {
     }
 }
 
-fn counts(roles: &[RoleTrace], lo: u64, hi: u64, keys: &[String]) -> Counts {
-    let k = keys.len().max(1);
+fn counts(roles: &[RoleTrace], lo: u64, hi: u64, clients: &HashSet<&str>) -> Counts {
+    let k = clients.len().max(1);
     let mut c = Counts::default();
     let per = |n: usize| n as f64 / k as f64;
     let mut eagain = 0;
@@ -593,7 +609,7 @@ fn counts(roles: &[RoleTrace], lo: u64, hi: u64, keys: &[String]) -> Counts {
         for e in &evs {
             let rights = scm_rights(&e.args);
             // A message counts for the sequential connections it carries.
-            if e.name == "sendmsg" && rights.is_some() && keys.iter().any(|k| mentions(e, k)) {
+            if e.name == "sendmsg" && rights.is_some() && mentions_any(e, clients) {
                 messages += 1;
                 let n = rights.as_ref().map_or(0, |v| v.len());
                 if !c.fds_per_message.contains(&n) {
