@@ -110,7 +110,7 @@ fn trace_command(o: &opts::TraceOpts, stop: &AtomicBool) -> Result<(), Error> {
     }
     let q = &s.sequential;
     println!(
-        "accepted by {}; per connection: {} accept EAGAIN, {} wakeups without accept, {} SCM_RIGHTS messages (fds {:?}), {} replies per hand-off",
+        "accepted by {}; per connection: {:.2} accept EAGAIN, {:.2} wakeups without accept, {:.2} SCM_RIGHTS messages (fds {:?}), {:.2} replies per hand-off",
         q.who_accepts.join(", "),
         q.accept_eagain_per_conn,
         q.wakeups_without_accept_per_conn,
@@ -118,6 +118,18 @@ fn trace_command(o: &opts::TraceOpts, stop: &AtomicBool) -> Result<(), Error> {
         q.fds_per_message,
         q.replies_per_handoff
     );
+    let burst: Vec<String> = s
+        .burst_roles
+        .iter()
+        .filter(|b| b.accepts + b.accept_eagain + b.wakeups + b.received_fds > 0)
+        .map(|b| {
+            format!(
+                "{} {} accepted, {} EAGAIN, {} wakeups, {} fds received",
+                b.role, b.accepts, b.accept_eagain, b.wakeups, b.received_fds
+            )
+        })
+        .collect();
+    println!("burst of {}: {}", s.burst, burst.join("; "));
     println!("trace: {}", out.dir.display());
     Ok(())
 }
