@@ -446,10 +446,23 @@ fn mentions_other_conn(e: &Event, key: &str) -> bool {
 /// wakeup just before; calls about other connections are left out.
 fn life(namer: &Namer, r: &RoleTrace, client: &str) -> Option<Vec<Call>> {
     let k = key(client);
-    let start = r.events.iter().position(|e| mentions(e, &k))?;
+    let (from, end) = life_span(r, &k)?;
+    Some(
+        r.events[from..=end]
+            .iter()
+            .filter(|e| !mentions_other_conn(e, &k))
+            .map(|e| namer.normalise(r.role, e, &k))
+            .collect(),
+    )
+}
+
+/// The indices of the first and last events of a connection's life in a
+/// role (see [`life`]).
+fn life_span(r: &RoleTrace, k: &str) -> Option<(usize, usize)> {
+    let start = r.events.iter().position(|e| mentions(e, k))?;
     let end = r.events[start..]
         .iter()
-        .position(|e| e.name == "close" && mentions(e, &k))
+        .position(|e| e.name == "close" && mentions(e, k))
         .map_or(r.events.len() - 1, |j| start + j);
     // The wakeup: the same thread's call before (other threads of a
     // Node process wait on epoll instances of their own).
@@ -458,13 +471,7 @@ fn life(namer: &Namer, r: &RoleTrace, client: &str) -> Option<Vec<Call>> {
         Some(j) if is_wait(&r.events[j].name) => j,
         _ => start,
     };
-    Some(
-        r.events[from..=end]
-            .iter()
-            .filter(|e| !mentions_other_conn(e, &k))
-            .map(|e| namer.normalise(r.role, e, &k))
-            .collect(),
-    )
+    Some((from, end))
 }
 
 /// What a trace of a target says. `clients` are the local addresses of
@@ -505,6 +512,16 @@ pub fn build(input: &Input<'_>, roles: &[RoleTrace]) -> Skeleton {
             if mentions_any(e, &seq_set) {
                 lo = lo.min(e.time_us);
                 hi = hi.max(e.time_us);
+            }
+        }
+    }
+    // From the wakeup that led to the first connection: a worker that
+    // woke with the winner and lost the race (EAGAIN) may call accept
+    // before the winner's accept shows the connection.
+    if let Some(first) = input.clients.first() {
+        for r in roles {
+            if let Some((from, _)) = life_span(r, &key(first)) {
+                lo = lo.min(r.events[from].time_us);
             }
         }
     }
@@ -782,5 +799,55 @@ mod tests {
         );
         assert_eq!(calls[2].scm_rights_fds, Some(1));
         assert_eq!(s.sequential.fds_per_message, [1]);
+    }
+    #[test]
+    fn shared_epoll_worker_accepts_on_the_listener_and_a_lost_race_is_counted() {
+        // Real lines from `shared:epoll`, 2 workers, traced here: worker 0
+        // woke for a connection worker 1 had taken (EAGAIN), then took the
+        // next one itself.
+        let w0 = r#"05:14:18.409203 epoll_wait(3<anon_inode:[eventpoll]>, [{events=EPOLLIN, data={u32=4294967295, u64=9223372036854775807}}], 256, -1) = 1 <0.000460>
+05:14:18.409761 accept4(4<TCP:[127.0.0.1:44459]>, NULL, NULL, SOCK_CLOEXEC|SOCK_NONBLOCK) = -1 EAGAIN (Resource temporarily unavailable) <0.000665>
+05:14:18.411504 epoll_wait(3<anon_inode:[eventpoll]>, [{events=EPOLLIN, data={u32=4294967295, u64=9223372036854775807}}], 256, -1) = 1 <0.000460>
+05:14:18.412504 accept4(4<TCP:[127.0.0.1:44459]>, NULL, NULL, SOCK_CLOEXEC|SOCK_NONBLOCK) = 6<TCP:[127.0.0.1:44459->127.0.0.1:50662]> <0.001944>
+05:14:18.415582 epoll_ctl(3<anon_inode:[eventpoll]>, EPOLL_CTL_ADD, 6<TCP:[127.0.0.1:44459->127.0.0.1:50662]>, {events=EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET, data={u32=0, u64=0}}) = 0 <0.000075>
+05:14:18.416434 epoll_ctl(3<anon_inode:[eventpoll]>, EPOLL_CTL_DEL, 6<TCP:[127.0.0.1:44459->127.0.0.1:50662]>, NULL) = 0 <0.000074>
+05:14:18.416534 close(6<TCP:[127.0.0.1:44459->127.0.0.1:50662]>) = 0 <0.000052>"#;
+        let roles = vec![RoleTrace {
+            role: Role::Worker(0),
+            pid: 524,
+            events: parse(w0, 524),
+        }];
+        let clients = vec!["127.0.0.1:50662".to_string()];
+        let s = build(
+            &Input {
+                target: "shared:epoll",
+                workers: 2,
+                clients: &clients,
+                burst: 0,
+                burst_clients: &[],
+                kernel: String::new(),
+                strace: String::new(),
+            },
+            &roles,
+        );
+        let (role, calls) = &s.life[0];
+        assert_eq!(role, "worker-0");
+        let texts: Vec<&str> = calls.iter().map(|c| c.text.as_str()).collect();
+        assert_eq!(
+            texts,
+            [
+                "epoll_wait(epoll, …, 256, -1) = 1",
+                "accept4(listener, NULL, NULL, SOCK_CLOEXEC|SOCK_NONBLOCK) = conn",
+                "epoll_ctl(epoll, EPOLL_CTL_ADD, conn, EPOLLIN|EPOLLOUT|EPOLLRDHUP|EPOLLET) = 0",
+                "epoll_ctl(epoll, EPOLL_CTL_DEL, conn, NULL) = 0",
+                "close(conn) = 0",
+            ]
+        );
+        // The sequential part starts at the wakeup before the connection
+        // showed: the lost race just before it is not in it.
+        assert_eq!(s.sequential.who_accepts, ["worker-0"]);
+        assert_eq!(s.sequential.accept_eagain_per_conn, 0.0);
+        assert_eq!(s.sequential.accepts_per_wakeup, 1.0);
+        assert_eq!(s.sequential.scm_rights_messages_per_conn, 0.0);
     }
 }
