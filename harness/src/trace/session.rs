@@ -211,6 +211,9 @@ fn trace_running(
     let mut attached: Vec<i32> = Vec::new();
     let deadline = Instant::now() + Duration::from_secs(10);
     while !roles.iter().all(|(_, p)| attached.contains(p)) {
+        if stop.load(Ordering::SeqCst) {
+            return Err("interrupted; the target is stopped".into());
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         match rx.recv_timeout(left.min(Duration::from_millis(100))) {
             Ok(line) => {
