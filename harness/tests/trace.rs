@@ -22,6 +22,8 @@ fn harness(args: &[&str]) -> Output {
 
 /// Runs `harness trace TARGET` into a fresh results directory; the skeleton.
 fn trace(target: &str, name: &str) -> Value {
+    // What the harness leaves behind (strace, a worker) becomes our child.
+    util::become_subreaper();
     let root = util::temp_dir(name);
     let out = harness(&["trace", target, "--results", root.to_str().unwrap()]);
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -38,6 +40,9 @@ fn trace(target: &str, name: &str) -> Value {
     );
     let skel = util::read_json(&dir.join("skeleton.json"));
     assert_nothing_left(&skel);
+    ps::reap_zombies();
+    let left = ps::live_children();
+    assert!(left.is_empty(), "left running: {left:?}");
     assert_raw_files_named_by_role(&dir, &skel);
     let _ = std::fs::remove_dir_all(&root);
     skel
