@@ -362,20 +362,21 @@ impl Namer {
             } else if a.starts_with('"') {
                 summarise_string(a)
             } else if a.starts_with('{') && a.contains("msg_") {
-                match &rights {
-                    Some(fds) => {
-                        let names: Vec<String> =
-                            fds.iter().map(|f| self.name(role, f, conn_key)).collect();
-                        let payload = a
-                            .find("iov_base=\"")
-                            .map(|j| {
-                                let s = &a[j + "iov_base=".len()..];
-                                format!("{} ", summarise_string(s))
-                            })
-                            .unwrap_or_default();
-                        format!("{{{payload}SCM_RIGHTS[{}]}}", names.join(", "))
-                    }
-                    None => "{msg}".into(),
+                // A message: its payload's start, and what it carries.
+                let payload = a
+                    .find("iov_base=\"")
+                    .map(|j| summarise_string(&a[j + "iov_base=".len()..]));
+                let rights = rights.as_ref().map(|fds| {
+                    let names: Vec<String> =
+                        fds.iter().map(|f| self.name(role, f, conn_key)).collect();
+                    format!("SCM_RIGHTS[{}]", names.join(", "))
+                });
+                match (payload, rights) {
+                    (None, None) => "{msg}".into(),
+                    (p, r) => format!(
+                        "{{{}}}",
+                        p.into_iter().chain(r).collect::<Vec<_>>().join(" ")
+                    ),
                 }
             } else if a.starts_with("{events=") && e.name.starts_with("epoll_ctl") {
                 a.trim_start_matches("{events=")
