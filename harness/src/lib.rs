@@ -7,7 +7,8 @@
 //! `lab-server`, the reference servers and `loadgen` as processes and reads
 //! what the kernel shows; [`analyse`] is pure functions from run records to
 //! the summary; [`report`] only reads the summary; [`run`] and [`regress`]
-//! drive a session; [`cli`] parses the command line. The harness never
+//! drive a session; [`trace`] shows one target's system calls (mechanism,
+//! never timing); [`cli`] parses the command line. The harness never
 //! imports a strategy's internals: it talks to servers through a process, a
 //! port, the ready line and the stats file.
 #![deny(missing_docs)]
@@ -20,3 +21,4 @@ pub mod regress;
 pub mod report;
 pub mod run;
 pub mod store;
+pub mod trace;

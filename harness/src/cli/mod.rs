@@ -30,10 +30,15 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     if let Command::Regress(o) = &cli.command {
         return regress_command(o, &stop);
     }
+    if let Command::Trace(o) = &cli.command {
+        return trace_command(o, &stop);
+    }
     let cfg = match &cli.command {
         Command::Bench(o) => o.config().map_err(Error::Usage)?,
         Command::Run(o) => o.config().map_err(Error::Usage)?,
-        Command::Regress(_) | Command::Guard(_) => unreachable!("handled above"),
+        Command::Regress(_) | Command::Guard(_) | Command::Trace(_) => {
+            unreachable!("handled above")
+        }
         Command::Report { dir } => {
             let session = crate::store::session::read_session(dir).map_err(Error::Failed)?;
             let runs = crate::store::session::read_runs(dir).map_err(Error::Failed)?;
@@ -64,6 +69,69 @@ pub fn run(cli: Cli) -> Result<(), Error> {
         ))),
         None => Ok(()),
     }
+}
+
+fn trace_command(o: &opts::TraceOpts, stop: &AtomicBool) -> Result<(), Error> {
+    use crate::measure::targets::TargetSpec;
+    use crate::trace::session;
+    let spec = TargetSpec::parse(&o.target).ok_or_else(|| {
+        Error::Usage(format!(
+            "unknown target {:?}: name a lab strategy or a reference server (see harness bench --help)",
+            o.target
+        ))
+    })?;
+    if o.workers == 0 || o.connections == 0 {
+        return Err(Error::Usage(
+            "--workers and --connections must be at least 1".into(),
+        ));
+    }
+    let plan = session::Plan {
+        spec,
+        workers: o.workers,
+        connections: o.connections,
+        burst: o.burst,
+        results: o.results.clone(),
+    };
+    let out = session::run(&plan, stop).map_err(|e| {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            Error::Interrupted(e)
+        } else {
+            Error::Failed(e)
+        }
+    })?;
+    let s = &out.skeleton;
+    let pids: Vec<String> = s.pids.iter().map(|(r, p)| format!("{r}={p}")).collect();
+    println!("traced {} ({})", s.target, pids.join(" "));
+    for (role, calls) in &s.life {
+        println!("{role}:");
+        for c in calls {
+            println!("  {}", c.text);
+        }
+    }
+    let q = &s.sequential;
+    println!(
+        "accepted by {}; per connection: {:.2} accept EAGAIN, {:.2} wakeups without accept, {:.2} SCM_RIGHTS messages (fds {:?}), {:.2} replies per hand-off",
+        q.who_accepts.join(", "),
+        q.accept_eagain_per_conn,
+        q.wakeups_without_accept_per_conn,
+        q.scm_rights_messages_per_conn,
+        q.fds_per_message,
+        q.replies_per_handoff
+    );
+    let burst: Vec<String> = s
+        .burst_roles
+        .iter()
+        .filter(|b| b.accepts + b.accept_eagain + b.wakeups + b.received_fds > 0)
+        .map(|b| {
+            format!(
+                "{} {} accepted, {} EAGAIN, {} wakeups, {} fds received",
+                b.role, b.accepts, b.accept_eagain, b.wakeups, b.received_fds
+            )
+        })
+        .collect();
+    println!("burst of {}: {}", s.burst, burst.join("; "));
+    println!("trace: {}", out.dir.display());
+    Ok(())
 }
 
 fn regress_command(o: &opts::RegressOpts, stop: &AtomicBool) -> Result<(), Error> {

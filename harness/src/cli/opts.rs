@@ -33,6 +33,10 @@ pub enum Command {
     /// build (interleaved on this machine) or a saved baseline; exit 3 on a
     /// regression.
     Regress(RegressOpts),
+    /// Trace one target's system calls (strace) for K connections one at a
+    /// time and a burst of B: who accepts, how a descriptor travels, where
+    /// it is registered. For mechanism, never timing (tracing slows it).
+    Trace(TraceOpts),
     /// Re-render summary.json and the report of a results directory from its JSON.
     Report {
         /// A session directory, e.g. results/latest.
@@ -42,6 +46,25 @@ pub enum Command {
     /// outlives the harness (see `measure/guard.rs`).
     #[command(hide = true)]
     Guard(GuardOpts),
+}
+
+/// Options of `trace`.
+#[derive(Args, Debug)]
+pub struct TraceOpts {
+    /// A lab strategy or a reference server (master-pass, shared:epoll, node:rr, ...).
+    pub target: String,
+    /// Worker processes.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Connections sent one at a time (the skeleton shows the first).
+    #[arg(long, default_value_t = 3)]
+    pub connections: usize,
+    /// Concurrent connections sent after them.
+    #[arg(long, default_value_t = 8)]
+    pub burst: usize,
+    /// Where sessions go: the trace is written to RESULTS/<UTC>/trace/.
+    #[arg(long, default_value = "results")]
+    pub results: PathBuf,
 }
 
 /// Options of the hidden `guard` subcommand.

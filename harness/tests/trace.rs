@@ -1,0 +1,292 @@
+//! `harness trace` on real processes: the skeleton shows each mechanism
+//! (who accepts, how the descriptor travels, where it is registered), and
+//! nothing the trace started outlives it. These tests need strace and to
+//! run as root (ptrace); `node:rr` needs Node.js. They assert on the order
+//! and the arguments of system calls, never on timing.
+
+mod util;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use serde_json::Value;
+use util::ps;
+
+fn harness(args: &[&str]) -> Output {
+    Command::new(util::ensure_siblings())
+        .args(args)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap()
+}
+
+/// Runs `harness trace TARGET` into a fresh results directory; the skeleton.
+fn trace(target: &str, name: &str) -> Value {
+    // What the harness leaves behind (strace, a worker) becomes our child.
+    util::become_subreaper();
+    let root = util::temp_dir(name);
+    let out = harness(&["trace", target, "--results", root.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "harness trace {target}: {}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dir = PathBuf::from(
+        stdout
+            .lines()
+            .find_map(|l| l.strip_prefix("trace: "))
+            .expect("a trace: line"),
+    );
+    let skel = util::read_json(&dir.join("skeleton.json"));
+    assert_nothing_left(&skel);
+    ps::reap_zombies();
+    let left = ps::live_children();
+    assert!(left.is_empty(), "left running: {left:?}");
+    assert_raw_files_named_by_role(&dir, &skel);
+    let _ = std::fs::remove_dir_all(&root);
+    skel
+}
+
+fn pids(skel: &Value) -> Vec<(String, i32)> {
+    skel["pids"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            (
+                p[0].as_str().unwrap().to_string(),
+                p[1].as_i64().unwrap() as i32,
+            )
+        })
+        .collect()
+}
+
+#[track_caller]
+fn assert_nothing_left(skel: &Value) {
+    for (role, pid) in pids(skel) {
+        let p = ps::info(pid);
+        assert!(
+            !p.as_ref().is_some_and(|p| p.alive()),
+            "{role} ({pid}) still runs: {p:?}"
+        );
+    }
+}
+
+#[track_caller]
+fn assert_raw_files_named_by_role(dir: &Path, skel: &Value) {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().to_string())
+        .collect();
+    for (role, pid) in pids(skel) {
+        assert!(
+            names.contains(&format!("{role}.{pid}.txt")),
+            "{role}.{pid}.txt in {names:?}"
+        );
+    }
+    assert!(!names.iter().any(|n| n.starts_with("raw.")), "{names:?}");
+}
+
+/// The calls of `role` in the connection's life.
+fn life<'a>(skel: &'a Value, role: &str) -> Option<&'a Vec<Value>> {
+    skel["life"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r[0] == role)
+        .map(|r| r[1].as_array().unwrap())
+}
+
+fn workers_life(skel: &Value) -> Vec<&Vec<Value>> {
+    skel["life"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|r| r[0].as_str().unwrap().starts_with("worker-"))
+        .map(|r| r[1].as_array().unwrap())
+        .collect()
+}
+
+fn has_flag(c: &Value, f: &str) -> bool {
+    c["flags"].as_array().unwrap().iter().any(|x| x == f)
+}
+
+/// The master accepts with SOCK_CLOEXEC|SOCK_NONBLOCK and hands the
+/// connection over with one SCM_RIGHTS message of one descriptor.
+#[track_caller]
+fn assert_master_accepts_and_passes(skel: &Value) {
+    let master = life(skel, "master").expect("the master touches the connection");
+    let accept = master
+        .iter()
+        .find(|c| c["call"] == "accept4")
+        .expect("the master calls accept4");
+    assert_eq!(accept["fd"], "listener");
+    assert_eq!(accept["ret"], "conn");
+    assert!(has_flag(accept, "SOCK_CLOEXEC") && has_flag(accept, "SOCK_NONBLOCK"));
+    let send = master
+        .iter()
+        .find(|c| c["call"] == "sendmsg")
+        .expect("the master calls sendmsg");
+    assert!(
+        send["fd"]
+            .as_str()
+            .unwrap()
+            .starts_with("channel-to-worker-"),
+        "{send}"
+    );
+    assert_eq!(send["scm_rights_fds"], 1);
+    assert!(has_flag(send, "SCM_RIGHTS"));
+    let seq = &skel["sequential"];
+    assert_eq!(seq["who_accepts"], serde_json::json!(["master"]));
+    assert_eq!(seq["fds_per_message"], serde_json::json!([1]));
+    assert_eq!(seq["scm_rights_messages_per_conn"], 1.0);
+}
+
+/// One worker receives it with recvmsg (SCM_RIGHTS) and registers it in its epoll.
+#[track_caller]
+fn assert_worker_receives_and_registers(skel: &Value) {
+    let workers = workers_life(skel);
+    assert_eq!(workers.len(), 1, "one worker serves the connection");
+    let w = workers[0];
+    let recv = w
+        .iter()
+        .find(|c| c["call"] == "recvmsg" && c["scm_rights_fds"] == 1)
+        .expect("the worker receives the descriptor with recvmsg");
+    assert_eq!(recv["fd"], "channel-from-master");
+    assert!(has_flag(recv, "MSG_CMSG_CLOEXEC"));
+    assert!(
+        w.iter().any(|c| c["call"] == "epoll_ctl"
+            && c["fd"] == "epoll"
+            && has_flag(c, "EPOLL_CTL_ADD")
+            && c["text"].as_str().unwrap().contains("conn")),
+        "the worker registers the connection in its epoll: {w:?}"
+    );
+    assert!(w.iter().any(|c| c["text"] == "close(conn) = 0"));
+    assert!(life(skel, "master").is_some());
+}
+
+#[test]
+fn master_pass_master_accepts_and_a_worker_receives_the_descriptor() {
+    let _s = util::serial();
+    let skel = trace("master-pass", "trace-master-pass");
+    assert_eq!(skel["target"], "master-pass");
+    assert_eq!(skel["workers"], 2);
+    assert_eq!(skel["connections"], 3);
+    assert_eq!(skel["burst"], 8);
+    assert!(!skel["kernel"].as_str().unwrap().is_empty());
+    assert!(skel["strace"].as_str().unwrap().contains("strace"));
+    assert_master_accepts_and_passes(&skel);
+    assert_worker_receives_and_registers(&skel);
+}
+
+#[test]
+fn shared_epoll_workers_accept_on_the_listener_and_the_master_does_not() {
+    let _s = util::serial();
+    let skel = trace("shared:epoll", "trace-shared-epoll");
+    assert!(
+        life(&skel, "master").is_none(),
+        "the master never touches the connection"
+    );
+    let workers = workers_life(&skel);
+    assert_eq!(workers.len(), 1);
+    let accept = workers[0]
+        .iter()
+        .find(|c| c["call"] == "accept4")
+        .expect("the worker calls accept4");
+    assert_eq!(accept["fd"], "listener");
+    assert_eq!(accept["ret"], "conn");
+    let seq = &skel["sequential"];
+    assert!(!seq["who_accepts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .any(|r| r == "master"));
+    assert_eq!(seq["scm_rights_messages_per_conn"], 0.0);
+}
+
+#[test]
+fn node_rr_primary_accepts_and_passes_like_master_pass() {
+    let _s = util::serial();
+    if let Err(why) = harness::measure::targets::node::available() {
+        eprintln!("skipped: {why}");
+        return;
+    }
+    let node = trace("node:rr", "trace-node-rr");
+    assert_master_accepts_and_passes(&node);
+    assert_worker_receives_and_registers(&node);
+    // The normalised fields agree with the lab's twin.
+    let lab = trace("master-pass", "trace-node-twin");
+    for field in [
+        "who_accepts",
+        "fds_per_message",
+        "scm_rights_messages_per_conn",
+    ] {
+        assert_eq!(
+            node["sequential"][field], lab["sequential"][field],
+            "{field}"
+        );
+    }
+    let per_wakeup = |s: &Value| s["sequential"]["accepts_per_wakeup"].as_f64().unwrap();
+    assert!(per_wakeup(&node) > 0.0 && per_wakeup(&lab) > 0.0);
+}
+
+#[test]
+fn an_unknown_target_fails_with_one_line_and_exit_2() {
+    let root = util::temp_dir("trace-unknown");
+    let out = harness(&[
+        "trace",
+        "no-such-target",
+        "--results",
+        root.to_str().unwrap(),
+    ]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("unknown target"), "{err}");
+    assert!(
+        std::fs::read_dir(&root).unwrap().next().is_none(),
+        "nothing written"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn a_tracer_that_cannot_attach_fails_with_one_line_and_stops_the_target() {
+    let _s = util::serial();
+    util::become_subreaper();
+    // A stand-in for strace that answers -V and then fails as strace does
+    // where ptrace is not allowed.
+    let bin = util::temp_dir("trace-fake-strace");
+    let fake = bin.join("strace");
+    std::fs::write(
+        &fake,
+        "#!/bin/sh\n[ \"$1\" = -V ] && { echo 'strace -- version 6.1'; exit 0; }\n\
+         echo 'strace: attach: ptrace(PTRACE_SEIZE, 1): Operation not permitted' >&2\nexit 1\n",
+    )
+    .unwrap();
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(&fake, std::fs::Permissions::from_mode(0o755)).unwrap();
+    let root = util::temp_dir("trace-cannot-attach");
+    let path = format!("{}:{}", bin.display(), std::env::var("PATH").unwrap());
+    let out = Command::new(util::ensure_siblings())
+        .args(["trace", "master-pass", "--results", root.to_str().unwrap()])
+        .env("PATH", path)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("strace cannot attach"), "{err}");
+    ps::reap_zombies();
+    let left: Vec<_> = ps::live_children();
+    assert!(left.is_empty(), "left running: {left:?}");
+    assert!(
+        std::fs::read_dir(&root).unwrap().next().is_none(),
+        "no half-written trace directory"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+    let _ = std::fs::remove_dir_all(&bin);
+}
