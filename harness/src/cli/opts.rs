@@ -224,18 +224,18 @@ fn check_targets(names: &[String], default: &[&str]) -> Result<Vec<String>, Stri
     if names.is_empty() {
         return Ok(default.iter().map(|s| s.to_string()).collect());
     }
+    // A former name stands for the current one from here on.
     let names: Vec<String> = names
         .iter()
         .map(|n| crate::model::names::canonical(n))
         .collect();
-    let names = &names[..];
     let mut seen = std::collections::BTreeSet::new();
     if let Some(dup) = names.iter().find(|n| !seen.insert(n.as_str())) {
         return Err(format!(
             "{dup:?} is named twice: to run one target under two names, label one (NAME@LABEL, e.g. {dup}@b)"
         ));
     }
-    for n in names {
+    for n in &names {
         if TargetSpec::parse(n).is_none() {
             let all: Vec<&str> = all_targets().collect();
             return Err(format!(
@@ -244,7 +244,7 @@ fn check_targets(names: &[String], default: &[&str]) -> Result<Vec<String>, Stri
             ));
         }
     }
-    Ok(names.to_vec())
+    Ok(names)
 }
 
 fn check_workloads(names: &[String], default: &[&str]) -> Result<Vec<&'static Workload>, String> {

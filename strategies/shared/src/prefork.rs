@@ -62,7 +62,8 @@ pub fn run(listener: OwnedFd, env: WorkerEnv, mut control: UnixStream) -> io::Re
     let latch = StopLatch::install(listener)?;
     // Ready: about to block in accept() (the listener is the worker's from
     // here on; a stop signal from now on is seen).
-    write_all(&mut control, &Frame::Ready.encode())?;
+    // (`write_all` retries a write the stop signal interrupts.)
+    control.write_all(&Frame::Ready.encode())?;
     let mut stop_seen = false;
     loop {
         if latch.stopped() {
@@ -90,7 +91,7 @@ pub fn run(listener: OwnedFd, env: WorkerEnv, mut control: UnixStream) -> io::Re
         served?;
     }
     if !stop_seen {
-        write_all(&mut control, &Frame::Draining.encode())?;
+        control.write_all(&Frame::Draining.encode())?;
     }
     Ok(())
 }
@@ -116,7 +117,7 @@ fn serve(
             conn.set_closing();
             if !*stop_seen {
                 *stop_seen = true;
-                write_all(control, &Frame::Draining.encode())?;
+                control.write_all(&Frame::Draining.encode())?;
             }
         }
         match next {
@@ -168,10 +169,4 @@ fn serve(
             Ok(Next::Wait)
         };
     }
-}
-
-/// Writes a frame on the blocking control channel (`write_all` retries a
-/// write the stop signal interrupts).
-fn write_all(control: &mut UnixStream, bytes: &[u8]) -> io::Result<()> {
-    control.write_all(bytes)
 }
