@@ -10,6 +10,7 @@
 //! the target, attaches the tracer, sends the connections and stops
 //! everything.
 
+pub mod herd;
 pub mod session;
 pub mod skeleton;
 pub mod strace;

@@ -7,7 +7,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use super::strace::{parse_fd, scm_rights, split_top, Event, Fd};
 
@@ -42,7 +42,7 @@ pub struct RoleTrace {
 }
 
 /// One system call, normalised.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Call {
     /// The system call (`accept4`).
     pub call: String,
@@ -60,7 +60,7 @@ pub struct Call {
 }
 
 /// Per-connection counts over the sequential connections.
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Counts {
     /// Roles whose accept returned a connection.
     pub who_accepts: Vec<String>,
@@ -84,7 +84,7 @@ pub struct Counts {
 }
 
 /// What each role did during the burst (after the sequential connections).
-#[derive(Clone, Debug, Default, PartialEq, Serialize)]
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct BurstRole {
     /// Who.
     pub role: String,
@@ -99,7 +99,7 @@ pub struct BurstRole {
 }
 
 /// `skeleton.json`.
-#[derive(Clone, Debug, Serialize)]
+#[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct Skeleton {
     /// The target's name.
     pub target: String,
