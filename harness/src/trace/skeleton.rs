@@ -57,6 +57,13 @@ pub struct Call {
     pub ret: String,
     /// The whole call, normalised, for people.
     pub text: String,
+    /// The call as strace printed it (without its time and thread).
+    #[serde(default)]
+    pub raw: String,
+    /// When it was made: strace's `-tt` time of day in microseconds (for
+    /// ordering the roles' calls against each other, never for timing).
+    #[serde(default)]
+    pub time_us: u64,
 }
 
 /// Per-connection counts over the sequential connections.
@@ -406,6 +413,13 @@ impl Namer {
             scm_rights_fds: rights.map(|v| v.len()),
             text: format!("{}({}) = {ret}", e.name, shown.join(", ")),
             ret,
+            raw: format!(
+                "{}({}) = {}",
+                e.name,
+                e.args,
+                e.ret.as_deref().unwrap_or("?")
+            ),
+            time_us: e.time_us,
         }
     }
 }
