@@ -22,10 +22,29 @@ fn harness(args: &[&str]) -> Output {
 
 /// Runs `harness trace TARGET` into a fresh results directory; the skeleton.
 fn trace(target: &str, name: &str) -> Value {
+    trace_with(target, name, &[]).0
+}
+
+/// The tracefs instances a trace may have left (ours are `prefork-lab-PID`).
+fn our_tracefs_instances() -> Vec<String> {
+    std::fs::read_dir("/sys/kernel/tracing/instances")
+        .map(|d| {
+            d.flatten()
+                .map(|e| e.file_name().to_string_lossy().to_string())
+                .filter(|n| n.starts_with("prefork-lab-"))
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// `harness trace TARGET ARGS...`; the skeleton and herd.json.
+fn trace_with(target: &str, name: &str, args: &[&str]) -> (Value, Value) {
     // What the harness leaves behind (strace, a worker) becomes our child.
     util::become_subreaper();
     let root = util::temp_dir(name);
-    let out = harness(&["trace", target, "--results", root.to_str().unwrap()]);
+    let mut all = vec!["trace", target, "--results", root.to_str().unwrap()];
+    all.extend_from_slice(args);
+    let out = harness(&all);
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(
         out.status.success(),
@@ -44,8 +63,15 @@ fn trace(target: &str, name: &str) -> Value {
     let left = ps::live_children();
     assert!(left.is_empty(), "left running: {left:?}");
     assert_raw_files_named_by_role(&dir, &skel);
+    let herd = util::read_json(&dir.join("herd.json"));
+    assert!(
+        dir.join("kernel.txt").is_file(),
+        "the tracepoints' raw buffer is kept"
+    );
+    let left = our_tracefs_instances();
+    assert!(left.is_empty(), "tracefs instances left: {left:?}");
     let _ = std::fs::remove_dir_all(&root);
-    skel
+    (skel, herd)
 }
 
 fn pids(skel: &Value) -> Vec<(String, i32)> {
@@ -209,10 +235,8 @@ fn shared_epoll_workers_accept_on_the_listener_and_the_master_does_not() {
 #[test]
 fn node_rr_primary_accepts_and_passes_like_master_pass() {
     let _s = util::serial();
-    if let Err(why) = harness::measure::targets::node::available() {
-        eprintln!("skipped: {why}");
-        return;
-    }
+    // scripts/test installs Node.js: a missing one fails the test.
+    harness::measure::targets::node::available().expect("Node.js (scripts/test installs it)");
     let node = trace("node:rr", "trace-node-rr");
     assert_master_accepts_and_passes(&node);
     assert_worker_receives_and_registers(&node);
@@ -289,4 +313,70 @@ fn a_tracer_that_cannot_attach_fails_with_one_line_and_stops_the_target() {
     );
     let _ = std::fs::remove_dir_all(&root);
     let _ = std::fs::remove_dir_all(&bin);
+}
+
+/// The counts of `herd.json` for each sequential connection.
+fn woken_per_connection(herd: &Value) -> Vec<(usize, usize, Option<String>)> {
+    herd["sequential"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| {
+            (
+                c["woken"].as_array().unwrap().len(),
+                c["slept_again"].as_array().unwrap().len(),
+                c["accepted_by"].as_str().map(str::to_string),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn shared_epoll_wakes_every_idle_worker_for_one_connection_and_reuseport_one() {
+    let _s = util::serial();
+    let args = ["--workers", "4", "--connections", "4", "--burst", "8"];
+    // Every idle worker waits on the one listener without EPOLLEXCLUSIVE:
+    // the kernel wakes all of them for each arrival, one accepts, and the
+    // others either lose the race (EAGAIN) or go back to sleep inside
+    // epoll_wait, which strace cannot see.
+    let (_, herd) = trace_with("shared:epoll", "trace-herd-epoll", &args);
+    assert_eq!(herd["burst"], 8);
+    let tps: Vec<&str> = herd["tracepoints"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t.as_str().unwrap())
+        .collect();
+    assert!(tps.contains(&"sched:sched_waking") && tps.contains(&"sched:sched_switch"));
+    let conns = woken_per_connection(&herd);
+    assert_eq!(conns.len(), 4);
+    for (woken, _, by) in &conns {
+        assert!(
+            by.as_deref().is_some_and(|r| r.starts_with("worker-")),
+            "{herd}"
+        );
+        assert!(*woken >= 1, "{herd}");
+    }
+    let woken: usize = conns.iter().map(|c| c.0).sum();
+    assert!(
+        woken >= 2 * conns.len(),
+        "a herd: more than one worker woken per connection: {herd}"
+    );
+    // Each one woken and not accepting went back to sleep or lost the race.
+    let eagain: usize = herd["sequential"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["eagain"].as_array().unwrap().len())
+        .sum();
+    let slept: usize = conns.iter().map(|c| c.1).sum();
+    assert!(slept + eagain > 0, "{herd}");
+    // reuseport: one listener per worker, the kernel picks one socket and
+    // wakes the one worker polling it.
+    let (_, herd) = trace_with("reuseport", "trace-herd-reuseport", &args);
+    for (woken, slept, by) in woken_per_connection(&herd) {
+        assert_eq!((woken, slept), (1, 0), "{herd}");
+        assert!(by.is_some(), "{herd}");
+    }
+    assert_eq!(herd["burst_most_woken"], 1, "{herd}");
 }

@@ -91,6 +91,7 @@ fn trace_command(o: &opts::TraceOpts, stop: &AtomicBool) -> Result<(), Error> {
         connections: o.connections,
         burst: o.burst,
         results: o.results.clone(),
+        kernel: !o.no_kernel,
     };
     let out = session::run(&plan, stop).map_err(|e| {
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -130,6 +131,28 @@ fn trace_command(o: &opts::TraceOpts, stop: &AtomicBool) -> Result<(), Error> {
         })
         .collect();
     println!("burst of {}: {}", s.burst, burst.join("; "));
+    if let Some(h) = &out.herd {
+        let roles: Vec<String> = h
+            .burst_roles
+            .iter()
+            .filter(|r| r.woken + r.accepts + r.accept_eagain > 0)
+            .map(|r| {
+                format!(
+                    "{} woken {} (back to sleep in the kernel {}), {} accepted, {} EAGAIN",
+                    r.role, r.woken, r.slept_again, r.accepts, r.accept_eagain
+                )
+            })
+            .collect();
+        println!(
+            "kernel (tracepoints, no strace): {:.2} processes woken per connection's arrival, {:.2} of them back to sleep in the kernel; burst of {}: {:.2} woken per connection, at most {} by one arrival: {}",
+            h.woken_per_conn,
+            h.slept_again_per_conn,
+            h.burst,
+            h.burst_woken_per_conn,
+            h.burst_most_woken,
+            roles.join("; ")
+        );
+    }
     println!("trace: {}", out.dir.display());
     Ok(())
 }

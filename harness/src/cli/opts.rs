@@ -65,6 +65,11 @@ pub struct TraceOpts {
     /// Where sessions go: the trace is written to RESULTS/<UTC>/trace/.
     #[arg(long, default_value = "results")]
     pub results: PathBuf,
+    /// Skip the second pass (scheduler tracepoints in a tracefs instance of
+    /// our own: who the kernel woke for each connection, the herd strace
+    /// cannot see); it needs root and tracefs.
+    #[arg(long)]
+    pub no_kernel: bool,
 }
 
 /// Options of the hidden `guard` subcommand.

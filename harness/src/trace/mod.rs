@@ -10,7 +10,10 @@
 //! the target, attaches the tracer, sends the connections and stops
 //! everything.
 
+pub mod client;
 pub mod herd;
 pub mod session;
 pub mod skeleton;
 pub mod strace;
+pub mod tracefs;
+pub mod wakeups;

@@ -5,8 +5,7 @@
 //! machine as it found it, whatever went wrong.
 
 use std::collections::HashMap;
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpStream;
+use std::io::{BufRead, BufReader, Read};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -16,8 +15,11 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
+use super::client;
+use super::herd::Herd;
 use super::skeleton::{self, Role, RoleTrace, Skeleton};
 use super::strace;
+use super::wakeups;
 use crate::measure::procs::{guarded, Binaries};
 use crate::measure::targets::{Running, StartCtx, TargetSpec};
 
@@ -33,6 +35,8 @@ pub struct Plan {
     pub burst: usize,
     /// Where sessions go (`results`).
     pub results: PathBuf,
+    /// Whether to run the tracepoint pass (who the kernel woke).
+    pub kernel: bool,
 }
 
 /// What a trace wrote.
@@ -41,6 +45,8 @@ pub struct Outcome {
     pub dir: PathBuf,
     /// The skeleton written there.
     pub skeleton: Skeleton,
+    /// Who the kernel woke, when the tracepoint pass ran.
+    pub herd: Option<Herd>,
 }
 
 /// strace's version line; `Err` says how to install it.
@@ -106,7 +112,7 @@ pub fn run(plan: &Plan, stop: &AtomicBool) -> Result<Outcome, String> {
     let traced = trace_running(plan, &*server, &dir, &strace_line, stop);
     let stopped = server.stop(Duration::from_secs(5));
     let _ = std::fs::remove_dir_all(&work_dir);
-    let skeleton = match traced {
+    let (skeleton, herd) = match traced {
         Ok(s) => s,
         Err(e) => {
             // No half-written trace directory.
@@ -117,7 +123,11 @@ pub fn run(plan: &Plan, stop: &AtomicBool) -> Result<Outcome, String> {
         }
     };
     stopped.map_err(|e| format!("the target did not stop cleanly: {e}"))?;
-    Ok(Outcome { dir, skeleton })
+    Ok(Outcome {
+        dir,
+        skeleton,
+        herd,
+    })
 }
 
 /// The pids and their roles, with every thread of each.
@@ -183,7 +193,7 @@ fn trace_running(
     dir: &Path,
     strace_line: &str,
     stop: &AtomicBool,
-) -> Result<Skeleton, String> {
+) -> Result<(Skeleton, Option<Herd>), String> {
     let roles = roles_of(server);
     let mut cmd = guarded(Path::new("strace"), &[]);
     cmd.args(["-f", "-tt", "-T", "-yy", "-s", "256", "-ff", "-o"])
@@ -250,18 +260,12 @@ fn trace_running(
         if stop.load(Ordering::SeqCst) {
             return Err("interrupted; the target is stopped".into());
         }
-        clients.push(get(&addr)?);
+        clients.push(client::get(&addr)?.client);
     }
-    let burst: Vec<_> = (0..plan.burst)
-        .map(|_| {
-            let a = addr.clone();
-            std::thread::spawn(move || get(&a))
-        })
+    let burst_clients: Vec<String> = client::burst(&addr, plan.burst)?
+        .into_iter()
+        .map(|w| w.client)
         .collect();
-    let mut burst_clients = Vec::new();
-    for b in burst {
-        burst_clients.push(b.join().map_err(|_| "a burst connection panicked")??);
-    }
     if stop.load(Ordering::SeqCst) {
         return Err("interrupted; the target is stopped".into());
     }
@@ -276,6 +280,21 @@ fn trace_running(
     std::thread::sleep(Duration::from_millis(200));
     tracer.detach();
     let traces = collect(dir, &roles, &role_of)?;
+    let herd = if plan.kernel {
+        let by_role: Vec<(String, Vec<i32>)> =
+            roles.iter().map(|(r, p)| (r.name(), threads(*p))).collect();
+        let pass = wakeups::Pass {
+            target: &plan.spec.name(),
+            workers: plan.workers,
+            addr: &addr,
+            roles: &by_role,
+            connections: plan.connections,
+            burst: plan.burst,
+        };
+        Some(wakeups::run(&pass, dir, stop)?)
+    } else {
+        None
+    };
     let kernel = std::fs::read_to_string("/proc/sys/kernel/osrelease")
         .unwrap_or_default()
         .trim()
@@ -295,7 +314,7 @@ fn trace_running(
     let json = serde_json::to_string_pretty(&skel).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("skeleton.json"), json + "\n")
         .map_err(|e| format!("cannot write {}: {e}", dir.join("skeleton.json").display()))?;
-    Ok(skel)
+    Ok((skel, herd))
 }
 
 /// Renames strace's `raw.<tid>` files by role and parses them.
@@ -341,22 +360,4 @@ fn collect(
         t.events.sort_by_key(|e| e.time_us);
     }
     Ok(traces)
-}
-
-/// One `GET /` with `Connection: close`, read to its end; the client's
-/// address, which names the connection in the trace.
-fn get(addr: &str) -> Result<String, String> {
-    let mut s = TcpStream::connect(addr).map_err(|e| format!("cannot connect to {addr}: {e}"))?;
-    let local = s.local_addr().map_err(|e| e.to_string())?.to_string();
-    s.set_read_timeout(Some(Duration::from_secs(10)))
-        .map_err(|e| e.to_string())?;
-    s.write_all(b"GET / HTTP/1.1\r\nHost: trace\r\nConnection: close\r\n\r\n")
-        .map_err(|e| format!("cannot send to {addr}: {e}"))?;
-    let mut buf = Vec::new();
-    s.read_to_end(&mut buf)
-        .map_err(|e| format!("no answer from {addr}: {e}"))?;
-    if !buf.starts_with(b"HTTP/1.") {
-        return Err(format!("{addr} did not answer with HTTP"));
-    }
-    Ok(local)
 }
