@@ -12,6 +12,7 @@ use std::path::Path;
 
 use harness::model::environment::Environment;
 use harness::model::faults::{FaultCell, FaultRun, SliceJson, WindowJson};
+use harness::model::hood::{Hood, HoodField, HoodPair, HoodTrace};
 use harness::model::summary::*;
 use harness::model::warnings::Warning;
 use harness::report::render;
@@ -672,6 +673,48 @@ fn synthetic_summary() -> Summary {
                 detail: "loadgen fell 3.1% behind its schedule".into(),
             },
         ],
+        under_the_hood: Some(hood()),
+    }
+}
+
+/// Two traces of a twin pair and their check, as `trace::latest` writes them.
+fn hood() -> Hood {
+    let trace = |target: &str, woken: f64| HoodTrace {
+        target: target.into(),
+        dir: format!("20240501T120000Z/{target}"),
+        taken_unix_ms: 1_714_566_000_000 - 3 * 3_600_000,
+        workers: 2,
+        who_accepts: vec!["master".into()],
+        accept_eagain_per_conn: 0.0,
+        scm_rights_messages_per_conn: 1.0,
+        woken_per_conn: Some(woken),
+        slept_again_per_conn: Some(0.0),
+    };
+    let field = |f: &str, r: &str, t: &str, verdict: &str, why: Option<&str>| HoodField {
+        field: f.into(),
+        reference: r.into(),
+        twin: t.into(),
+        verdict: verdict.into(),
+        why: why.map(String::from),
+    };
+    Hood {
+        root: "results".into(),
+        traces: vec![trace("master-pass", 1.0), trace("node:rr", 1.0)],
+        pairs: vec![HoodPair {
+            reference: "node:rr".into(),
+            twin: "master-pass".into(),
+            fields: vec![
+                field("who calls accept", "master", "master", "same", None),
+                field(
+                    "hand-off payload",
+                    "JSON NODE_HANDLE",
+                    "8-byte frame",
+                    "allowed",
+                    Some("binary frames, not JSON lines"),
+                ),
+                field("replies per hand-off", "2", "1", "different", None),
+            ],
+        }],
     }
 }
 
@@ -1260,4 +1303,36 @@ fn svg_texts(svg: &str) -> Vec<String> {
         .filter_map(|n| n.text())
         .map(|t| t.trim().to_string())
         .collect()
+}
+
+#[test]
+fn under_the_hood_shows_each_trace_with_its_age_and_each_twin_field_by_field() {
+    let summary = synthetic_summary();
+    let (dir, _) = rendered(&summary);
+    let md = read(&dir.path().join("report.md"));
+    let at = md
+        .find("## Under the hood")
+        .expect("an Under the hood section");
+    let part = &md[at..md[at..].find("## Warnings").map_or(md.len(), |j| at + j)];
+    assert!(part.contains("| master-pass | master |"), "{part}");
+    assert!(part.contains("3 h 0 min before this session"), "{part}");
+    assert!(part.contains("master-pass twins node:rr"), "{part}");
+    assert!(
+        part.contains("1 field the same, 1 documented difference, 1 undocumented"),
+        "{part}"
+    );
+    assert!(
+        part.contains("documented: binary frames, not JSON lines"),
+        "{part}"
+    );
+    assert!(part.contains("**undocumented difference**"), "{part}");
+    // Without traces the section says how to make them.
+    let mut bare = synthetic_summary();
+    bare.under_the_hood = None;
+    let (dir, _) = rendered(&bare);
+    let md = read(&dir.path().join("report.md"));
+    assert!(
+        md.contains("No trace was found beside this session"),
+        "{md}"
+    );
 }

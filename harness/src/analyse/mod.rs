@@ -88,5 +88,7 @@ pub fn summarize(
         faults,
         cells,
         warnings,
+        // The run layer adds what the latest traces showed.
+        under_the_hood: None,
     })
 }

@@ -4,6 +4,7 @@
 
 pub mod environment;
 pub mod faults;
+pub mod hood;
 pub mod kernel;
 pub mod names;
 pub mod record;

@@ -46,6 +46,10 @@ pub struct Summary {
     pub fault_findings: Vec<String>,
     /// Problems with the session, with advice.
     pub warnings: Vec<Warning>,
+    /// What the latest traces showed ("Under the hood"); `None` when none
+    /// was found.
+    #[serde(default)]
+    pub under_the_hood: Option<crate::model::hood::Hood>,
 }
 
 /// The bench's configuration as recorded.

@@ -278,7 +278,10 @@ fn bench_with(
 /// what `harness report DIR` does with a session read back (store ->
 /// analyse -> report).
 pub fn finish(dir: &Path, session: &Session, records: &[RunRecord]) -> Result<Summary, String> {
-    let summary = summarize(session, records, now_ms())?;
+    let mut summary = summarize(session, records, now_ms())?;
+    // What the latest traces beside the session showed (never taken
+    // during it: tracing slows what it watches).
+    summary.under_the_hood = dir.parent().and_then(crate::trace::latest::digest);
     write_json(&dir.join("summary.json"), &summary)?;
     crate::report::render(&summary, dir)?;
     Ok(summary)

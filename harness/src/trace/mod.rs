@@ -12,6 +12,7 @@
 
 pub mod client;
 pub mod herd;
+pub mod latest;
 pub mod session;
 pub mod skeleton;
 pub mod strace;

@@ -308,6 +308,9 @@ fn trace_running(
             burst_clients: &burst_clients,
             kernel,
             strace: strace_line.to_string(),
+            taken_unix_ms: std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis() as u64),
         },
         &traces,
     );

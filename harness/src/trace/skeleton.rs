@@ -120,6 +120,9 @@ pub struct Skeleton {
     pub kernel: String,
     /// `strace -V`, first line.
     pub strace: String,
+    /// When the trace was taken, ms since the Unix epoch.
+    #[serde(default)]
+    pub taken_unix_ms: u64,
     /// The master's pid and the workers', as traced.
     pub pids: Vec<(String, i32)>,
     /// The client address of the connection whose life is shown.
@@ -507,6 +510,8 @@ pub struct Input<'a> {
     pub kernel: String,
     /// strace's version line.
     pub strace: String,
+    /// When the trace was taken, ms since the Unix epoch.
+    pub taken_unix_ms: u64,
 }
 
 /// Builds the skeleton.
@@ -583,6 +588,7 @@ pub fn build(input: &Input<'_>, roles: &[RoleTrace]) -> Skeleton {
         burst: input.burst,
         kernel: input.kernel.clone(),
         strace: input.strace.clone(),
+        taken_unix_ms: input.taken_unix_ms,
         pids: roles.iter().map(|r| (r.role.name(), r.pid)).collect(),
         connection: first,
         life: life_by_role,
@@ -720,6 +726,7 @@ mod tests {
                 burst_clients: &[],
                 kernel: "k".into(),
                 strace: "s".into(),
+                taken_unix_ms: 0,
             },
             &roles,
         )
@@ -799,6 +806,7 @@ mod tests {
                 burst_clients: &[],
                 kernel: String::new(),
                 strace: String::new(),
+                taken_unix_ms: 0,
             },
             &roles,
         );
@@ -842,6 +850,7 @@ mod tests {
                 burst_clients: &[],
                 kernel: String::new(),
                 strace: String::new(),
+                taken_unix_ms: 0,
             },
             &roles,
         );

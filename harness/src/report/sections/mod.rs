@@ -3,6 +3,7 @@
 mod cost;
 mod fairness;
 mod faults;
+mod hood;
 mod references;
 mod setup;
 mod steadiness;
@@ -101,6 +102,7 @@ pub(super) fn document(summary: &Summary, plots: &[Plot]) -> Vec<Block> {
             "latency-against-offered-load",
         ));
     }
+    sections.push(link(hood::HEADING, &slug(hood::HEADING)));
     sections.push(link(
         &format!("Warnings ({})", summary.warnings.len()),
         "warnings",
@@ -158,6 +160,8 @@ pub(super) fn document(summary: &Summary, plots: &[Plot]) -> Vec<Block> {
             doc.push(super::doc::figure(plot));
         }
     }
+
+    hood::section(&mut doc, summary, measured_at(summary));
 
     doc.push(heading(2, "Warnings"));
     if summary.warnings.is_empty() {
