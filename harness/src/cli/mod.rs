@@ -33,10 +33,16 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     if let Command::Trace(o) = &cli.command {
         return trace_command(o, &stop);
     }
+    if let Command::UnderTheHood(o) = &cli.command {
+        return under_the_hood_command(o, &stop);
+    }
     let cfg = match &cli.command {
         Command::Bench(o) => o.config().map_err(Error::Usage)?,
         Command::Run(o) => o.config().map_err(Error::Usage)?,
-        Command::Regress(_) | Command::Guard(_) | Command::Trace(_) => {
+        Command::Regress(_)
+        | Command::Guard(_)
+        | Command::Trace(_)
+        | Command::UnderTheHood(_) => {
             unreachable!("handled above")
         }
         Command::Report { dir } => {
@@ -92,6 +98,7 @@ fn trace_command(o: &opts::TraceOpts, stop: &AtomicBool) -> Result<(), Error> {
         burst: o.burst,
         results: o.results.clone(),
         kernel: !o.no_kernel,
+        into: None,
     };
     let out = session::run(&plan, stop).map_err(|e| {
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
@@ -154,6 +161,38 @@ fn trace_command(o: &opts::TraceOpts, stop: &AtomicBool) -> Result<(), Error> {
         );
     }
     println!("trace: {}", out.dir.display());
+    Ok(())
+}
+
+fn under_the_hood_command(o: &opts::UnderTheHoodOpts, stop: &AtomicBool) -> Result<(), Error> {
+    use crate::trace::doc;
+    if o.workers == 0 || o.connections == 0 {
+        return Err(Error::Usage(
+            "--workers and --connections must be at least 1".into(),
+        ));
+    }
+    let plan = doc::DocPlan {
+        targets: if o.targets.is_empty() {
+            doc::TARGETS.iter().map(|t| t.to_string()).collect()
+        } else {
+            o.targets.clone()
+        },
+        traces: o.traces.clone(),
+        out: o.out.clone(),
+        workers: o.workers,
+        connections: o.connections,
+        burst: o.burst,
+    };
+    // Bad names and missing servers are refused before anything runs.
+    doc::check(&plan).map_err(Error::Usage)?;
+    let page = doc::run(&plan, stop).map_err(|e| {
+        if stop.load(std::sync::atomic::Ordering::SeqCst) {
+            Error::Interrupted(e)
+        } else {
+            Error::Failed(e)
+        }
+    })?;
+    println!("page: {}", page.display());
     Ok(())
 }
 

@@ -37,6 +37,11 @@ pub enum Command {
     /// time and a burst of B: who accepts, how a descriptor travels, where
     /// it is registered. For mechanism, never timing (tracing slows it).
     Trace(TraceOpts),
+    /// Trace every twin pair (Node, nginx and Apache beside their lab twins)
+    /// into one folder per target and write docs/under-the-hood.md from
+    /// those traces: the system calls of each mechanism, quoted and
+    /// explained, and each twin checked against its server.
+    UnderTheHood(UnderTheHoodOpts),
     /// Re-render summary.json and the report of a results directory from its JSON.
     Report {
         /// A session directory, e.g. results/latest.
@@ -70,6 +75,30 @@ pub struct TraceOpts {
     /// cannot see); it needs root and tracefs.
     #[arg(long)]
     pub no_kernel: bool,
+}
+
+/// Options of `under-the-hood`.
+#[derive(Args, Debug)]
+pub struct UnderTheHoodOpts {
+    /// The page to write.
+    #[arg(long, default_value = "docs/under-the-hood.md")]
+    pub out: PathBuf,
+    /// Where the traces go, one folder per target (a previous trace there
+    /// is replaced).
+    #[arg(long, default_value = "results/under-the-hood")]
+    pub traces: PathBuf,
+    /// Comma-separated targets (default: every twin pair, Node first).
+    #[arg(long, value_delimiter = ',')]
+    pub targets: Vec<String>,
+    /// Worker processes of each target.
+    #[arg(long, default_value_t = 2)]
+    pub workers: usize,
+    /// Connections sent one at a time.
+    #[arg(long, default_value_t = 3)]
+    pub connections: usize,
+    /// Concurrent connections sent after them.
+    #[arg(long, default_value_t = 8)]
+    pub burst: usize,
 }
 
 /// Options of the hidden `guard` subcommand.

@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 
 use super::herd::Herd;
 use super::skeleton::Skeleton;
-use crate::model::hood::{Hood, HoodTrace};
+use super::twin_check;
+use crate::model::hood::{Hood, HoodField, HoodPair, HoodTrace};
 use crate::model::names;
 
 /// One trace read back.
@@ -113,6 +114,51 @@ pub fn digest(root: &Path) -> Option<Hood> {
     Some(Hood {
         root: root.display().to_string(),
         traces,
-        pairs: Vec::new(),
+        pairs: pairs(&found),
     })
+}
+
+/// Each twin pair whose two sides were traced, checked field by field.
+pub fn pairs(found: &[Found]) -> Vec<HoodPair> {
+    let of = |t: &str| found.iter().find(|f| f.skeleton.target == t);
+    names::TWINS
+        .iter()
+        .filter_map(|(reference, twin)| {
+            let c = twin_check::check(&of(reference)?.skeleton, &of(twin)?.skeleton);
+            let mut fields: Vec<HoodField> = c
+                .agree
+                .iter()
+                .enumerate()
+                .map(|(i, f)| {
+                    let v = c.agreed_values.get(i).cloned().unwrap_or_default();
+                    HoodField {
+                        field: f.clone(),
+                        reference: v.clone(),
+                        twin: v,
+                        verdict: "same".into(),
+                        why: None,
+                    }
+                })
+                .collect();
+            for (d, verdict) in c
+                .allowed
+                .iter()
+                .map(|d| (d, "allowed"))
+                .chain(c.unexplained.iter().map(|d| (d, "different")))
+            {
+                fields.push(HoodField {
+                    field: d.field.clone(),
+                    reference: d.reference.clone(),
+                    twin: d.twin.clone(),
+                    verdict: verdict.into(),
+                    why: d.why.clone(),
+                });
+            }
+            Some(HoodPair {
+                reference: reference.to_string(),
+                twin: twin.to_string(),
+                fields,
+            })
+        })
+        .collect()
 }

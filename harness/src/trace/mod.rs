@@ -11,6 +11,7 @@
 //! everything.
 
 pub mod client;
+pub mod doc;
 pub mod herd;
 pub mod latest;
 pub mod session;

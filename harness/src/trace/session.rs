@@ -37,6 +37,9 @@ pub struct Plan {
     pub results: PathBuf,
     /// Whether to run the tracepoint pass (who the kernel woke).
     pub kernel: bool,
+    /// The exact folder to write (replacing a trace there), instead of
+    /// `RESULTS/<UTC>/trace`.
+    pub into: Option<PathBuf>,
 }
 
 /// What a trace wrote.
@@ -63,6 +66,73 @@ pub fn strace_version() -> Result<String, String> {
         .unwrap_or("")
         .trim()
         .to_string())
+}
+
+/// Where a trace is written, and what to remove if it fails.
+struct Place {
+    /// The trace's folder while it is written.
+    dir: PathBuf,
+    /// Removed whole on failure: the session folder, or the new folder.
+    scratch: PathBuf,
+    /// Where it goes once complete (`Plan::into`).
+    into: Option<PathBuf>,
+}
+
+fn is_trace(dir: &Path) -> bool {
+    dir.join("skeleton.json").is_file()
+}
+
+/// A folder beside `into` for the new trace (`.NAME.new`), fresh.
+fn place_into(into: &Path) -> Result<Place, String> {
+    let name = into
+        .file_name()
+        .ok_or_else(|| format!("{} names no folder", into.display()))?
+        .to_string_lossy()
+        .to_string();
+    let parent = into.parent().unwrap_or(Path::new("."));
+    if into.exists() && !(into.is_dir() && is_trace(into)) {
+        return Err(format!(
+            "{} exists and is not a trace: choose another folder (--traces)",
+            into.display()
+        ));
+    }
+    let new = parent.join(format!(".{name}.new"));
+    if new.exists() {
+        // Ours by name: what a trace that failed there left.
+        std::fs::remove_dir_all(&new).map_err(|e| format!("cannot remove {}: {e}", new.display()))?;
+    }
+    std::fs::create_dir_all(&new).map_err(|e| format!("cannot create {}: {e}", new.display()))?;
+    let dir = std::fs::canonicalize(&new).map_err(|e| format!("cannot resolve {}: {e}", new.display()))?;
+    Ok(Place {
+        scratch: dir.clone(),
+        dir,
+        into: Some(into.to_path_buf()),
+    })
+}
+
+impl Place {
+    /// Moves a complete trace to its folder (`Plan::into`), replacing the
+    /// trace that was there; the folder it is in at last.
+    fn finish(self) -> Result<PathBuf, String> {
+        let Some(into) = self.into else {
+            return Ok(self.dir);
+        };
+        let old = into.with_file_name(format!(
+            ".{}.old",
+            into.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        if into.exists() {
+            if old.exists() {
+                std::fs::remove_dir_all(&old).map_err(|e| format!("cannot remove {}: {e}", old.display()))?;
+            }
+            std::fs::rename(&into, &old).map_err(|e| format!("cannot move {} aside: {e}", into.display()))?;
+        }
+        std::fs::rename(&self.dir, &into).map_err(|e| format!("cannot move the trace to {}: {e}", into.display()))?;
+        if old.exists() {
+            let _ = std::fs::remove_dir_all(&old);
+        }
+        std::fs::canonicalize(&into).map_err(|e| format!("cannot resolve {}: {e}", into.display()))
+    }
 }
 
 fn trace_dir(root: &Path) -> Result<PathBuf, String> {
@@ -95,12 +165,50 @@ pub fn run(plan: &Plan, stop: &AtomicBool) -> Result<Outcome, String> {
             loadgen: PathBuf::new(),
         }),
     };
-    let dir = trace_dir(&plan.results)?;
+    let place = match &plan.into {
+        Some(into) => place_into(into)?,
+        None => {
+            let dir = trace_dir(&plan.results)?;
+            Place {
+                scratch: dir.parent().map_or(dir.clone(), Path::to_path_buf),
+                dir,
+                into: None,
+            }
+        }
+    };
+    match trace_in(plan, &bins, &place.dir, &strace_line, stop) {
+        Ok((skeleton, herd)) => {
+            let scratch = place.scratch.clone();
+            let dir = place.finish().inspect_err(|_| {
+                let _ = std::fs::remove_dir_all(&scratch);
+            })?;
+            Ok(Outcome {
+                dir,
+                skeleton,
+                herd,
+            })
+        }
+        Err(e) => {
+            // No half-written trace directory.
+            let _ = std::fs::remove_dir_all(&place.scratch);
+            Err(e)
+        }
+    }
+}
+
+/// Starts the target, traces it into `dir` and stops it.
+fn trace_in(
+    plan: &Plan,
+    bins: &Binaries,
+    dir: &Path,
+    strace_line: &str,
+    stop: &AtomicBool,
+) -> Result<(Skeleton, Option<Herd>), String> {
     let work_dir = dir.join(".work");
     std::fs::create_dir_all(&work_dir)
         .map_err(|e| format!("cannot create {}: {e}", work_dir.display()))?;
     let ctx = StartCtx {
-        bins: &bins,
+        bins,
         workers: plan.workers,
         cpus: &[],
         work_dir: &work_dir,
@@ -109,25 +217,12 @@ pub fn run(plan: &Plan, stop: &AtomicBool) -> Result<Outcome, String> {
         keep_alive: false,
     };
     let server = plan.spec.start(&ctx)?;
-    let traced = trace_running(plan, &*server, &dir, &strace_line, stop);
+    let traced = trace_running(plan, &*server, dir, strace_line, stop);
     let stopped = server.stop(Duration::from_secs(5));
     let _ = std::fs::remove_dir_all(&work_dir);
-    let (skeleton, herd) = match traced {
-        Ok(s) => s,
-        Err(e) => {
-            // No half-written trace directory.
-            if let Some(session) = dir.parent() {
-                let _ = std::fs::remove_dir_all(session);
-            }
-            return Err(e);
-        }
-    };
+    let out = traced?;
     stopped.map_err(|e| format!("the target did not stop cleanly: {e}"))?;
-    Ok(Outcome {
-        dir,
-        skeleton,
-        herd,
-    })
+    Ok(out)
 }
 
 /// The pids and their roles, with every thread of each.
