@@ -11,6 +11,7 @@
 //! everything.
 
 pub mod herd;
+pub mod holdings;
 pub mod session;
 pub mod skeleton;
 pub mod strace;

@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::holdings::Holdings;
 use super::strace::{parse_fd, scm_rights, split_top, Event, Fd};
 
 /// A process of the target, by what it does.
@@ -131,6 +132,15 @@ pub struct Skeleton {
     pub sequential: Counts,
     /// Per role, over the burst.
     pub burst_roles: Vec<BurstRole>,
+    /// Per role, every epoll_ctl on the listener over the whole trace, in
+    /// order: the operation and, for an add or modify, the events
+    /// (`EPOLL_CTL_ADD EPOLLIN|EPOLLEXCLUSIVE`); roles with none left out.
+    #[serde(default)]
+    pub listener_ctl: Vec<(String, Vec<String>)>,
+    /// What each role held while the target ran (from /proc; the session
+    /// sets it).
+    #[serde(default)]
+    pub holdings: Holdings,
 }
 
 /// Names descriptors by role for one trace.
@@ -588,7 +598,39 @@ pub fn build(input: &Input<'_>, roles: &[RoleTrace]) -> Skeleton {
         life: life_by_role,
         sequential: seq,
         burst_roles,
+        listener_ctl: listener_ctl(roles),
+        holdings: Holdings::default(),
     }
+}
+
+/// Per role, the epoll_ctl calls on the listener (see [`Skeleton`]).
+fn listener_ctl(roles: &[RoleTrace]) -> Vec<(String, Vec<String>)> {
+    roles
+        .iter()
+        .filter_map(|r| {
+            let ops: Vec<String> = r
+                .events
+                .iter()
+                .filter(|e| e.name == "epoll_ctl" && e.ret.is_some() && e.errno().is_none())
+                .filter_map(|e| {
+                    let args = split_top(&e.args);
+                    let target = parse_fd(args.get(2)?)?;
+                    if !is_tcp(&target.path) || target.path.contains("->") {
+                        return None;
+                    }
+                    let op = args.get(1)?.clone();
+                    let events = args
+                        .get(3)
+                        .and_then(|a| a.strip_prefix("{events="))
+                        .and_then(|a| a.split(',').next())
+                        .map(|ev| format!(" {ev}"))
+                        .unwrap_or_default();
+                    Some(format!("{op}{events}"))
+                })
+                .collect();
+            (!ops.is_empty()).then(|| (r.role.name(), ops))
+        })
+        .collect()
 }
 
 fn counts(roles: &[RoleTrace], lo: u64, hi: u64, clients: &HashSet<&str>) -> Counts {
