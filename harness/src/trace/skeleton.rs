@@ -123,7 +123,8 @@ pub struct Skeleton {
     pub strace: String,
     /// The master's pid and the workers', as traced.
     pub pids: Vec<(String, i32)>,
-    /// The client address of the connection whose life is shown.
+    /// The client address of the connection whose life is shown (the first
+    /// sequential one whose accept, and the call before it, were seen).
     pub connection: String,
     /// Per role, the calls of that connection's life, in order (roles
     /// that never touched it are left out).
@@ -499,6 +500,24 @@ fn life_span(r: &RoleTrace, k: &str) -> Option<(usize, usize)> {
     Some((from, end))
 }
 
+/// Whether some role's accept of the connection from `client` is in the
+/// trace with a call of the same thread before it. A call in progress when
+/// strace attached is never shown, even when it returns later: a worker
+/// blocked in accept (or in epoll_wait) since before the attach takes its
+/// first connection unseen, so the life shown is the first connection whose
+/// accept, and what came before it, were seen.
+fn accept_seen(roles: &[RoleTrace], client: &str) -> bool {
+    let k = key(client);
+    roles.iter().any(|r| {
+        r.events.iter().enumerate().any(|(i, e)| {
+            is_accept(&e.name)
+                && e.errno().is_none()
+                && e.ret.as_deref().is_some_and(|ret| ret.contains(&k))
+                && r.events[..i].iter().any(|p| p.pid == e.pid)
+        })
+    })
+}
+
 /// What a trace of a target says. `clients` are the local addresses of
 /// the sequential connections, in order.
 pub struct Input<'a> {
@@ -522,7 +541,13 @@ pub struct Input<'a> {
 /// Builds the skeleton.
 pub fn build(input: &Input<'_>, roles: &[RoleTrace]) -> Skeleton {
     let namer = Namer::new(roles);
-    let first = input.clients.first().cloned().unwrap_or_default();
+    let first = input
+        .clients
+        .iter()
+        .find(|c| accept_seen(roles, c))
+        .or(input.clients.first())
+        .cloned()
+        .unwrap_or_default();
     let life_by_role = roles
         .iter()
         .filter_map(|r| life(&namer, r, &first).map(|c| (r.role.name(), c)))
