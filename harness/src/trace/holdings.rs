@@ -367,7 +367,7 @@ tfd:        5 events: c000201d data:                5  pos:0 ino:12 sdev:9\n";
     }
 
     #[test]
-    fn a_snapshot_of_this_process_finds_its_listener_and_epoll() {
+    fn a_snapshot_of_this_process_finds_its_blocking_listener() {
         let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = l.local_addr().unwrap().port();
         let pid = std::process::id() as i32;
