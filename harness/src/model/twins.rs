@@ -35,6 +35,7 @@ pub const TWIN_NOTES: &[TwinNote] = &[
             "a descriptor lost in flight is closed at once (the client sees the close); Node keeps it open until the client gives up",
             "out of descriptors, ours leaves connections queued; libuv's emfile trick accepts and closes them",
             "when the last worker is gone ours keeps the listener and what is pending for the replacement; Node closes both",
+            "a worker registers a connection in its epoll once, for EPOLLIN|EPOLLOUT|EPOLLRDHUP, edge-triggered; libuv registers it for EPOLLIN only, level-triggered, and adds EPOLLOUT while a write waits",
         ],
     },
     TwinNote {
@@ -45,6 +46,7 @@ pub const TWIN_NOTES: &[TwinNote] = &[
         differs: &[
             "the workers inherit the listener across fork; Node's primary sends it to each worker over the IPC channel (SCM_RIGHTS): the same open file description either way",
             "requests are served by the lab's Rust code, not Node's http module",
+            "a worker registers a connection in its epoll once, for EPOLLIN|EPOLLOUT|EPOLLRDHUP, edge-triggered; libuv registers it for EPOLLIN only, level-triggered, and adds EPOLLOUT while a write waits",
         ],
     },
     TwinNote {
@@ -56,6 +58,8 @@ pub const TWIN_NOTES: &[TwinNote] = &[
             "connection_n is --max-conns and only client connections count as used (nginx also counts its listener and channel, so it backs off two connections sooner)",
             "at --max-conns the worker leaves the listener until a connection closes; nginx accepts and closes (\"worker_connections are not enough\")",
             "with one worker ours still uses EPOLLEXCLUSIVE and reorders; nginx does neither",
+            "ours accepts with SOCK_CLOEXEC|SOCK_NONBLOCK; nginx with SOCK_NONBLOCK only (its connections are not close-on-exec)",
+            "ours registers a new connection for EPOLLIN|EPOLLOUT|EPOLLRDHUP at once; nginx for EPOLLIN|EPOLLRDHUP and adds EPOLLOUT only when a write would block (edge-triggered both)",
         ],
     },
     TwinNote {
@@ -67,6 +71,9 @@ pub const TWIN_NOTES: &[TwinNote] = &[
             "the same connection_n and pause at --max-conns as shared:epoll-exclusive",
             "after EMFILE nginx sets ngx_accept_disabled = 1 and releases the lock; ours leaves the listener alone for 100 ms",
             "nginx handles accept events inline while backing off; ours always before connections",
+            "ours accepts with SOCK_CLOEXEC|SOCK_NONBLOCK; nginx with SOCK_NONBLOCK only (its connections are not close-on-exec)",
+            "ours registers a new connection for EPOLLIN|EPOLLOUT|EPOLLRDHUP at once; nginx for EPOLLIN|EPOLLRDHUP and adds EPOLLOUT only when a write would block (edge-triggered both)",
+            "nginx adds the listener with EPOLLIN|EPOLLRDHUP (as every read event, ngx_epoll_add_event); ours with EPOLLIN alone (EPOLLRDHUP never fires on a listening socket)",
         ],
     },
     TwinNote {
@@ -78,6 +85,9 @@ pub const TWIN_NOTES: &[TwinNote] = &[
             "nginx's workers inherit every worker's socket and ignore the others; ours keep only their own (the kernel sees no difference: the master holds all)",
             "a rolling restart replaces one slot at a time, forking the replacement after the old worker exits; nginx's reload starts every new worker before the old ones quit (none is reset either way)",
             "ours binds the address once without SO_REUSEPORT first, so a port someone else holds is refused rather than joined",
+            "ours accepts with SOCK_CLOEXEC|SOCK_NONBLOCK; nginx with SOCK_NONBLOCK only (its connections are not close-on-exec)",
+            "ours registers a new connection for EPOLLIN|EPOLLOUT|EPOLLRDHUP at once; nginx for EPOLLIN|EPOLLRDHUP and adds EPOLLOUT only when a write would block (edge-triggered both)",
+            "nginx adds the listener with EPOLLIN|EPOLLRDHUP (as every read event, ngx_epoll_add_event); ours with EPOLLIN alone (EPOLLRDHUP never fires on a listening socket)",
         ],
     },
     TwinNote {
@@ -90,6 +100,8 @@ pub const TWIN_NOTES: &[TwinNote] = &[
             "after a response with Connection: close Apache lingers (shutdown(SHUT_WR), then reads for up to 2 s); ours closes at once",
             "Apache's child checks its parent's pipe of death after each connection; ours is stopped by SIGTERM alone",
             "Apache's parent keeps spare children (MinSpareServers/MaxSpareServers, here pinned to exactly N); ours keeps exactly N",
+            "Apache accepts a blocking connection and sets O_NONBLOCK with fcntl next; ours asks for SOCK_NONBLOCK in accept4",
+            "Apache's child builds a pollset (an epoll holding the listener, EPOLLIN, level-triggered) that with one listener it never waits on; ours has no epoll (both block in accept)",
         ],
     },
 ];

@@ -8,14 +8,18 @@
 //! [`strace`] parses the tracer's lines into events, [`skeleton`] names
 //! descriptors by role and keeps one connection's life, [`session`] starts
 //! the target, attaches the tracer, sends the connections and stops
-//! everything.
+//! everything; [`holdings`] is what each role holds (listeners, epoll
+//! registrations) read from /proc while the target runs, and
+//! [`twin_check`] compares a reference server's skeleton with its twin's.
 
 pub mod client;
 pub mod doc;
 pub mod herd;
+pub mod holdings;
 pub mod latest;
 pub mod session;
 pub mod skeleton;
 pub mod strace;
 pub mod tracefs;
+pub mod twin_check;
 pub mod wakeups;

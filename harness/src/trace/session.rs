@@ -374,6 +374,8 @@ fn trace_running(
     // Let the last calls (the closes) be written before detaching.
     std::thread::sleep(Duration::from_millis(200));
     tracer.detach();
+    // While the target still runs: what each role holds.
+    let holdings = super::holdings::snapshot(&roles);
     let traces = collect(dir, &roles, &role_of)?;
     let herd = if plan.kernel {
         let by_role: Vec<(String, Vec<i32>)> =
@@ -394,7 +396,7 @@ fn trace_running(
         .unwrap_or_default()
         .trim()
         .to_string();
-    let skel = skeleton::build(
+    let mut skel = skeleton::build(
         &skeleton::Input {
             target: &plan.spec.name(),
             workers: plan.workers,
@@ -409,6 +411,7 @@ fn trace_running(
         },
         &traces,
     );
+    skel.holdings = holdings;
     let json = serde_json::to_string_pretty(&skel).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("skeleton.json"), json + "\n")
         .map_err(|e| format!("cannot write {}: {e}", dir.join("skeleton.json").display()))?;

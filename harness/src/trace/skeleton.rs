@@ -9,6 +9,7 @@ use std::collections::{HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
+use super::holdings::Holdings;
 use super::strace::{parse_fd, scm_rights, split_top, Event, Fd};
 
 /// A process of the target, by what it does.
@@ -125,7 +126,8 @@ pub struct Skeleton {
     pub taken_unix_ms: u64,
     /// The master's pid and the workers', as traced.
     pub pids: Vec<(String, i32)>,
-    /// The client address of the connection whose life is shown.
+    /// The client address of the connection whose life is shown (the first
+    /// sequential one whose accept, and the call before it, were seen).
     pub connection: String,
     /// Per role, the calls of that connection's life, in order (roles
     /// that never touched it are left out).
@@ -134,6 +136,15 @@ pub struct Skeleton {
     pub sequential: Counts,
     /// Per role, over the burst.
     pub burst_roles: Vec<BurstRole>,
+    /// Per role, every epoll_ctl on the listener over the whole trace, in
+    /// order: the operation and, for an add or modify, the events
+    /// (`EPOLL_CTL_ADD EPOLLIN|EPOLLEXCLUSIVE`); roles with none left out.
+    #[serde(default)]
+    pub listener_ctl: Vec<(String, Vec<String>)>,
+    /// What each role held while the target ran (from /proc; the session
+    /// sets it).
+    #[serde(default)]
+    pub holdings: Holdings,
 }
 
 /// Names descriptors by role for one trace.
@@ -492,6 +503,24 @@ fn life_span(r: &RoleTrace, k: &str) -> Option<(usize, usize)> {
     Some((from, end))
 }
 
+/// Whether some role's accept of the connection from `client` is in the
+/// trace with a call of the same thread before it. A call in progress when
+/// strace attached is never shown, even when it returns later: a worker
+/// blocked in accept (or in epoll_wait) since before the attach takes its
+/// first connection unseen, so the life shown is the first connection whose
+/// accept, and what came before it, were seen.
+fn accept_seen(roles: &[RoleTrace], client: &str) -> bool {
+    let k = key(client);
+    roles.iter().any(|r| {
+        r.events.iter().enumerate().any(|(i, e)| {
+            is_accept(&e.name)
+                && e.errno().is_none()
+                && e.ret.as_deref().is_some_and(|ret| ret.contains(&k))
+                && r.events[..i].iter().any(|p| p.pid == e.pid)
+        })
+    })
+}
+
 /// What a trace of a target says. `clients` are the local addresses of
 /// the sequential connections, in order.
 pub struct Input<'a> {
@@ -517,7 +546,13 @@ pub struct Input<'a> {
 /// Builds the skeleton.
 pub fn build(input: &Input<'_>, roles: &[RoleTrace]) -> Skeleton {
     let namer = Namer::new(roles);
-    let first = input.clients.first().cloned().unwrap_or_default();
+    let first = input
+        .clients
+        .iter()
+        .find(|c| accept_seen(roles, c))
+        .or(input.clients.first())
+        .cloned()
+        .unwrap_or_default();
     let life_by_role = roles
         .iter()
         .filter_map(|r| life(&namer, r, &first).map(|c| (r.role.name(), c)))
@@ -594,7 +629,39 @@ pub fn build(input: &Input<'_>, roles: &[RoleTrace]) -> Skeleton {
         life: life_by_role,
         sequential: seq,
         burst_roles,
+        listener_ctl: listener_ctl(roles),
+        holdings: Holdings::default(),
     }
+}
+
+/// Per role, the epoll_ctl calls on the listener (see [`Skeleton`]).
+fn listener_ctl(roles: &[RoleTrace]) -> Vec<(String, Vec<String>)> {
+    roles
+        .iter()
+        .filter_map(|r| {
+            let ops: Vec<String> = r
+                .events
+                .iter()
+                .filter(|e| e.name == "epoll_ctl" && e.ret.is_some() && e.errno().is_none())
+                .filter_map(|e| {
+                    let args = split_top(&e.args);
+                    let target = parse_fd(args.get(2)?)?;
+                    if !is_tcp(&target.path) || target.path.contains("->") {
+                        return None;
+                    }
+                    let op = args.get(1)?.clone();
+                    let events = args
+                        .get(3)
+                        .and_then(|a| a.strip_prefix("{events="))
+                        .and_then(|a| a.split(',').next())
+                        .map(|ev| format!(" {ev}"))
+                        .unwrap_or_default();
+                    Some(format!("{op}{events}"))
+                })
+                .collect();
+            (!ops.is_empty()).then(|| (r.role.name(), ops))
+        })
+        .collect()
 }
 
 fn counts(roles: &[RoleTrace], lo: u64, hi: u64, clients: &HashSet<&str>) -> Counts {

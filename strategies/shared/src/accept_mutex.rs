@@ -156,7 +156,11 @@ impl Intake for AcceptMutexIntake {
         if disabled {
             return Ok(None); // no try, the registration left as it is
         }
-        if try_lock(self.env.shared.accept_mutex, self.pid()) {
+        // Still ours if the last wait was interrupted (EINTR skips
+        // `after_events`): our own pid in the word would fail the try and
+        // take the listener out, which nginx never does (it releases the
+        // lock after every turn, interrupted or not).
+        if self.locked || try_lock(self.env.shared.accept_mutex, self.pid()) {
             self.locked = true;
             if !self.registered {
                 epoll::add(
