@@ -130,6 +130,11 @@ fn trace_command(o: &opts::TraceOpts, stop: &AtomicBool) -> Result<(), Error> {
         })
         .collect();
     println!("burst of {}: {}", s.burst, burst.join("; "));
+    println!("diagram: {}", out.dir.join("diagram.svg").display());
+    println!(
+        "under the hood: {}",
+        out.dir.join("under-the-hood.md").display()
+    );
     println!("trace: {}", out.dir.display());
     Ok(())
 }

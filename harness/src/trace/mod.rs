@@ -8,9 +8,12 @@
 //! [`strace`] parses the tracer's lines into events, [`skeleton`] names
 //! descriptors by role and keeps one connection's life, [`session`] starts
 //! the target, attaches the tracer, sends the connections and stops
-//! everything.
+//! everything. [`diagram`] draws the sequence diagram (`diagram.svg`) and
+//! [`page`] writes the "Under the hood" page (`under-the-hood.md`).
 
+pub mod diagram;
 pub mod herd;
+pub mod page;
 pub mod session;
 pub mod skeleton;
 pub mod strace;

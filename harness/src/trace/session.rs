@@ -295,6 +295,7 @@ fn trace_running(
     let json = serde_json::to_string_pretty(&skel).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("skeleton.json"), json + "\n")
         .map_err(|e| format!("cannot write {}: {e}", dir.join("skeleton.json").display()))?;
+    super::page::write_pages(dir, &skel)?;
     Ok(skel)
 }
 
