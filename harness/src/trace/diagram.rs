@@ -146,12 +146,14 @@ pub(crate) fn label(c: &Call) -> String {
     } else if is_write(&c.call) && is_channel(c.fd.as_deref()) {
         // What the message says, when it says it in text (Node's JSON).
         match args(c).get(1).filter(|a| a.starts_with("\"{")) {
-            Some(p) => format!("{fd}, {}", shorten(p, 28)),
+            Some(p) => format!("{fd}, {}", shorten(&p.replace("\\\"", "\""), 34)),
             None => fd,
         }
     } else if c.call == "shutdown" {
         let how = args(c).get(1).cloned().unwrap_or_default();
         format!("{fd}, {how}")
+    } else if fd.is_empty() && !args(c).is_empty() {
+        "…".to_string()
     } else {
         fd
     };
@@ -208,11 +210,18 @@ fn steps<'a>(s: &'a Skeleton, lanes: &[String]) -> Vec<Step<'a>> {
     // Folded calls of the last row: (names, count).
     let mut folded: Vec<(Vec<String>, usize)> = Vec::new();
     let mut repeats: Vec<usize> = Vec::new();
+    // The last row that is not folded: a folded row after it may take
+    // more of its lane's calls without changing the order of the mechanism.
+    let mut last_kept: Option<usize> = None;
     for (_, lane, _, c) in all {
         let last = out.len().checked_sub(1);
         let same_lane = last.is_some_and(|j| out[j].lane == lane);
         if !is_mechanism(c) {
-            if let Some(j) = last.filter(|&j| same_lane && out[j].folded) {
+            let pending = (0..out.len())
+                .rev()
+                .take_while(|&j| Some(j) != last_kept)
+                .find(|&j| out[j].lane == lane);
+            if let Some(j) = pending {
                 let (names, n) = &mut folded[j];
                 *n += 1;
                 if !names.contains(&c.call) {
@@ -241,6 +250,7 @@ fn steps<'a>(s: &'a Skeleton, lanes: &[String]) -> Vec<Step<'a>> {
             text,
             folded: false,
         });
+        last_kept = Some(out.len() - 1);
         folded.push((Vec::new(), 0));
         repeats.push(1);
     }
@@ -292,7 +302,7 @@ fn arrows(st: &[Step], lanes: &[String]) -> Vec<Arrow> {
         })
     }) {
         out.push(Arrow {
-            from: (0, 0),
+            from: (0, j + 1),
             to: (st[j].lane, j + 1),
             kind: "request",
         });
@@ -370,7 +380,7 @@ pub fn svg(s: &Skeleton, herd: Option<&Herd>) -> String {
     let lane_w = (640 / n.max(1)).clamp(70, 120);
     let lane_x = |i: usize| 50 + i as i32 * lane_w;
     let label_x = lane_x(lanes.len() - 1) + 50;
-    let width = (label_x + 560).max(1100);
+    let width = (label_x + 620).max(1100);
     let mut b = String::new();
 
     // Title.
@@ -500,6 +510,14 @@ pub fn svg(s: &Skeleton, herd: Option<&Herd>) -> String {
             _ => "",
         };
         let w = if a.kind == "fd" { 2.5 } else { 1.5 };
+        if a.kind == "fd" {
+            let _ = writeln!(
+                b,
+                r#"<text x="{:.1}" y="{:.1}" text-anchor="middle" font-family="{MONO}" font-size="11" fill="{FD_RED}">conn</text>"#,
+                (ax + bx) / 2.0,
+                (ay + by) / 2.0 - 5.0
+            );
+        }
         let _ = writeln!(
             b,
             r#"<line class="arrow {}" x1="{ax:.1}" y1="{ay:.1}" x2="{bx:.1}" y2="{by:.1}" stroke="{}" stroke-width="{w}"{dash} marker-end="url(#head-{})"/>"#,
@@ -538,7 +556,7 @@ pub fn svg(s: &Skeleton, herd: Option<&Herd>) -> String {
     for kind in ["connect", "request", "fd", "reply", "response"] {
         let _ = writeln!(
             out,
-            r#"<marker id="head-{kind}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="7" markerHeight="7" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{}"/></marker>"#,
+            r#"<marker id="head-{kind}" viewBox="0 0 10 10" refX="9" refY="5" markerWidth="5" markerHeight="5" orient="auto-start-reverse"><path d="M0,0 L10,5 L0,10 z" fill="{}"/></marker>"#,
             arrow_color(kind)
         );
     }
@@ -615,8 +633,17 @@ fn herd_part(
         y,
         13,
         "",
+        "Sequential connections: one row per connection's arrival, a mark on every process the kernel woke for it (kernel tracepoints, herd.json).",
+    );
+    y += 18;
+    text(
+        b,
+        20,
+        y,
+        13,
+        "",
         &format!(
-            "Sequential connections: each row one connection's arrival, a mark on every process the kernel woke for it (kernel tracepoints, herd.json). Woken per connection: {:.2} (1 = no herd); back to sleep in the kernel: {:.2}.",
+            "Woken per connection: {:.2} (1 = no herd); of them back to sleep inside the kernel: {:.2}.",
             h.woken_per_conn, h.slept_again_per_conn
         ),
     );
@@ -652,14 +679,14 @@ fn herd_part(
         }
         let by = c.accepted_by.as_deref().unwrap_or("nobody seen");
         let mut note = format!(
-            "connection {} ({}): {} woken, {} back to sleep, accepted by {by}",
+            "#{} {}: {} woken ({} back to sleep), taken by {by}",
             k + 1,
             c.client,
             c.woken.len(),
             c.slept_again.len()
         );
         if !c.eagain.is_empty() {
-            let _ = write!(note, ", EAGAIN in {}", c.eagain.join(", "));
+            let _ = write!(note, "; EAGAIN: {}", c.eagain.join(", "));
         }
         let _ = writeln!(
             b,
@@ -947,7 +974,7 @@ fn legend(b: &mut String, mut y: i32) -> i32 {
         y,
         "connect",
         dashed,
-        "the client's connection (to the accept that returned it) and its request (to the first read)",
+        "the client's connection (to the accept that returned it) and its request (at the first read of it)",
     );
     y += 18;
     line(
@@ -1187,7 +1214,7 @@ pub(crate) mod tests {
         s.workers = 4;
         s.pids = vec![("master".into(), 10)];
         s.pids
-            .extend((0..4).map(|i| (format!("worker-{i}"), 11 + i as i32)));
+            .extend((0..4).map(|i| (format!("worker-{i}"), 11 + i)));
         s.life = vec![(
             "worker-0".into(),
             vec![call(
@@ -1274,7 +1301,7 @@ pub(crate) mod tests {
         assert_eq!(out.matches(r#"class="woken""#).count(), 4 + legend);
         assert_eq!(out.matches(r#"class="accepted""#).count(), 1 + 1);
         assert_eq!(out.matches(r#"class="eagain""#).count(), 1 + 1);
-        assert!(out.contains("4 woken, 2 back to sleep, accepted by worker-0"));
+        assert!(out.contains("4 woken (2 back to sleep), taken by worker-0; EAGAIN: worker-1"));
         // One woken for an exclusive wakeup.
         let mut one = h.clone();
         one.sequential[0].woken = vec!["worker-0".into()];

@@ -24,7 +24,26 @@ pub fn explain(target: &str, role: &str, c: &Call, life: &[Call]) -> String {
     let worker = role.starts_with("worker");
     let nginx = target.starts_with("nginx");
     if is_wait(&c.call) {
+        // After its own shutdown: Apache's lingering close.
+        let after_shutdown = life
+            .iter()
+            .position(|x| std::ptr::eq(x, c))
+            .is_some_and(|i| {
+                life[..i]
+                    .iter()
+                    .any(|x| x.call == "shutdown" && x.fd.as_deref() == Some("conn"))
+            });
+        // The timeout: 0 means the call never slept.
+        let timeout_at = if c.call.starts_with("epoll") { 3 } else { 2 };
+        let no_wait = args(c).get(timeout_at).is_some_and(|t| t == "0");
         return match c.ret.as_str() {
+            "0" if no_wait => "looks without waiting: nothing is ready".into(),
+            r if no_wait && !is_error(c) => {
+                format!("looks without waiting: {r} descriptor(s) ready")
+            }
+            r if after_shutdown && !is_error(c) && r != "0" => {
+                "waits for the client to close its side (a lingering close: unread data would otherwise reset the connection)".into()
+            }
             "0" => "looks without waiting: nothing is ready".into(),
             r if is_error(c) => format!("its wait was interrupted ({r})"),
             _ if c.call == "poll" || c.call == "ppoll" => {
@@ -83,6 +102,13 @@ pub fn explain(target: &str, role: &str, c: &Call, life: &[Call]) -> String {
                 "stops watching the listener: nginx's reorder (the listener is added back at once) or its accept mutex given up".into()
             }
             ("DEL", "listener") => "stops watching the listener".into(),
+            (_, t) if t.starts_with("channel-to-") => format!(
+                "updates what it waits for on the channel to {}",
+                t.trim_start_matches("channel-to-")
+            ),
+            (_, "channel-from-master") => {
+                "updates what it waits for on the channel from the master".into()
+            }
             (op, t) => format!("epoll_ctl {op} on {t}"),
         };
     }
@@ -96,10 +122,13 @@ pub fn explain(target: &str, role: &str, c: &Call, life: &[Call]) -> String {
                 "reads a message from the master".into()
             } else {
                 let from = fd.strip_prefix("channel-to-").unwrap_or("the worker");
-                format!("reads {from}'s message back (its acknowledgement)")
+                format!("reads what {from} wrote back (its acknowledgement)")
             };
         }
         if is_write(&c.call) {
+            if text.contains("NODE_CLUSTER") && text.contains("accepted") {
+                return "tells the primary it accepted the connection (the cluster's answer to newconn)".into();
+            }
             if text.contains("NODE_HANDLE_ACK") {
                 return "acknowledges the handle to the primary, which then closes its own copy"
                     .into();
@@ -149,7 +178,15 @@ pub fn explain(target: &str, role: &str, c: &Call, life: &[Call]) -> String {
             _ => {}
         }
     }
-    "the process's own work, not part of sharing the connection".into()
+    if fd == "conn"
+        && matches!(
+            c.call.as_str(),
+            "ioctl" | "fstat" | "getsockname" | "getpeername" | "getsockopt"
+        )
+    {
+        return "looks at the descriptor it was given (its own bookkeeping)".into();
+    }
+    "the process's own work (files, memory), not part of sharing the connection".into()
 }
 
 /// A code span for a table cell: `|` escaped, the fence longer than any
@@ -490,7 +527,10 @@ mod tests {
         );
         assert!(explain("master-pass", "worker-0", &ack, &[]).contains("acknowledgement"));
         let close = c("close", "conn", "close(conn) = 0", "0");
-        assert!(explain("master-pass", "master", &close, &[send.clone()]).contains("own copy"));
+        assert!(
+            explain("master-pass", "master", &close, std::slice::from_ref(&send))
+                .contains("own copy")
+        );
         assert_eq!(
             explain("shared:epoll", "worker-0", &close, &[]),
             "closes the connection"
