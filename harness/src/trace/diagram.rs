@@ -145,8 +145,15 @@ pub(crate) fn label(c: &Call) -> String {
         format!("{fd}, {r}")
     } else if is_write(&c.call) && is_channel(c.fd.as_deref()) {
         // What the message says, when it says it in text (Node's JSON).
-        match args(c).get(1).filter(|a| a.starts_with("\"{")) {
-            Some(p) => format!("{fd}, {}", shorten(&p.replace("\\\"", "\""), 34)),
+        match args(c).get(1).filter(|a| a.starts_with('"')) {
+            Some(p) if p.starts_with("\"{") => {
+                format!("{fd}, {}", shorten(&p.replace("\\\"", "\""), 34))
+            }
+            // A lab frame: its kind.
+            Some(p) => match p[1..].chars().next().filter(char::is_ascii_alphabetic) {
+                Some(kind) => format!("{fd}, \"{kind}…\""),
+                None => fd,
+            },
             None => fd,
         }
     } else if c.call == "shutdown" {

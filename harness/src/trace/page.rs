@@ -54,7 +54,7 @@ pub fn explain(target: &str, role: &str, c: &Call, life: &[Call]) -> String {
     }
     if is_accept(&c.call) {
         return match c.ret.as_str() {
-            "conn" if target.starts_with("reuseport") => {
+            "conn" if target.contains("reuseport") => {
                 "takes the connection from its own listener's accept queue (SO_REUSEPORT: the kernel chose this process's socket when the connection arrived)".into()
             }
             "conn" if worker => {
@@ -80,6 +80,15 @@ pub fn explain(target: &str, role: &str, c: &Call, life: &[Call]) -> String {
     }
     if let Some((op, target_fd)) = epoll_ctl_target(c) {
         let excl = c.flags.iter().any(|f| f == "EPOLLEXCLUSIVE");
+        // Removed just before: the listener is being added back.
+        let readded = life
+            .iter()
+            .position(|x| std::ptr::eq(x, c))
+            .is_some_and(|i| {
+                life[..i].iter().any(|x| {
+                    epoll_ctl_target(x).is_some_and(|(op, t)| op == "DEL" && t == "listener")
+                })
+            });
         return match (op.as_str(), target_fd.as_str()) {
             (_, _) if is_error(c) && c.ret == "ENOENT" => format!(
                 "tries to remove {target_fd} from its epoll instance; it was never registered there (ENOENT)"
@@ -89,7 +98,7 @@ pub fn explain(target: &str, role: &str, c: &Call, life: &[Call]) -> String {
             }
             ("DEL", "conn") => "removes it from its epoll instance".into(),
             ("MOD", "conn") => "changes the events it waits for on the connection".into(),
-            ("ADD", "listener") if nginx && excl => {
+            ("ADD", "listener") if nginx && excl && readded => {
                 "adds the listener back to its epoll with EPOLLEXCLUSIVE: nginx's reorder (re-adding moves this worker to the end of the wait queue, so the next connections wake other workers first)".into()
             }
             ("ADD", "listener") if excl => {
@@ -133,8 +142,24 @@ pub fn explain(target: &str, role: &str, c: &Call, life: &[Call]) -> String {
                 return "acknowledges the handle to the primary, which then closes its own copy"
                     .into();
             }
+            // The lab's frames: `[kind, flag, 0, 0, seq]` (strategies/common's channel).
+            let payload = args(c).get(1).cloned().unwrap_or_default();
+            if worker {
+                if payload.starts_with("\"H\\0") {
+                    return "tells the master the descriptor arrived (the lab's twin of Node's NODE_HANDLE_ACK)".into();
+                }
+                if payload.starts_with("\"A\\1") {
+                    return "tells the master it took the connection (an Ack, accepted)".into();
+                }
+                if payload.starts_with("\"A\\0") {
+                    return "tells the master it refuses the connection (an Ack, not accepted): the master sends it elsewhere".into();
+                }
+                if payload.starts_with("\"C\\0") {
+                    return "tells the master the connection is closed".into();
+                }
+            }
             return if worker {
-                "writes back to the master on their channel: the acknowledgement".into()
+                "writes back to the master on their channel (a reply about the connection)".into()
             } else {
                 let to = fd.strip_prefix("channel-to-").unwrap_or("the worker");
                 format!("writes a message to {to} on their channel")
@@ -522,10 +547,10 @@ mod tests {
         let ack = c(
             "sendto",
             "channel-from-master",
-            r#"sendto(channel-from-master, "H", 8) = 8"#,
+            r#"sendto(channel-from-master, "H\0\0\0\0\0\0\0", 8) = 8"#,
             "8",
         );
-        assert!(explain("master-pass", "worker-0", &ack, &[]).contains("acknowledgement"));
+        assert!(explain("master-pass", "worker-0", &ack, &[]).contains("the descriptor arrived"));
         let close = c("close", "conn", "close(conn) = 0", "0");
         assert!(
             explain("master-pass", "master", &close, std::slice::from_ref(&send))
