@@ -755,14 +755,16 @@ fn herd_part(
             )
         })
         .collect();
-    let bars: Vec<(usize, usize, usize)> = lanes
+    let bars: Vec<(usize, usize, usize, usize)> = lanes
         .iter()
         .skip(1)
         .map(|l| {
             h.burst_roles
                 .iter()
                 .find(|r| &r.role == l)
-                .map_or((0, 0, 0), |r| (r.woken, r.slept_again, r.accepts))
+                .map_or((0, 0, 0, 0), |r| {
+                    (r.woken, r.slept_again, r.accepts, r.accept_eagain)
+                })
         })
         .collect();
     table(
@@ -839,14 +841,14 @@ fn strace_part(b: &mut String, s: &Skeleton, lanes: &[String], _label_x: i32, mu
             )
         })
         .collect();
-    let bars: Vec<(usize, usize, usize)> = lanes
+    let bars: Vec<(usize, usize, usize, usize)> = lanes
         .iter()
         .skip(1)
         .map(|l| {
             s.burst_roles
                 .iter()
                 .find(|r| &r.role == l)
-                .map_or((0, 0, 0), |r| (r.wakeups, 0, r.accepts))
+                .map_or((0, 0, 0, 0), |r| (r.wakeups, 0, r.accepts, r.accept_eagain))
         })
         .collect();
     table(
@@ -875,7 +877,7 @@ fn table(
     mut y: i32,
     heads: &[&str],
     rows: &[(String, [String; 6])],
-    bars: Option<&[(usize, usize, usize)]>,
+    bars: Option<&[(usize, usize, usize, usize)]>,
 ) -> i32 {
     let col = |i: usize| 130 + i as i32 * 92;
     y += 20;
@@ -894,7 +896,7 @@ fn table(
         y,
         12,
         r#"font-weight="bold""#,
-        "wakeups (● returned, ○ back to sleep), then accepts (□)",
+        "● woken, returned  ○ back to sleep  □ accepted  × EAGAIN",
     );
     for (k, (role, vals)) in rows.iter().enumerate() {
         y += 22;
@@ -912,7 +914,7 @@ fn table(
                 esc(v)
             );
         }
-        if let Some((woken, slept, accepts)) = bars.and_then(|v| v.get(k)).copied() {
+        if let Some((woken, slept, accepts, eagain)) = bars.and_then(|v| v.get(k)).copied() {
             let mut x = strip_x + 5;
             let cy = y - 4;
             for w in 0..woken.min(BAR_MARKS) {
@@ -955,6 +957,30 @@ fn table(
                     b,
                     r#"<text x="{x}" y="{y}" font-family="{FONT}" font-size="11">+{}</text>"#,
                     accepts - BAR_MARKS
+                );
+                x += 30;
+            }
+            x += 4;
+            for _ in 0..eagain.min(BAR_MARKS) {
+                let _ = writeln!(
+                    b,
+                    r#"<path class="burst-eagain" d="M{} {} L{} {} M{} {} L{} {}" stroke="{FD_RED}" stroke-width="2"/>"#,
+                    x - 4,
+                    cy - 4,
+                    x + 4,
+                    cy + 4,
+                    x + 4,
+                    cy - 4,
+                    x - 4,
+                    cy + 4
+                );
+                x += 10;
+            }
+            if eagain > BAR_MARKS {
+                let _ = writeln!(
+                    b,
+                    r#"<text x="{x}" y="{y}" font-family="{FONT}" font-size="11">+{}</text>"#,
+                    eagain - BAR_MARKS
                 );
             }
         }
