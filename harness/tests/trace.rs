@@ -380,3 +380,91 @@ fn shared_epoll_wakes_every_idle_worker_for_one_connection_and_reuseport_one() {
     }
     assert_eq!(herd["burst_most_woken"], 1, "{herd}");
 }
+
+/// Every tag of an XML text closed in order (text is escaped, so each `<`
+/// opens a tag); the names of the elements, in document order.
+#[track_caller]
+fn assert_balanced_tags(xml: &str) -> Vec<String> {
+    let mut open: Vec<String> = Vec::new();
+    let mut names = Vec::new();
+    let mut rest = xml;
+    while let Some(i) = rest.find('<') {
+        let end = rest[i..].find('>').expect("a tag ends") + i;
+        let tag = &rest[i + 1..end];
+        rest = &rest[end + 1..];
+        if tag.starts_with('?') || tag.starts_with('!') {
+            continue;
+        }
+        if let Some(name) = tag.strip_prefix('/') {
+            assert_eq!(open.pop().as_deref(), Some(name.trim()), "</{name}>");
+            continue;
+        }
+        let name = tag
+            .split(|c: char| c.is_whitespace() || c == '/')
+            .next()
+            .unwrap()
+            .to_string();
+        names.push(name.clone());
+        if !tag.ends_with('/') {
+            open.push(name);
+        }
+    }
+    assert!(open.is_empty(), "left open: {open:?}");
+    assert!(rest.trim().is_empty(), "text after the root: {rest:?}");
+    names
+}
+
+#[test]
+fn a_trace_writes_its_sequence_diagram_and_under_the_hood_page() {
+    let _s = util::serial();
+    util::become_subreaper();
+    let root = util::temp_dir("trace-diagram");
+    let out = harness(&["trace", "master-pass", "--results", root.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{}\n{stdout}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = |prefix: &str| {
+        PathBuf::from(
+            stdout
+                .lines()
+                .find_map(|l| l.strip_prefix(prefix))
+                .unwrap_or_else(|| panic!("a {prefix:?} line in {stdout}")),
+        )
+    };
+    let dir = line("trace: ");
+    assert_eq!(line("diagram: "), dir.join("diagram.svg"));
+    let skel = util::read_json(&dir.join("skeleton.json"));
+    let svg = std::fs::read_to_string(dir.join("diagram.svg")).unwrap();
+    assert!(svg.starts_with("<svg "), "{}", &svg[..svg.len().min(200)]);
+    let names = assert_balanced_tags(&svg);
+    assert_eq!(names[0], "svg");
+    for (role, _) in pids(&skel) {
+        assert!(
+            svg.contains(&format!(">{role}</text>")),
+            "no lane for {role}"
+        );
+    }
+    assert!(
+        svg.contains(r#"class="arrow fd""#),
+        "no descriptor in transit"
+    );
+    let page = std::fs::read_to_string(dir.join("under-the-hood.md")).unwrap();
+    assert!(
+        page.starts_with("# Under the hood: master-pass\n"),
+        "{page}"
+    );
+    assert!(page.contains("harness trace master-pass --workers 2"));
+    assert!(page.contains("nothing here is a timing"));
+    for r in skel["life"].as_array().unwrap() {
+        assert!(page.contains(&format!("### {}\n", r[0].as_str().unwrap())));
+    }
+    assert!(page.contains("passes the descriptor to worker-"));
+    assert!(page.contains("(diagram.svg)"));
+    ps::reap_zombies();
+    let left = ps::live_children();
+    assert!(left.is_empty(), "left running: {left:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}

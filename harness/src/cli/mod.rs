@@ -39,10 +39,7 @@ pub fn run(cli: Cli) -> Result<(), Error> {
     let cfg = match &cli.command {
         Command::Bench(o) => o.config().map_err(Error::Usage)?,
         Command::Run(o) => o.config().map_err(Error::Usage)?,
-        Command::Regress(_)
-        | Command::Guard(_)
-        | Command::Trace(_)
-        | Command::UnderTheHood(_) => {
+        Command::Regress(_) | Command::Guard(_) | Command::Trace(_) | Command::UnderTheHood(_) => {
             unreachable!("handled above")
         }
         Command::Report { dir } => {
@@ -160,6 +157,11 @@ fn trace_command(o: &opts::TraceOpts, stop: &AtomicBool) -> Result<(), Error> {
             roles.join("; ")
         );
     }
+    println!("diagram: {}", out.dir.join("diagram.svg").display());
+    println!(
+        "under the hood: {}",
+        out.dir.join("under-the-hood.md").display()
+    );
     println!("trace: {}", out.dir.display());
     Ok(())
 }

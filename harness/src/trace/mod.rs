@@ -11,12 +11,16 @@
 //! everything; [`holdings`] is what each role holds (listeners, epoll
 //! registrations) read from /proc while the target runs, and
 //! [`twin_check`] compares a reference server's skeleton with its twin's.
+//! [`diagram`] draws the sequence diagram (`diagram.svg`) and [`page`]
+//! writes the "Under the hood" page (`under-the-hood.md`).
 
 pub mod client;
+pub mod diagram;
 pub mod doc;
 pub mod herd;
 pub mod holdings;
 pub mod latest;
+pub mod page;
 pub mod session;
 pub mod skeleton;
 pub mod strace;

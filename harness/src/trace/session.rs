@@ -99,10 +99,12 @@ fn place_into(into: &Path) -> Result<Place, String> {
     let new = parent.join(format!(".{name}.new"));
     if new.exists() {
         // Ours by name: what a trace that failed there left.
-        std::fs::remove_dir_all(&new).map_err(|e| format!("cannot remove {}: {e}", new.display()))?;
+        std::fs::remove_dir_all(&new)
+            .map_err(|e| format!("cannot remove {}: {e}", new.display()))?;
     }
     std::fs::create_dir_all(&new).map_err(|e| format!("cannot create {}: {e}", new.display()))?;
-    let dir = std::fs::canonicalize(&new).map_err(|e| format!("cannot resolve {}: {e}", new.display()))?;
+    let dir = std::fs::canonicalize(&new)
+        .map_err(|e| format!("cannot resolve {}: {e}", new.display()))?;
     Ok(Place {
         scratch: dir.clone(),
         dir,
@@ -123,11 +125,14 @@ impl Place {
         ));
         if into.exists() {
             if old.exists() {
-                std::fs::remove_dir_all(&old).map_err(|e| format!("cannot remove {}: {e}", old.display()))?;
+                std::fs::remove_dir_all(&old)
+                    .map_err(|e| format!("cannot remove {}: {e}", old.display()))?;
             }
-            std::fs::rename(&into, &old).map_err(|e| format!("cannot move {} aside: {e}", into.display()))?;
+            std::fs::rename(&into, &old)
+                .map_err(|e| format!("cannot move {} aside: {e}", into.display()))?;
         }
-        std::fs::rename(&self.dir, &into).map_err(|e| format!("cannot move the trace to {}: {e}", into.display()))?;
+        std::fs::rename(&self.dir, &into)
+            .map_err(|e| format!("cannot move the trace to {}: {e}", into.display()))?;
         if old.exists() {
             let _ = std::fs::remove_dir_all(&old);
         }
@@ -415,6 +420,7 @@ fn trace_running(
     let json = serde_json::to_string_pretty(&skel).map_err(|e| e.to_string())?;
     std::fs::write(dir.join("skeleton.json"), json + "\n")
         .map_err(|e| format!("cannot write {}: {e}", dir.join("skeleton.json").display()))?;
+    super::page::write_pages(dir, &skel)?;
     Ok((skel, herd))
 }
 
