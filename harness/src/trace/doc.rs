@@ -13,7 +13,7 @@ use std::sync::atomic::AtomicBool;
 
 use super::latest::{self, Found};
 use super::session::{self, Plan};
-use super::{page, twin_check};
+use super::{diagram, page, twin_check};
 use crate::measure::targets::TargetSpec;
 use crate::model::names;
 
@@ -102,25 +102,33 @@ pub fn run(plan: &DocPlan, stop: &AtomicBool) -> Result<PathBuf, String> {
         )
         .map_err(|e| format!("{name}: {e}"))?;
     }
-    let found: Vec<Found> = latest::all(&plan.traces)
+    let mut found: Vec<Found> = latest::all(&plan.traces)
         .into_iter()
         .filter(|f| plan.targets.contains(&f.skeleton.target))
         .collect();
+    // The page's order is the plan's.
+    found.sort_by_key(|f| plan.targets.iter().position(|t| *t == f.skeleton.target));
     let md = markdown(plan, &found);
     out.write(md.as_bytes()).map_err(|e| e.to_string())?;
     Ok(plan.out.clone())
 }
 
-/// A path from the page's folder to `to` (both relative to the working
-/// directory, as the command was given them).
-fn relative(from_dir: &Path, to: &Path) -> String {
-    let depth = from_dir
-        .components()
-        .filter(|c| matches!(c, std::path::Component::Normal(_)))
-        .count();
-    let mut s = "../".repeat(depth);
-    s.push_str(&to.to_string_lossy());
-    s
+/// The path from folder `from` to `to`, both absolute.
+fn relative(from: &Path, to: &Path) -> String {
+    let a: Vec<_> = from.components().collect();
+    let b: Vec<_> = to.components().collect();
+    let common = a.iter().zip(&b).take_while(|(x, y)| x == y).count();
+    let mut parts: Vec<String> = vec!["..".into(); a.len() - common];
+    parts.extend(b[common..].iter().map(|c| c.as_os_str().to_string_lossy().to_string()));
+    if parts.is_empty() {
+        ".".into()
+    } else {
+        parts.join("/")
+    }
+}
+
+fn absolute(p: &Path) -> PathBuf {
+    std::fs::canonicalize(p).unwrap_or_else(|_| std::env::current_dir().unwrap_or_default().join(p))
 }
 
 /// Headings one level down, outside code blocks.
@@ -175,14 +183,9 @@ pub fn markdown(plan: &DocPlan, found: &[Found]) -> String {
     twins(&mut m, found);
 
     let _ = writeln!(m, "## Every target\n");
-    let page_dir = plan.out.parent().unwrap_or(Path::new(""));
+    let page_dir = absolute(plan.out.parent().unwrap_or(Path::new(".")));
     for f in found {
-        let dir = relative(
-            page_dir,
-            f.dir
-                .strip_prefix(std::env::current_dir().unwrap_or_default())
-                .unwrap_or(&f.dir),
-        );
+        let dir = relative(&page_dir, &absolute(&f.dir));
         let body = page::markdown(&f.skeleton, f.herd.as_ref(), None);
         let _ = writeln!(
             m,
@@ -214,26 +217,56 @@ fn node_steps(m: &mut String, found: &[Found]) {
             steps.push((role, c, calls));
         }
     }
-    steps.sort_by_key(|(_, c, _)| c.time_us);
-    for (i, (role, c, life)) in steps.iter().enumerate() {
+    // When each call's effect happened: a wait counts when it returned.
+    steps.sort_by_key(|(_, c, _)| c.time_us + c.dur_us);
+    let mut n = 0;
+    let mut own = 0;
+    for (role, c, life) in &steps {
+        if !concerns_the_connection(c) {
+            own += 1;
+            continue;
+        }
+        n += 1;
         let who = if *role == "master" { "primary" } else { role };
         let _ = writeln!(
             m,
-            "{}. **{who}**: {}\n   ```\n   {}\n   ```",
-            i + 1,
+            "{n}. **{who}**: {}\n   ```\n   {}\n   ```",
             page::explain(&s.target, role, c, life),
             c.raw
         );
     }
-    let _ = writeln!(m);
+    let _ = writeln!(
+        m,
+        "\n{own} other calls of the same processes in between (the worker's own work: reading the time zone, memory) are left out here; the page of node:rr below lists them all.\n"
+    );
     if let Some(h) = &f.herd {
+        let woken: Vec<String> = h
+            .sequential
+            .iter()
+            .map(|c| {
+                let who = c.woken.join(" and ");
+                if who.is_empty() {
+                    "nobody".to_string()
+                } else {
+                    who.replace("master", "the primary")
+                }
+            })
+            .collect();
         let _ = writeln!(
             m,
-            "The kernel woke {:.2} process{} per connection's arrival (the primary alone: it is the only one polling the listener), and the worker only when the primary's message reached it.\n",
-            h.woken_per_conn,
-            if (h.woken_per_conn - 1.0).abs() < 1e-9 { "" } else { "es" }
+            "Who the kernel woke when each of the {} connections arrived (scheduler tracepoints, a second pass without strace): {}. The worker is woken later, by the primary's message, not by the connection.\n",
+            h.sequential.len(),
+            woken.join("; ")
         );
     }
+}
+
+/// A call about the connection, the listener, a channel or an epoll
+/// instance (not the process's own work).
+fn concerns_the_connection(c: &super::skeleton::Call) -> bool {
+    diagram::is_mechanism(c)
+        || matches!(c.fd.as_deref(), Some("conn" | "listener" | "epoll"))
+        || diagram::is_channel(c.fd.as_deref())
 }
 
 fn wakes(m: &mut String, found: &[Found]) {
@@ -293,9 +326,10 @@ mod tests {
             "## A\ntext\n```\n# not a heading\n```\n### B\n"
         );
         assert_eq!(
-            relative(Path::new("docs"), Path::new("results/x")),
+            relative(Path::new("/r/docs"), Path::new("/r/results/x")),
             "../results/x"
         );
+        assert_eq!(relative(Path::new("/r"), Path::new("/r/x")), "x");
     }
 
     #[test]

@@ -65,6 +65,9 @@ pub struct Call {
     /// ordering the roles' calls against each other, never for timing).
     #[serde(default)]
     pub time_us: u64,
+    /// How long it took (strace's `-T`), microseconds.
+    #[serde(default)]
+    pub dur_us: u64,
 }
 
 /// Per-connection counts over the sequential connections.
@@ -434,6 +437,7 @@ impl Namer {
                 e.ret.as_deref().unwrap_or("?")
             ),
             time_us: e.time_us,
+            dur_us: e.dur_us,
         }
     }
 }

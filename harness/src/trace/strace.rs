@@ -18,6 +18,9 @@ pub struct Event {
     /// The return value as printed (`8<TCP:[...]>`, `-1 EAGAIN (...)`);
     /// `None` when the call never returned in the trace (detached).
     pub ret: Option<String>,
+    /// How long it took (`-T`), microseconds: a wait that returned did so
+    /// at `time_us + dur_us`.
+    pub dur_us: u64,
 }
 
 impl Event {
@@ -57,6 +60,7 @@ enum Line {
         name: String,
         args: String,
         ret: Option<String>,
+        dur_us: u64,
     },
 }
 
@@ -79,6 +83,7 @@ pub fn parse(text: &str, pid: i32) -> Vec<Event> {
                 name,
                 args,
                 ret,
+                dur_us,
             }) => {
                 if let Some(i) = pending.remove(&pid) {
                     if out[i].name == name {
@@ -89,6 +94,7 @@ pub fn parse(text: &str, pid: i32) -> Vec<Event> {
                             format!("{}{args}", e.args)
                         };
                         e.ret = ret;
+                        e.dur_us = dur_us;
                     }
                 }
             }
@@ -117,12 +123,13 @@ fn parse_line(line: &str, default_pid: i32) -> Option<Line> {
     let rest = rest.trim_start();
     if let Some(r) = rest.strip_prefix("<... ") {
         let (name, r) = r.split_once(" resumed>")?;
-        let (args, ret) = split_ret(r);
+        let (args, ret, dur_us) = split_ret(r);
         return Some(Line::Resumed {
             pid,
             name: name.to_string(),
             args: args.trim_start().to_string(),
             ret,
+            dur_us,
         });
     }
     let open = rest.find('(')?;
@@ -144,6 +151,7 @@ fn parse_line(line: &str, default_pid: i32) -> Option<Line> {
                     args.trim_end().trim_end_matches(',').to_string()
                 },
                 ret: None,
+                dur_us: 0,
             };
             return Some(if tail.contains("unfinished") {
                 Line::Unfinished(e)
@@ -152,34 +160,36 @@ fn parse_line(line: &str, default_pid: i32) -> Option<Line> {
             });
         }
     }
-    let (args, ret) = split_ret(body);
+    let (args, ret, dur_us) = split_ret(body);
     Some(Line::Whole(Event {
         pid,
         time_us,
         name: name.to_string(),
         args,
         ret,
+        dur_us,
     }))
 }
 
-/// Splits `args) = ret <0.000012>` at the closing parenthesis of the call.
-fn split_ret(body: &str) -> (String, Option<String>) {
+/// Splits `args) = ret <0.000012>` at the closing parenthesis of the call;
+/// the `-T` duration in microseconds (0 when absent).
+fn split_ret(body: &str) -> (String, Option<String>, u64) {
     match body.rfind(") = ") {
         Some(i) => {
             let ret = body[i + 4..].trim();
-            // Drop the `-T` duration.
-            let ret = match ret.rfind(" <") {
+            let (ret, dur_us) = match ret.rfind(" <") {
                 Some(j)
                     if ret.ends_with('>')
                         && ret[j + 2..].starts_with(|c: char| c.is_ascii_digit()) =>
                 {
-                    &ret[..j]
+                    let secs: f64 = ret[j + 2..ret.len() - 1].parse().unwrap_or(0.0);
+                    (&ret[..j], (secs * 1e6).round() as u64)
                 }
-                _ => ret,
+                _ => (ret, 0),
             };
-            (body[..i].to_string(), Some(ret.to_string()))
+            (body[..i].to_string(), Some(ret.to_string()), dur_us)
         }
-        None => (body.trim_end_matches(')').to_string(), None),
+        None => (body.trim_end_matches(')').to_string(), None, 0),
     }
 }
 
