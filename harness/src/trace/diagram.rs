@@ -1411,7 +1411,8 @@ pub(crate) mod tests {
         let s = shared_four();
         h.sequential[0].client = s.connection.clone();
         let out = svg(&s, Some(&h));
-        assert_eq!(out.matches(r#"class="arrival-woken""#).count(), 4);
+        // And one in the legend.
+        assert_eq!(out.matches(r#"class="arrival-woken""#).count(), 4 + 1);
         assert!(out.contains("kernel: woke 4 for this arrival (worker-0, worker-1, worker-2, worker-3); back to sleep: worker-2, worker-3"));
         // The grid below still has one mark per woken process.
         assert_eq!(out.matches(r#"class="woken""#).count(), 4 + 2);
