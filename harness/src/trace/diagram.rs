@@ -387,7 +387,7 @@ pub fn svg(s: &Skeleton, herd: Option<&Herd>) -> String {
     let lane_w = (640 / n.max(1)).clamp(70, 120);
     let lane_x = |i: usize| 50 + i as i32 * lane_w;
     let label_x = lane_x(lanes.len() - 1) + 50;
-    let width = (label_x + 620).max(1100);
+    let width = (label_x + 620).max(1160);
     let mut b = String::new();
 
     // Title.
@@ -435,7 +435,12 @@ pub fn svg(s: &Skeleton, herd: Option<&Herd>) -> String {
     let st = steps(s, &lanes);
     let top = head_y + 36;
     let row_y = |r: usize| top + r as i32 * ROW;
-    let rows = st.len() + 2;
+    // Who the kernel woke for this connection's arrival, when herd.json
+    // says: a row of its own under the client's connect.
+    let arrival = herd.and_then(|h| h.sequential.iter().find(|c| c.client == s.connection));
+    let extra = usize::from(arrival.is_some());
+    let step_row = |r: usize| if r == 0 { 0 } else { r + extra };
+    let rows = st.len() + 2 + extra;
     let bottom = row_y(rows - 1) + 14;
     for i in 0..lanes.len() {
         let x = lane_x(i);
@@ -484,11 +489,44 @@ pub fn svg(s: &Skeleton, herd: Option<&Herd>) -> String {
         "client: connect(), then GET / (Connection: close)",
         false,
     );
+    if let Some(c) = arrival {
+        let y = row_y(1);
+        let _ = writeln!(
+            b,
+            r##"<line x1="{}" y1="{y}" x2="{}" y2="{y}" stroke="#cccccc" stroke-dasharray="1,3"/>"##,
+            lane_x(0) + 6,
+            label_x - 6
+        );
+        for (i, l) in lanes.iter().enumerate() {
+            if c.woken.contains(l) {
+                arrival_mark(
+                    &mut b,
+                    lane_x(i),
+                    y,
+                    lane_color(i),
+                    c.slept_again.contains(l),
+                );
+            }
+        }
+        let mut note = format!("kernel: woke {} for this arrival", c.woken.len());
+        if !c.woken.is_empty() {
+            let _ = write!(note, " ({})", c.woken.join(", "));
+        }
+        if !c.slept_again.is_empty() {
+            let _ = write!(note, "; back to sleep: {}", c.slept_again.join(", "));
+        }
+        let _ = writeln!(
+            b,
+            r##"<text x="{label_x}" y="{}" font-family="{MONO}" font-size="12" fill="#a04000">{}</text>"##,
+            y + 4,
+            esc(&note)
+        );
+    }
     for (j, step) in st.iter().enumerate() {
         let who = &lanes[step.lane];
         row(
             &mut b,
-            j + 1,
+            step_row(j + 1),
             step.lane,
             &format!("{who}: {}", step.text),
             step.folded,
@@ -502,8 +540,8 @@ pub fn svg(s: &Skeleton, herd: Option<&Herd>) -> String {
         false,
     );
     for a in arrows(&st, &lanes) {
-        let (x1, y1) = (lane_x(a.from.0), row_y(a.from.1));
-        let (x2, y2) = (lane_x(a.to.0), row_y(a.to.1));
+        let (x1, y1) = (lane_x(a.from.0), row_y(step_row(a.from.1)));
+        let (x2, y2) = (lane_x(a.to.0), row_y(step_row(a.to.1)));
         // Stop short of the dots.
         let dx = (x2 - x1) as f64;
         let dy = (y2 - y1) as f64;
@@ -596,6 +634,20 @@ fn woken_mark(b: &mut String, x: i32, y: i32, color: &str, slept: bool) {
             r#"<circle class="woken" cx="{x}" cy="{y}" r="6" fill="{color}"/>"#
         );
     }
+}
+
+/// The same for the arrival of the connection whose life is drawn: a ring
+/// on the lane (hollow grey when it went back to sleep in the kernel).
+fn arrival_mark(b: &mut String, x: i32, y: i32, color: &str, slept: bool) {
+    let (stroke, dash) = if slept {
+        (SLEPT_GREY, r#" stroke-dasharray="2,2""#)
+    } else {
+        (color, "")
+    };
+    let _ = writeln!(
+        b,
+        r#"<circle class="arrival-woken" cx="{x}" cy="{y}" r="7" fill="white" stroke="{stroke}" stroke-width="2.5"{dash}/>"#
+    );
 }
 
 fn accepted_mark(b: &mut String, x: i32, y: i32) {
@@ -1048,6 +1100,16 @@ fn legend(b: &mut String, mut y: i32) -> i32 {
         "woken, then back to sleep inside the kernel (another process had taken the event): invisible to strace",
     );
     y += 20;
+    arrival_mark(b, 48, y - 4, "#ff7f0e", false);
+    text(
+        b,
+        86,
+        y,
+        12,
+        "",
+        "on the row under the client's connect: woken by this connection's arrival (dashed grey: back to sleep in the kernel)",
+    );
+    y += 20;
     accepted_mark(b, 48, y - 4);
     text(b, 86, y, 12, "", "its accept returned the connection");
     y += 20;
@@ -1341,6 +1403,19 @@ pub(crate) mod tests {
         one.sequential[0].slept_again.clear();
         let exclusive = svg(&shared_four(), Some(&one));
         assert_eq!(exclusive.matches(r#"class="woken""#).count(), 1 + legend);
+    }
+
+    #[test]
+    fn the_arrival_of_the_drawn_connection_shows_who_the_kernel_woke() {
+        let mut h = herd_of_four();
+        let s = shared_four();
+        h.sequential[0].client = s.connection.clone();
+        let out = svg(&s, Some(&h));
+        // And one in the legend.
+        assert_eq!(out.matches(r#"class="arrival-woken""#).count(), 4 + 1);
+        assert!(out.contains("kernel: woke 4 for this arrival (worker-0, worker-1, worker-2, worker-3); back to sleep: worker-2, worker-3"));
+        // The grid below still has one mark per woken process.
+        assert_eq!(out.matches(r#"class="woken""#).count(), 4 + 2);
     }
 
     #[test]

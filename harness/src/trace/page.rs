@@ -462,25 +462,36 @@ fn herd_section(m: &mut String, s: &Skeleton, h: &Herd) {
 }
 
 /// Writes `diagram.svg` and `under-the-hood.md` into a trace directory,
-/// with `herd.json` from there when the kernel pass wrote it.
+/// with `herd.json` from there when the kernel pass wrote it. A `herd.json`
+/// that cannot be read leaves the herd out and says so on the page: the
+/// trace itself is still good.
 pub fn write_pages(dir: &Path, s: &Skeleton) -> Result<(), String> {
     let herd_path = dir.join("herd.json");
-    let herd: Option<Herd> = if herd_path.exists() {
-        let text = std::fs::read_to_string(&herd_path)
-            .map_err(|e| format!("cannot read {}: {e}", herd_path.display()))?;
-        Some(
-            serde_json::from_str(&text)
-                .map_err(|e| format!("cannot parse {}: {e}", herd_path.display()))?,
-        )
+    let (herd, note): (Option<Herd>, Option<String>) = if herd_path.exists() {
+        match std::fs::read_to_string(&herd_path)
+            .map_err(|e| e.to_string())
+            .and_then(|t| serde_json::from_str(&t).map_err(|e| e.to_string()))
+        {
+            Ok(h) => (Some(h), None),
+            Err(e) => (
+                None,
+                Some(format!(
+                    "herd.json is here but could not be read ({e}): who the kernel woke is left out."
+                )),
+            ),
+        }
     } else {
-        None
+        (None, None)
     };
     let write = |name: &str, text: String| {
         let p = dir.join(name);
         std::fs::write(&p, text).map_err(|e| format!("cannot write {}: {e}", p.display()))
     };
     write("diagram.svg", diagram::svg(s, herd.as_ref()))?;
-    write("under-the-hood.md", markdown(s, herd.as_ref(), None))
+    write(
+        "under-the-hood.md",
+        markdown(s, herd.as_ref(), note.as_deref()),
+    )
 }
 
 #[cfg(test)]
@@ -579,6 +590,34 @@ mod tests {
         assert!(md.contains("passes the descriptor to worker-0"));
         assert!(md.contains("[diagram.svg](diagram.svg)"));
         assert!(md.contains("No `herd.json` here"));
+    }
+
+    #[test]
+    fn write_pages_reads_herd_json_and_survives_a_broken_one() {
+        let dir = std::env::temp_dir().join(format!("trace-page-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let s = master_pass();
+        write_pages(&dir, &s).unwrap();
+        let md = std::fs::read_to_string(dir.join("under-the-hood.md")).unwrap();
+        assert!(md.contains("No `herd.json` here"));
+        assert!(std::fs::read_to_string(dir.join("diagram.svg"))
+            .unwrap()
+            .starts_with("<svg "));
+        let herd = Herd {
+            target: "master-pass".into(),
+            woken_per_conn: 1.0,
+            burst: 8,
+            ..Herd::default()
+        };
+        std::fs::write(dir.join("herd.json"), serde_json::to_string(&herd).unwrap()).unwrap();
+        write_pages(&dir, &s).unwrap();
+        let md = std::fs::read_to_string(dir.join("under-the-hood.md")).unwrap();
+        assert!(md.contains("## Who the kernel woke"), "{md}");
+        std::fs::write(dir.join("herd.json"), "{not json").unwrap();
+        write_pages(&dir, &s).unwrap();
+        let md = std::fs::read_to_string(dir.join("under-the-hood.md")).unwrap();
+        assert!(md.contains("could not be read"), "{md}");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
