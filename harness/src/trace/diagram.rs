@@ -1164,6 +1164,7 @@ pub(crate) mod tests {
             text: text.into(),
             raw: String::new(),
             time_us: t,
+            dur_us: 0,
         }
     }
 
@@ -1176,6 +1177,9 @@ pub(crate) mod tests {
             burst: 8,
             kernel: "6.1".into(),
             strace: "strace -- version 6.1".into(),
+            taken_unix_ms: 0,
+            listener_ctl: Vec::new(),
+            holdings: Default::default(),
             pids: vec![
                 ("master".into(), 10),
                 ("worker-0".into(), 11),

@@ -509,6 +509,7 @@ mod tests {
             text: text.into(),
             raw: String::new(),
             time_us: 0,
+            dur_us: 0,
         }
     }
 
