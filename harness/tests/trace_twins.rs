@@ -152,7 +152,7 @@ fn nginx_epoll_exclusive_and_its_twin_register_the_shared_listener_exclusive_in_
         );
         assert_eq!(
             f.listener_reregistration,
-            "EPOLL_CTL_DEL then EPOLL_CTL_ADD"
+            "EPOLL_CTL_DEL then EPOLL_CTL_ADD in one turn"
         );
     }
 }

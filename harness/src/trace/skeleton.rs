@@ -134,8 +134,10 @@ pub struct Skeleton {
     /// Per role, over the burst.
     pub burst_roles: Vec<BurstRole>,
     /// Per role, every epoll_ctl on the listener over the whole trace, in
-    /// order: the operation and, for an add or modify, the events
-    /// (`EPOLL_CTL_ADD EPOLLIN|EPOLLEXCLUSIVE`); roles with none left out.
+    /// order, one string per loop turn (the calls of a thread between two
+    /// of its waits, joined with ` + `): the operation and, for an add or
+    /// modify, the events (`EPOLL_CTL_DEL + EPOLL_CTL_ADD
+    /// EPOLLIN|EPOLLEXCLUSIVE`); roles with none left out.
     #[serde(default)]
     pub listener_ctl: Vec<(String, Vec<String>)>,
     /// What each role held while the target ran (from /proc; the session
@@ -633,27 +635,39 @@ fn listener_ctl(roles: &[RoleTrace]) -> Vec<(String, Vec<String>)> {
     roles
         .iter()
         .filter_map(|r| {
-            let ops: Vec<String> = r
-                .events
-                .iter()
-                .filter(|e| e.name == "epoll_ctl" && e.ret.is_some() && e.errno().is_none())
-                .filter_map(|e| {
-                    let args = split_top(&e.args);
-                    let target = parse_fd(args.get(2)?)?;
-                    if !is_tcp(&target.path) || target.path.contains("->") {
-                        return None;
+            // Per thread, the operations since its last wait.
+            let mut turn: HashMap<i32, Vec<String>> = HashMap::new();
+            let mut turns: Vec<String> = Vec::new();
+            for e in &r.events {
+                if is_wait(&e.name) {
+                    if let Some(ops) = turn.remove(&e.pid) {
+                        turns.push(ops.join(" + "));
                     }
-                    let op = args.get(1)?.clone();
-                    let events = args
-                        .get(3)
-                        .and_then(|a| a.strip_prefix("{events="))
-                        .and_then(|a| a.split(',').next())
-                        .map(|ev| format!(" {ev}"))
-                        .unwrap_or_default();
-                    Some(format!("{op}{events}"))
-                })
-                .collect();
-            (!ops.is_empty()).then(|| (r.role.name(), ops))
+                    continue;
+                }
+                if e.name != "epoll_ctl" || e.ret.is_none() || e.errno().is_some() {
+                    continue;
+                }
+                let args = split_top(&e.args);
+                let Some(target) = args.get(2).and_then(|a| parse_fd(a)) else {
+                    continue;
+                };
+                if !is_tcp(&target.path) || target.path.contains("->") {
+                    continue;
+                }
+                let op = args.get(1).cloned().unwrap_or_default();
+                let events = args
+                    .get(3)
+                    .and_then(|a| a.strip_prefix("{events="))
+                    .and_then(|a| a.split(',').next())
+                    .map(|ev| format!(" {ev}"))
+                    .unwrap_or_default();
+                turn.entry(e.pid).or_default().push(format!("{op}{events}"));
+            }
+            let mut rest: Vec<(i32, Vec<String>)> = turn.into_iter().collect();
+            rest.sort();
+            turns.extend(rest.into_iter().map(|(_, ops)| ops.join(" + ")));
+            (!turns.is_empty()).then(|| (r.role.name(), turns))
         })
         .collect()
 }
