@@ -946,4 +946,67 @@ mod tests {
         assert_eq!(s.sequential.accepts_per_wakeup, 1.0);
         assert_eq!(s.sequential.scm_rights_messages_per_conn, 0.0);
     }
+
+    #[test]
+    fn listener_ctl_groups_a_workers_calls_on_the_listener_by_loop_turn() {
+        // Real lines from `nginx:epoll-exclusive`, 2 workers, traced here:
+        // the listener taken out and put back after the worker's first
+        // accept; then, made up from the accept mutex's lines, a removal
+        // and an add in two turns.
+        let w = r#"06:08:47.869086 epoll_wait(7<anon_inode:[eventpoll]>, [{events=EPOLLIN, data={u32=4293185552, u64=139663744749584}}], 512, -1) = 1 <0.000407>
+06:08:47.869542 accept4(5<TCP:[127.0.0.1:32875]>, {sa_family=AF_INET, sin_port=htons(57832), sin_addr=inet_addr("127.0.0.1")}, [112 => 16], SOCK_NONBLOCK) = 9<TCP:[127.0.0.1:32875->127.0.0.1:57832]> <0.000044>
+06:08:47.870002 epoll_ctl(7<anon_inode:[eventpoll]>, EPOLL_CTL_ADD, 9<TCP:[127.0.0.1:32875->127.0.0.1:57832]>, {events=EPOLLIN|EPOLLRDHUP|EPOLLET, data={u32=4293186032, u64=139663744750064}}) = 0 <0.000047>
+06:08:47.870125 epoll_ctl(7<anon_inode:[eventpoll]>, EPOLL_CTL_DEL, 5<TCP:[127.0.0.1:32875]>, 0x7ffc58f7bc4c) = 0 <0.000037>
+06:08:47.870217 epoll_ctl(7<anon_inode:[eventpoll]>, EPOLL_CTL_ADD, 5<TCP:[127.0.0.1:32875]>, {events=EPOLLIN|EPOLLEXCLUSIVE, data={u32=4293185552, u64=139663744749584}}) = 0 <0.000034>
+06:08:47.870308 epoll_wait(7<anon_inode:[eventpoll]>, [{events=EPOLLIN, data={u32=4293186032, u64=139663744750064}}], 512, 60000) = 1 <0.000036>
+06:08:48.000000 epoll_ctl(7<anon_inode:[eventpoll]>, EPOLL_CTL_DEL, 5<TCP:[127.0.0.1:32875]>, 0x7ffc58f7bc4c) = 0 <0.000037>
+06:08:48.000100 epoll_wait(7<anon_inode:[eventpoll]>, [], 512, 500) = 0 <0.500000>
+06:08:48.500200 epoll_ctl(7<anon_inode:[eventpoll]>, EPOLL_CTL_ADD, 5<TCP:[127.0.0.1:32875]>, {events=EPOLLIN, data={u32=4293185552, u64=139663744749584}}) = 0 <0.000034>"#;
+        let roles = vec![RoleTrace {
+            role: Role::Worker(0),
+            pid: 8144,
+            events: parse(w, 8144),
+        }];
+        assert_eq!(
+            listener_ctl(&roles),
+            [(
+                "worker-0".to_string(),
+                vec![
+                    "EPOLL_CTL_DEL + EPOLL_CTL_ADD EPOLLIN|EPOLLEXCLUSIVE".to_string(),
+                    "EPOLL_CTL_DEL".to_string(),
+                    "EPOLL_CTL_ADD EPOLLIN".to_string(),
+                ]
+            )]
+        );
+    }
+
+    #[test]
+    fn the_life_shown_is_the_first_connection_whose_accept_was_seen() {
+        // A worker blocked in accept4 when strace attached takes the first
+        // connection unseen: its first line is already about it.
+        let w = r#"06:12:27.182647 setsockopt(3<TCP:[127.0.0.1:43547->127.0.0.1:43626]>, SOL_TCP, TCP_NODELAY, [1], 4) = 0 <0.000067>
+06:12:27.183900 close(3<TCP:[127.0.0.1:43547->127.0.0.1:43626]>) = 0 <0.000020>
+06:12:27.184000 accept4(4<TCP:[127.0.0.1:43547]>, NULL, NULL, SOCK_CLOEXEC|SOCK_NONBLOCK) = 3<TCP:[127.0.0.1:43547->127.0.0.1:43630]> <0.000030>
+06:12:27.184100 close(3<TCP:[127.0.0.1:43547->127.0.0.1:43630]>) = 0 <0.000020>"#;
+        let roles = vec![RoleTrace {
+            role: Role::Worker(1),
+            pid: 7,
+            events: parse(w, 7),
+        }];
+        let clients = vec!["127.0.0.1:43626".to_string(), "127.0.0.1:43630".to_string()];
+        let s = build(
+            &Input {
+                target: "shared:prefork",
+                workers: 2,
+                clients: &clients,
+                burst: 0,
+                burst_clients: &[],
+                kernel: String::new(),
+                strace: String::new(),
+            },
+            &roles,
+        );
+        assert_eq!(s.connection, "127.0.0.1:43630");
+        assert_eq!(s.life[0].1[0].call, "accept4");
+    }
 }
