@@ -266,7 +266,7 @@ fn accepts_per_wakeup(calls: &[Call]) -> String {
 }
 
 /// The events of the first `epoll_ctl(epoll, EPOLL_CTL_ADD, conn, EVENTS)`
-/// in the lives of `roles`.
+/// in the given lives (those of the roles that serve the connection).
 fn conn_registration<'a>(lives: impl Iterator<Item = &'a [Call]>) -> Option<String> {
     for calls in lives {
         for c in calls.iter().filter(|c| c.call == "epoll_ctl") {
