@@ -88,17 +88,47 @@ fn pair(reference: &str) -> (Fields, Fields) {
         .collect();
     assert!(
         c.unexplained.is_empty(),
-        "{reference} and its twin {twin} differ where nothing explains it:\n{}",
-        listed.join("\n")
+        "{reference} and its twin {twin} differ where nothing explains it:\n{}\n\
+         listener: {reference}: {}\n{twin}: {}",
+        listed.join("\n"),
+        listener_evidence(&a),
+        listener_evidence(&b)
     );
     (twin_check::fields(&a), twin_check::fields(&b))
 }
 
+/// What a skeleton shows of the listener, for a failure's message: the
+/// epoll_ctl calls on it per role and turn, and per role the listeners held
+/// (inode, identity) and registered (inode, events).
+fn listener_evidence(s: &Skeleton) -> String {
+    let held: Vec<String> = s
+        .holdings
+        .roles
+        .iter()
+        .map(|r| {
+            let l: Vec<String> = r
+                .listeners
+                .iter()
+                .map(|l| format!("{} {}", l.inode, l.identity))
+                .collect();
+            let e: Vec<String> = r
+                .listener_registrations()
+                .map(|g| format!("{} {}", g.inode, g.events.join("|")))
+                .collect();
+            format!(
+                "{} holds [{}] polls [{}]",
+                r.role,
+                l.join(", "),
+                e.join(", ")
+            )
+        })
+        .collect();
+    format!("ctl {:?}; {}", s.listener_ctl, held.join("; "))
+}
+
 #[test]
 fn every_twin_pair_has_a_test_here() {
-    let text = std::fs::read_to_string(file!())
-        .or_else(|_| std::fs::read_to_string(util::repo().join(file!())))
-        .unwrap();
+    let text = include_str!("trace_twins.rs");
     for (reference, _) in TWINS {
         assert!(
             text.contains(&format!("pair(\"{reference}\")")),
@@ -152,7 +182,7 @@ fn nginx_epoll_exclusive_and_its_twin_register_the_shared_listener_exclusive_in_
         );
         assert_eq!(
             f.listener_reregistration,
-            "EPOLL_CTL_DEL then EPOLL_CTL_ADD"
+            "EPOLL_CTL_DEL then EPOLL_CTL_ADD in one turn"
         );
     }
 }

@@ -5,7 +5,7 @@
 //! fork are not in the trace; this snapshot is where they show.
 //!
 //! A listening socket is a descriptor of /proc/PID/fd whose socket inode has
-//! a row in state 0A (LISTEN) in /proc/net/tcp or /proc/net/tcp6. An epoll
+//! a row in state 0A (LISTEN) in /proc/PID/net/tcp or tcp6. An epoll
 //! instance is a descriptor that reads `anon_inode:[eventpoll]`; its
 //! registrations are the `tfd: N events: HEX ... ino: HEX` lines of
 //! /proc/PID/fdinfo/FD, the events being the mask given to epoll_ctl as the
@@ -225,11 +225,13 @@ fn fds(pid: i32) -> Vec<(i32, String)> {
 /// Takes the snapshot of `roles` (pids as traced). A process that is gone
 /// or unreadable holds nothing.
 pub fn snapshot(roles: &[(Role, i32)]) -> Holdings {
+    // Each process's own view (its network namespace).
     let mut listening: HashMap<u64, u16> = HashMap::new();
-    for f in ["/proc/net/tcp", "/proc/net/tcp6"] {
-        listening.extend(parse_net_tcp(
-            &std::fs::read_to_string(f).unwrap_or_default(),
-        ));
+    for (_, pid) in roles {
+        for f in ["tcp", "tcp6"] {
+            let text = std::fs::read_to_string(format!("/proc/{pid}/net/{f}"));
+            listening.extend(parse_net_tcp(&text.unwrap_or_default()));
+        }
     }
     let is_listener = |inode: u64| listening.contains_key(&inode);
     let mut out = Holdings::default();

@@ -140,8 +140,10 @@ pub struct Skeleton {
     /// Per role, over the burst.
     pub burst_roles: Vec<BurstRole>,
     /// Per role, every epoll_ctl on the listener over the whole trace, in
-    /// order: the operation and, for an add or modify, the events
-    /// (`EPOLL_CTL_ADD EPOLLIN|EPOLLEXCLUSIVE`); roles with none left out.
+    /// order, one string per loop turn (the calls of a thread between two
+    /// of its waits, joined with ` + `): the operation and, for an add or
+    /// modify, the events (`EPOLL_CTL_DEL + EPOLL_CTL_ADD
+    /// EPOLLIN|EPOLLEXCLUSIVE`); roles with none left out.
     #[serde(default)]
     pub listener_ctl: Vec<(String, Vec<String>)>,
     /// What each role held while the target ran (from /proc; the session
@@ -643,27 +645,39 @@ fn listener_ctl(roles: &[RoleTrace]) -> Vec<(String, Vec<String>)> {
     roles
         .iter()
         .filter_map(|r| {
-            let ops: Vec<String> = r
-                .events
-                .iter()
-                .filter(|e| e.name == "epoll_ctl" && e.ret.is_some() && e.errno().is_none())
-                .filter_map(|e| {
-                    let args = split_top(&e.args);
-                    let target = parse_fd(args.get(2)?)?;
-                    if !is_tcp(&target.path) || target.path.contains("->") {
-                        return None;
+            // Per thread, the operations since its last wait.
+            let mut turn: HashMap<i32, Vec<String>> = HashMap::new();
+            let mut turns: Vec<String> = Vec::new();
+            for e in &r.events {
+                if is_wait(&e.name) {
+                    if let Some(ops) = turn.remove(&e.pid) {
+                        turns.push(ops.join(" + "));
                     }
-                    let op = args.get(1)?.clone();
-                    let events = args
-                        .get(3)
-                        .and_then(|a| a.strip_prefix("{events="))
-                        .and_then(|a| a.split(',').next())
-                        .map(|ev| format!(" {ev}"))
-                        .unwrap_or_default();
-                    Some(format!("{op}{events}"))
-                })
-                .collect();
-            (!ops.is_empty()).then(|| (r.role.name(), ops))
+                    continue;
+                }
+                if e.name != "epoll_ctl" || e.ret.is_none() || e.errno().is_some() {
+                    continue;
+                }
+                let args = split_top(&e.args);
+                let Some(target) = args.get(2).and_then(|a| parse_fd(a)) else {
+                    continue;
+                };
+                if !is_tcp(&target.path) || target.path.contains("->") {
+                    continue;
+                }
+                let op = args.get(1).cloned().unwrap_or_default();
+                let events = args
+                    .get(3)
+                    .and_then(|a| a.strip_prefix("{events="))
+                    .and_then(|a| a.split(',').next())
+                    .map(|ev| format!(" {ev}"))
+                    .unwrap_or_default();
+                turn.entry(e.pid).or_default().push(format!("{op}{events}"));
+            }
+            let mut rest: Vec<(i32, Vec<String>)> = turn.into_iter().collect();
+            rest.sort();
+            turns.extend(rest.into_iter().map(|(_, ops)| ops.join(" + ")));
+            (!turns.is_empty()).then(|| (r.role.name(), turns))
         })
         .collect()
 }
@@ -944,5 +958,68 @@ mod tests {
         assert_eq!(s.sequential.accept_eagain_per_conn, 0.0);
         assert_eq!(s.sequential.accepts_per_wakeup, 1.0);
         assert_eq!(s.sequential.scm_rights_messages_per_conn, 0.0);
+    }
+
+    #[test]
+    fn listener_ctl_groups_a_workers_calls_on_the_listener_by_loop_turn() {
+        // Real lines from `nginx:epoll-exclusive`, 2 workers, traced here:
+        // the listener taken out and put back after the worker's first
+        // accept; then, made up from the accept mutex's lines, a removal
+        // and an add in two turns.
+        let w = r#"06:08:47.869086 epoll_wait(7<anon_inode:[eventpoll]>, [{events=EPOLLIN, data={u32=4293185552, u64=139663744749584}}], 512, -1) = 1 <0.000407>
+06:08:47.869542 accept4(5<TCP:[127.0.0.1:32875]>, {sa_family=AF_INET, sin_port=htons(57832), sin_addr=inet_addr("127.0.0.1")}, [112 => 16], SOCK_NONBLOCK) = 9<TCP:[127.0.0.1:32875->127.0.0.1:57832]> <0.000044>
+06:08:47.870002 epoll_ctl(7<anon_inode:[eventpoll]>, EPOLL_CTL_ADD, 9<TCP:[127.0.0.1:32875->127.0.0.1:57832]>, {events=EPOLLIN|EPOLLRDHUP|EPOLLET, data={u32=4293186032, u64=139663744750064}}) = 0 <0.000047>
+06:08:47.870125 epoll_ctl(7<anon_inode:[eventpoll]>, EPOLL_CTL_DEL, 5<TCP:[127.0.0.1:32875]>, 0x7ffc58f7bc4c) = 0 <0.000037>
+06:08:47.870217 epoll_ctl(7<anon_inode:[eventpoll]>, EPOLL_CTL_ADD, 5<TCP:[127.0.0.1:32875]>, {events=EPOLLIN|EPOLLEXCLUSIVE, data={u32=4293185552, u64=139663744749584}}) = 0 <0.000034>
+06:08:47.870308 epoll_wait(7<anon_inode:[eventpoll]>, [{events=EPOLLIN, data={u32=4293186032, u64=139663744750064}}], 512, 60000) = 1 <0.000036>
+06:08:48.000000 epoll_ctl(7<anon_inode:[eventpoll]>, EPOLL_CTL_DEL, 5<TCP:[127.0.0.1:32875]>, 0x7ffc58f7bc4c) = 0 <0.000037>
+06:08:48.000100 epoll_wait(7<anon_inode:[eventpoll]>, [], 512, 500) = 0 <0.500000>
+06:08:48.500200 epoll_ctl(7<anon_inode:[eventpoll]>, EPOLL_CTL_ADD, 5<TCP:[127.0.0.1:32875]>, {events=EPOLLIN, data={u32=4293185552, u64=139663744749584}}) = 0 <0.000034>"#;
+        let roles = vec![RoleTrace {
+            role: Role::Worker(0),
+            pid: 8144,
+            events: parse(w, 8144),
+        }];
+        assert_eq!(
+            listener_ctl(&roles),
+            [(
+                "worker-0".to_string(),
+                vec![
+                    "EPOLL_CTL_DEL + EPOLL_CTL_ADD EPOLLIN|EPOLLEXCLUSIVE".to_string(),
+                    "EPOLL_CTL_DEL".to_string(),
+                    "EPOLL_CTL_ADD EPOLLIN".to_string(),
+                ]
+            )]
+        );
+    }
+
+    #[test]
+    fn the_life_shown_is_the_first_connection_whose_accept_was_seen() {
+        // A worker blocked in accept4 when strace attached takes the first
+        // connection unseen: its first line is already about it.
+        let w = r#"06:12:27.182647 setsockopt(3<TCP:[127.0.0.1:43547->127.0.0.1:43626]>, SOL_TCP, TCP_NODELAY, [1], 4) = 0 <0.000067>
+06:12:27.183900 close(3<TCP:[127.0.0.1:43547->127.0.0.1:43626]>) = 0 <0.000020>
+06:12:27.184000 accept4(4<TCP:[127.0.0.1:43547]>, NULL, NULL, SOCK_CLOEXEC|SOCK_NONBLOCK) = 3<TCP:[127.0.0.1:43547->127.0.0.1:43630]> <0.000030>
+06:12:27.184100 close(3<TCP:[127.0.0.1:43547->127.0.0.1:43630]>) = 0 <0.000020>"#;
+        let roles = vec![RoleTrace {
+            role: Role::Worker(1),
+            pid: 7,
+            events: parse(w, 7),
+        }];
+        let clients = vec!["127.0.0.1:43626".to_string(), "127.0.0.1:43630".to_string()];
+        let s = build(
+            &Input {
+                target: "shared:prefork",
+                workers: 2,
+                clients: &clients,
+                burst: 0,
+                burst_clients: &[],
+                kernel: String::new(),
+                strace: String::new(),
+            },
+            &roles,
+        );
+        assert_eq!(s.connection, "127.0.0.1:43630");
+        assert_eq!(s.life[0].1[0].call, "accept4");
     }
 }
