@@ -32,6 +32,18 @@ report dir="results/latest":
     cargo build --release -p harness
     target/release/harness report {{dir}}
 
+# Trace one target's system calls and the kernel's wakeups (root; strace), e.g.
+# `just trace shared:epoll --workers 4`; writes results/<UTC>/trace/.
+trace target *args:
+    cargo build --release --workspace
+    target/release/harness trace {{target}} {{args}}
+
+# Trace every twin pair (Node, nginx, Apache and their lab twins; root) into
+# results/under-the-hood/ and regenerate docs/under-the-hood.md from them.
+under-the-hood *args:
+    cargo build --release --workspace
+    target/release/harness under-the-hood {{args}}
+
 # Build release binaries.
 build:
     cargo build --release --workspace

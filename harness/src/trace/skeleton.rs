@@ -1016,6 +1016,7 @@ mod tests {
                 burst_clients: &[],
                 kernel: String::new(),
                 strace: String::new(),
+                taken_unix_ms: 0,
             },
             &roles,
         );

@@ -610,6 +610,7 @@ mod tests {
             text: text.into(),
             raw: String::new(),
             time_us: 0,
+            dur_us: 0,
         }
     }
 
@@ -661,6 +662,7 @@ mod tests {
             burst: 4,
             kernel: String::new(),
             strace: String::new(),
+            taken_unix_ms: 0,
             pids: Vec::new(),
             connection: "127.0.0.1:40000".into(),
             life: life.into_iter().map(|(r, c)| (r.to_string(), c)).collect(),
