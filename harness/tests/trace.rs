@@ -468,3 +468,125 @@ fn a_trace_writes_its_sequence_diagram_and_under_the_hood_page() {
     assert!(left.is_empty(), "left running: {left:?}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+/// `harness under-the-hood ARGS...` as a child of this (subreaper) test.
+fn under_the_hood(args: &[&str]) -> Output {
+    util::become_subreaper();
+    let mut all = vec!["under-the-hood"];
+    all.extend_from_slice(args);
+    harness(&all)
+}
+
+#[test]
+fn under_the_hood_traces_each_target_into_its_folder_and_writes_the_page() {
+    let _s = util::serial();
+    let root = util::temp_dir("under-the-hood");
+    std::fs::create_dir_all(root.join("docs")).unwrap();
+    let out_md = root.join("docs/under-the-hood.md");
+    let traces = root.join("traces");
+    let args = [
+        "--targets",
+        "node:rr,master-pass",
+        "--out",
+        out_md.to_str().unwrap(),
+        "--traces",
+        traces.to_str().unwrap(),
+    ];
+    for run in 0..2 {
+        let out = under_the_hood(&args);
+        assert!(
+            out.status.success(),
+            "run {run}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        ps::reap_zombies();
+        let left = ps::live_children();
+        assert!(left.is_empty(), "left running: {left:?}");
+        // One folder per target, replaced on the second run; nothing else.
+        let mut names: Vec<String> = std::fs::read_dir(&traces)
+            .unwrap()
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().to_string())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["master-pass", "node-rr"], "run {run}");
+        for t in &names {
+            let d = traces.join(t);
+            for f in [
+                "skeleton.json",
+                "herd.json",
+                "diagram.svg",
+                "under-the-hood.md",
+            ] {
+                assert!(d.join(f).is_file(), "{t}/{f}");
+            }
+        }
+    }
+    let page = std::fs::read_to_string(&out_md).unwrap();
+    // Node's primary accepts and passes the descriptor; the page quotes
+    // strace's lines and links each trace from the page's folder.
+    let steps = &page[page
+        .find("## Node cluster, round-robin, step by step")
+        .expect("Node's steps")..];
+    let accept = steps.find("accept4(").expect("the primary's accept4");
+    let send = steps.find("SCM_RIGHTS").expect("the descriptor passed");
+    assert!(accept < send, "accept before the hand-off");
+    assert!(page.contains("NODE_HANDLE"), "Node's message quoted");
+    assert!(
+        page.contains("### master-pass beside node:rr"),
+        "the twin check"
+    );
+    assert!(page.contains("## Who the kernel wakes for one connection"));
+    assert!(
+        page.contains("](../traces/node-rr/diagram.svg)"),
+        "linked from the page"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}
+
+#[test]
+fn under_the_hood_refuses_bad_input_with_one_line_and_writes_nothing() {
+    let _s = util::serial();
+    let root = util::temp_dir("under-the-hood-bad");
+    let out_md = root.join("page.md");
+    let traces = root.join("traces");
+    let base = [
+        "--out",
+        out_md.to_str().unwrap(),
+        "--traces",
+        traces.to_str().unwrap(),
+    ];
+    // An unknown target.
+    let mut args = base.to_vec();
+    args.extend(["--targets", "master-pass,no-such-target"]);
+    let out = under_the_hood(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(2), "{err}");
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("unknown target \"no-such-target\""), "{err}");
+    assert!(!out_md.exists() && !traces.exists(), "nothing written");
+    // A folder of somebody else's where a trace would go is left alone.
+    let theirs = traces.join("master-pass");
+    std::fs::create_dir_all(&theirs).unwrap();
+    std::fs::write(theirs.join("notes.txt"), "mine").unwrap();
+    let mut args = base.to_vec();
+    args.extend(["--targets", "master-pass"]);
+    let out = under_the_hood(&args);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert_eq!(
+        err.lines().filter(|l| !l.starts_with("tracing ")).count(),
+        1,
+        "{err}"
+    );
+    assert!(err.contains("exists and is not a trace"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(theirs.join("notes.txt")).unwrap(),
+        "mine"
+    );
+    assert!(!out_md.exists(), "no page");
+    ps::reap_zombies();
+    let left = ps::live_children();
+    assert!(left.is_empty(), "left running: {left:?}");
+    let _ = std::fs::remove_dir_all(&root);
+}
