@@ -90,8 +90,8 @@ pub struct UnderTheHoodOpts {
     /// Comma-separated targets (default: every twin pair, Node first).
     #[arg(long, value_delimiter = ',')]
     pub targets: Vec<String>,
-    /// Worker processes of each target.
-    #[arg(long, default_value_t = 2)]
+    /// Worker processes of each target (4: enough to see a herd).
+    #[arg(long, default_value_t = 4)]
     pub workers: usize,
     /// Connections sent one at a time.
     #[arg(long, default_value_t = 3)]

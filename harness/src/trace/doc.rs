@@ -194,7 +194,7 @@ pub fn markdown(plan: &DocPlan, found: &[Found]) -> String {
         let _ = writeln!(
             m,
             "{}",
-            demote(&body).replace("](diagram.svg)", &format!("]({dir}/diagram.svg)"))
+            demote(&demote(&body)).replace("](diagram.svg)", &format!("]({dir}/diagram.svg)"))
         );
         let _ = writeln!(m, "Raw traces: [`{dir}/`]({dir}/).\n");
     }
@@ -241,7 +241,7 @@ fn node_steps(m: &mut String, found: &[Found]) {
     }
     let _ = writeln!(
         m,
-        "\n{own} other calls of the same processes in between (the worker's own work: reading the time zone, memory) are left out here; the page of node:rr below lists them all.\n"
+        "\n{own} other calls of the same processes in between (their own work: files, memory, locks) are left out here; the page of node:rr below lists them all.\n"
     );
     if let Some(h) = &f.herd {
         let woken: Vec<String> = h

@@ -482,10 +482,18 @@ fn mentions_other_conn(e: &Event, key: &str) -> bool {
 fn life(namer: &Namer, r: &RoleTrace, client: &str) -> Option<Vec<Call>> {
     let k = key(client);
     let (from, end) = life_span(r, &k)?;
+    // The threads that touched it (and the one that woke for it): the
+    // other threads of a process (Node's V8 and libuv pool) are left out.
+    let span = &r.events[from..=end];
+    let mut threads: HashSet<i32> = span
+        .iter()
+        .filter(|e| mentions(e, &k))
+        .map(|e| e.pid)
+        .collect();
+    threads.insert(span[0].pid);
     Some(
-        r.events[from..=end]
-            .iter()
-            .filter(|e| !mentions_other_conn(e, &k))
+        span.iter()
+            .filter(|e| threads.contains(&e.pid) && !mentions_other_conn(e, &k))
             .map(|e| namer.normalise(r.role, e, &k))
             .collect(),
     )

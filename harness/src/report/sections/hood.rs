@@ -46,15 +46,20 @@ pub(super) fn section(doc: &mut Vec<Block>, summary: &Summary, session_ms: u64) 
         .as_ref()
         .filter(|h| !h.traces.is_empty())
     else {
-        doc.push(Block::Paragraph(text(
-            "No trace was found beside this session. `harness trace TARGET` traces one target's system calls and the kernel's wakeups for a few connections, and `just under-the-hood` traces every target and writes docs/under-the-hood.md; the next report shows what they found here.",
-        )));
+        doc.push(Block::Paragraph(vec![
+            Inline::Text("No trace was found beside this session. ".into()),
+            Inline::Code("harness trace TARGET".into()),
+            Inline::Text(" traces one target's system calls and the kernel's wakeups for a few connections, and ".into()),
+            Inline::Code("just under-the-hood".into()),
+            Inline::Text(" traces every twin pair and writes docs/under-the-hood.md; the next report shows what they found here.".into()),
+        ]));
         return;
     };
-    doc.push(Block::Paragraph(text(format!(
-        "From the newest trace of each target under {} (`harness trace`, not from the measured runs: tracing slows every process it watches, so only the order and the arguments of the calls count, never their times). Accepts, EAGAIN and SCM_RIGHTS come from strace over connections sent one at a time; woken per arrival comes from the scheduler's tracepoints in a second pass without strace: how many processes the kernel woke when one connection arrived, and how many of them found nothing and went back to sleep inside the kernel (the part of a thundering herd strace cannot see).",
-        hood.root
-    ))));
+    doc.push(Block::Paragraph(vec![
+        Inline::Text(format!("From the newest trace of each target under {} (", hood.root)),
+        Inline::Code("harness trace".into()),
+        Inline::Text(", not from the measured runs: tracing slows every process it watches, so only the order and the arguments of the calls count, never their times). Accepts, EAGAIN and SCM_RIGHTS come from strace over connections sent one at a time; woken per arrival comes from the scheduler's tracepoints in a second pass without strace: how many processes the kernel woke when one connection arrived, and how many of them found nothing and went back to sleep inside the kernel (the part of a thundering herd strace cannot see). docs/under-the-hood.md quotes and explains the calls.".into()),
+    ]));
     rows(doc, hood, session_ms);
     pairs(doc, hood);
 }
