@@ -206,3 +206,89 @@ fn ctrl_c_leaves_a_partial_result_and_no_process_behind() {
     assert!(left.is_empty(), "processes left behind: {left:?}");
     let _ = std::fs::remove_dir_all(&root);
 }
+
+#[test]
+fn an_open_loop_workload_of_new_connections_is_offered_a_share_of_the_capacity_measured_with_them()
+{
+    let _serial = serial();
+    let harness = ensure_siblings();
+    let root = temp_dir("bench-close-capacity");
+    let out = Command::new(&harness)
+        .args([
+            "bench",
+            "--strategies",
+            "reuseport,master-pass",
+            "--workers",
+            "2",
+        ])
+        .args([
+            "--workloads",
+            "heavy-tail,heavy-tail-close",
+            "--rounds",
+            "1",
+        ])
+        .args([
+            "--duration",
+            "300ms",
+            "--warmup",
+            "100ms",
+            "--seed",
+            "5",
+            "--results",
+        ])
+        .arg(&root)
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(out.status.success(), "harness bench failed: {stderr}");
+    let dir = std::fs::canonicalize(root.join("latest")).unwrap();
+    let summary = read_json(&dir.join("summary.json"));
+    if let Err(errors) = harness::store::schema::validate_summary(&summary) {
+        panic!("summary.json does not validate: {errors:?}");
+    }
+    // Both kinds of capacity, for the yardstick and for each open-loop target.
+    let cal = summary["calibration"].as_array().unwrap();
+    let capacity = |target: &str, mode: &str| -> f64 {
+        let c = cal
+            .iter()
+            .find(|c| c["target"] == target && c["mode"] == mode)
+            .unwrap_or_else(|| panic!("no {mode} calibration of {target}: {cal:?}"));
+        let args: Vec<&str> = c["loadgen_args"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|a| a.as_str().unwrap())
+            .collect();
+        assert!(args.windows(2).any(|w| w == ["--mode", mode]), "{args:?}");
+        c["capacity_rps"].as_f64().unwrap()
+    };
+    for t in ["reuseport", "master-pass"] {
+        for m in ["keepalive", "close"] {
+            assert!(capacity(t, m) > 0.0);
+        }
+    }
+    // Every target is offered half of the yardstick's capacity of the
+    // workload's own kind.
+    for c in summary["cells"].as_array().unwrap() {
+        let mode = if c["workload"] == "heavy-tail-close" {
+            "close"
+        } else {
+            "keepalive"
+        };
+        let offered = c["offered_rps"].as_f64().unwrap();
+        let want = 0.5 * capacity("reuseport", mode);
+        assert!(
+            (offered - want).abs() <= want * 0.01,
+            "{} / {}: offered {offered}, want {want}",
+            c["target"],
+            c["workload"]
+        );
+    }
+    let report = std::fs::read_to_string(dir.join("report.md")).unwrap();
+    assert!(
+        report.contains("with a new connection per request"),
+        "the report says which capacity"
+    );
+    let _ = std::fs::remove_dir_all(&root);
+}

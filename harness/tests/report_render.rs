@@ -408,6 +408,7 @@ fn workload_json(name: &str) -> WorkloadJson {
         .into(),
         fault: None,
         measured_s: None,
+        calibration: "keepalive".into(),
     }
 }
 
@@ -581,6 +582,7 @@ fn synthetic_summary() -> Summary {
                 target: "reuseport".into(),
                 loadgen_args: vec!["--mode".into(), "keepalive".into(), "--path".into(), "/?cpu_us=50".into()],
                 capacity_rps: c,
+                mode: "keepalive".into(),
             })
             .collect(),
         comparisons: vec![

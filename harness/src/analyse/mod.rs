@@ -40,11 +40,22 @@ pub fn summarize(
             .find(|x| x.name == w)
             .map_or_else(String::new, |x| x.fairness.clone())
     };
-    let capacity = |target: &str, workers: usize| -> Option<f64> {
+    // Each workload's rate is a share of the capacity measured with its
+    // own kind of connection.
+    let mode = |w: &str| -> String {
+        session
+            .config
+            .workloads
+            .iter()
+            .find(|x| x.name == w)
+            .map_or_else(|| "keepalive".into(), |x| x.calibration.clone())
+    };
+    let capacity = |target: &str, workload: &str, workers: usize| -> Option<f64> {
+        let mode = mode(workload);
         session
             .calibration
             .iter()
-            .find(|c| c.target == target && c.workers == workers)
+            .find(|c| c.target == target && c.workers == workers && c.mode == mode)
             .map(|c| c.capacity_rps)
     };
     let cells = steady::cells(

@@ -332,13 +332,14 @@ pub(crate) fn empty_cell() -> Cell {
 
 /// Groups runs into cells, ordered by workers, workload order, target
 /// order. `fairness_kind` names what a workload's spread shows;
-/// `capacity` is a target's calibrated capacity for a worker count.
+/// `capacity` is a target's calibrated capacity for a workload (measured
+/// with the workload's kind of connection) and a worker count.
 pub fn cells(
     runs: &[RunRecord],
     targets: &[String],
     workloads: &[String],
     fairness_kind: &dyn Fn(&str) -> String,
-    capacity: &dyn Fn(&str, usize) -> Option<f64>,
+    capacity: &dyn Fn(&str, &str, usize) -> Option<f64>,
 ) -> Result<Vec<Cell>, String> {
     let mut groups: BTreeMap<(usize, usize, usize), Vec<&RunRecord>> = BTreeMap::new();
     let pos = |list: &[String], x: &str| list.iter().position(|y| y == x).unwrap_or(usize::MAX);
@@ -360,7 +361,7 @@ pub fn cells(
             cell(
                 g,
                 &fairness_kind(&r.workload),
-                capacity(&r.target, r.workers),
+                capacity(&r.target, &r.workload, r.workers),
             )
         })
         .collect()

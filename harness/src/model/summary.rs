@@ -105,6 +105,15 @@ pub struct WorkloadJson {
     /// A fault scenario's own measured time, s (instead of `duration_s`).
     #[serde(default)]
     pub measured_s: Option<f64>,
+    /// Open loop: the capacity its rate is a share of, measured with
+    /// `keepalive` or `close` connections (a summary from before this was
+    /// recorded: keepalive).
+    #[serde(default = "keepalive")]
+    pub calibration: String,
+}
+
+fn keepalive() -> String {
+    "keepalive".into()
 }
 
 /// A target's capacity for one worker count: closed loop, keep-alive, the
@@ -122,6 +131,10 @@ pub struct Calibration {
     pub loadgen_args: Vec<String>,
     /// Closed-loop throughput measured, req/s.
     pub capacity_rps: f64,
+    /// With `keepalive` or `close` connections (before this was recorded:
+    /// keepalive).
+    #[serde(default = "keepalive")]
+    pub mode: String,
 }
 
 /// Median, range and spread of one figure across rounds.

@@ -17,6 +17,48 @@ pub const CALIBRATION_TARGET: &str = "reuseport";
 /// default), so that connections keep arriving during the measured window.
 pub const REQUESTS_PER_CONN: &str = "100";
 
+/// How the capacity an open-loop workload's rate is a share of was
+/// measured: the workload's own kind of connection, so that 50% of it is
+/// half of what the server can do for that workload, not of something
+/// cheaper (a new connection per request costs several times a keep-alive
+/// request).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Capacity {
+    /// Closed loop, 64 keep-alive connections.
+    KeepAlive,
+    /// Closed loop, a new connection per request, 32 at a time.
+    Close,
+}
+
+impl Capacity {
+    /// As recorded (`keepalive`, `close`).
+    pub fn name(self) -> &'static str {
+        match self {
+            Capacity::KeepAlive => "keepalive",
+            Capacity::Close => "close",
+        }
+    }
+
+    /// The loadgen arguments of the calibration run.
+    pub fn loadgen_args(self) -> Vec<String> {
+        let (mode, conns) = match self {
+            Capacity::KeepAlive => ("keepalive", "64"),
+            Capacity::Close => ("close", "32"),
+        };
+        [
+            "--mode",
+            mode,
+            "--connections",
+            conns,
+            "--path",
+            CALIBRATION_PATH,
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect()
+    }
+}
+
 /// What a workload's per-worker spread of connections shows.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum FairnessKind {
@@ -50,6 +92,8 @@ pub struct Workload {
     pub args: &'static [&'static str],
     /// Open loop at this share of the calibrated capacity.
     pub capacity_share: Option<f64>,
+    /// How that capacity is measured.
+    pub capacity: Capacity,
     /// What its per-worker spread shows.
     pub fairness: FairnessKind,
     /// A fault scenario: what goes wrong during the run, and its own
@@ -151,6 +195,7 @@ pub const WORKLOADS: &[Workload] = &[
         description: "closed loop, keep-alive, 64 connections, GET / (cheap requests)",
         args: &["--mode", "keepalive", "--connections", "64", "--path", "/"],
         capacity_share: None,
+        capacity: Capacity::KeepAlive,
         fairness: FairnessKind::Burst,
         fault: None,
     },
@@ -159,6 +204,7 @@ pub const WORKLOADS: &[Workload] = &[
         description: "closed loop, keep-alive, 64 connections, each closed by the client after 100 responses and replaced, GET / (the steady spread of keep-alive connections)",
         args: &["--mode", "keepalive", "--connections", "64", "--requests-per-conn", REQUESTS_PER_CONN, "--path", "/"],
         capacity_share: None,
+        capacity: Capacity::KeepAlive,
         fairness: FairnessKind::Steady,
         fault: None,
     },
@@ -167,6 +213,7 @@ pub const WORKLOADS: &[Workload] = &[
         description: "closed loop, a new TCP connection per request, 32 at a time, GET /",
         args: &["--mode", "close", "--connections", "32", "--path", "/"],
         capacity_share: None,
+        capacity: Capacity::KeepAlive,
         fairness: FairnessKind::Steady,
         fault: None,
     },
@@ -175,6 +222,7 @@ pub const WORKLOADS: &[Workload] = &[
         description: "open loop (Poisson) at 50% of capacity, keep-alive, 64 connections recycled after 100 responses, 50 us of CPU per request",
         args: &["--mode", "keepalive", "--connections", "64", "--requests-per-conn", REQUESTS_PER_CONN, "--arrivals", "poisson", "--path", CALIBRATION_PATH],
         capacity_share: Some(0.5),
+        capacity: Capacity::KeepAlive,
         fairness: FairnessKind::Steady,
         fault: None,
     },
@@ -183,6 +231,7 @@ pub const WORKLOADS: &[Workload] = &[
         description: "open loop (Poisson) at 90% of capacity, keep-alive, 64 connections recycled after 100 responses, 50 us of CPU per request",
         args: &["--mode", "keepalive", "--connections", "64", "--requests-per-conn", REQUESTS_PER_CONN, "--arrivals", "poisson", "--path", CALIBRATION_PATH],
         capacity_share: Some(0.9),
+        capacity: Capacity::KeepAlive,
         fairness: FairnessKind::Steady,
         fault: None,
     },
@@ -191,6 +240,16 @@ pub const WORKLOADS: &[Workload] = &[
         description: "open loop (Poisson) at 50% of capacity, keep-alive, 64 connections recycled after 100 responses, 99% of requests 20 us of CPU, 1% 2000 us",
         args: &["--mode", "keepalive", "--connections", "64", "--requests-per-conn", REQUESTS_PER_CONN, "--arrivals", "poisson", "--mix", "99:/?cpu_us=20,1:/?cpu_us=2000"],
         capacity_share: Some(0.5),
+        capacity: Capacity::KeepAlive,
+        fairness: FairnessKind::Steady,
+        fault: None,
+    },
+    Workload {
+        name: "heavy-tail-close",
+        description: "open loop (Poisson) at 50% of capacity measured with a new connection per request, a new connection per request (up to 256 at once), 99% of requests 20 us of CPU, 1% 2000 us: where an accept strategy can steer each request",
+        args: &["--mode", "close", "--connections", "256", "--arrivals", "poisson", "--mix", "99:/?cpu_us=20,1:/?cpu_us=2000"],
+        capacity_share: Some(0.5),
+        capacity: Capacity::Close,
         fairness: FairnessKind::Steady,
         fault: None,
     },
@@ -199,6 +258,7 @@ pub const WORKLOADS: &[Workload] = &[
         description: "fault: open loop (Poisson) at 25% of capacity, a new connection per request; the busiest worker hangs (SIGSTOP) 0.4 s into the measured window (1.2 s), is SIGKILLed 200 ms later as a watchdog would, and is replaced by the master",
         args: FAULT_ARGS,
         capacity_share: Some(FAULT_SHARE),
+        capacity: Capacity::KeepAlive,
         fairness: FairnessKind::Steady,
         fault: Some(Fault::WorkerCrash {
             at_ms: 400,
@@ -210,6 +270,7 @@ pub const WORKLOADS: &[Workload] = &[
         description: "fault: open loop (Poisson) at 25% of capacity, a new connection per request; every worker replaced gracefully, one at a time, from 0.4 s (of 1.5 s)",
         args: FAULT_ARGS,
         capacity_share: Some(FAULT_SHARE),
+        capacity: Capacity::KeepAlive,
         fairness: FairnessKind::Steady,
         fault: Some(Fault::RollingRestart { at_ms: 400 }),
     },
@@ -218,6 +279,7 @@ pub const WORKLOADS: &[Workload] = &[
         description: "fault: open loop (Poisson) at 25% of capacity, a new connection per request; the busiest worker stopped (SIGSTOP) for 200 ms at 0.3 s and again at 0.9 s (of 1.4 s)",
         args: FAULT_ARGS,
         capacity_share: Some(FAULT_SHARE),
+        capacity: Capacity::KeepAlive,
         fairness: FairnessKind::Steady,
         fault: Some(Fault::SlowWorker {
             first_ms: 300,
@@ -231,6 +293,7 @@ pub const WORKLOADS: &[Workload] = &[
         description: "fault: open loop (Poisson), a new connection per request, up to 2048 at once; 25% of capacity, then 150% for 0.8 s from 0.4 s, then 25% again while the backlog drains (3 s in all)",
         args: FAULT_ARGS,
         capacity_share: Some(FAULT_SHARE),
+        capacity: Capacity::KeepAlive,
         fairness: FairnessKind::Steady,
         fault: Some(Fault::Overload {
             from_ms: 400,
@@ -275,6 +338,7 @@ impl Workload {
             fairness: self.fairness.name().into(),
             fault: self.fault.map(|f| f.kind().to_string()),
             measured_s: self.fault.map(|f| f.measured_ms() as f64 / 1000.0),
+            calibration: self.capacity.name().into(),
         }
     }
 }

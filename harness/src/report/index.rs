@@ -129,10 +129,18 @@ impl<'a> Index<'a> {
         }
     }
 
-    /// The calibration the open-loop rates of a worker count are shares
-    /// of: that of the calibration target (reuseport), else the first.
-    pub(super) fn calibration(&self, workers: usize) -> Option<&'a Calibration> {
-        let of = |n: usize| self.calibration.iter().filter(move |c| c.workers == n);
+    /// The calibration the open-loop rates of a workload at a worker count
+    /// are shares of: that of the calibration target (reuseport) with the
+    /// workload's kind of connection, else the first of that kind.
+    pub(super) fn calibration(&self, workload: &str, workers: usize) -> Option<&'a Calibration> {
+        let mode = self
+            .workload_json(workload)
+            .map_or("keepalive", |w| w.calibration.as_str());
+        let of = move |n: usize| {
+            self.calibration
+                .iter()
+                .filter(move |c| c.workers == n && c.mode == mode)
+        };
         of(workers)
             .find(|c| c.target == CALIBRATION_TARGET)
             .or_else(|| of(workers).next())

@@ -82,12 +82,12 @@ mod tests {
         let wl: Vec<&Workload> = WORKLOADS.iter().collect();
         let n = STRATEGIES.len();
         let p = plan(&targets, &targets, &wl, &[2, 4], 3, 7);
-        // 6 steady workloads at 2 and 4 workers; 4 fault scenarios at 4 only.
-        assert_eq!(p.len(), n * 6 * 2 * 3 + n * 4 * 3);
+        // 7 steady workloads at 2 and 4 workers; 4 fault scenarios at 4 only.
+        assert_eq!(p.len(), n * 7 * 2 * 3 + n * 4 * 3);
         let five = plan(&targets, &targets, &wl, &[4], 5, 7);
         assert_eq!(
             five.len(),
-            n * 6 * 5 + n * 4 * FAULT_ROUNDS,
+            n * 7 * 5 + n * 4 * FAULT_ROUNDS,
             "fault scenarios stop at FAULT_ROUNDS"
         );
         assert!(p
@@ -107,7 +107,7 @@ mod tests {
         s2.sort();
         assert_eq!(s1, s2, "each round has every cell exactly once");
         s1.dedup();
-        assert_eq!(s1.len(), n * 6 * 2 + n * 4);
+        assert_eq!(s1.len(), n * 7 * 2 + n * 4);
     }
 
     #[test]
@@ -138,12 +138,13 @@ mod tests {
             cells("reuseport+migrate"),
             ["rolling-restart", "worker-crash"]
         );
-        assert_eq!(cells("reuseport").len(), 10);
+        assert_eq!(cells("reuseport").len(), 11);
         assert_eq!(
             cells("shared:epoll"),
             [
                 "close",
                 "heavy-tail",
+                "heavy-tail-close",
                 "keepalive",
                 "open-50",
                 "open-90",

@@ -14,7 +14,7 @@ use crate::model::names::migrate_req;
 use crate::model::record::RunRecord;
 use crate::model::session::Session;
 use crate::model::summary::{Calibration, Skipped};
-use crate::model::workload::{applies, CALIBRATION_PATH, CALIBRATION_TARGET, WORKLOADS};
+use crate::model::workload::{applies, Capacity, CALIBRATION_TARGET, WORKLOADS};
 use crate::store::results::write_json;
 
 use super::one::{run_one, RunSpec};
@@ -128,20 +128,29 @@ pub(super) struct Runner<'a> {
 }
 
 impl Runner<'_> {
-    /// The targets to calibrate: the one the rates are shares of, then
-    /// every target with a steady open-loop run planned (its own capacity
-    /// says how close the offered rate is to what it can do).
-    fn calibration_targets(&self, planned: &[Planned]) -> Vec<String> {
-        if !planned.iter().any(|p| p.workload.capacity_share.is_some()) {
-            return Vec::new();
+    /// The targets to calibrate, each with the kind of connection its
+    /// capacity is measured with: the one the rates are shares of (for
+    /// each kind an open-loop workload needs), then every target with a
+    /// steady open-loop run planned (its own capacity says how close the
+    /// offered rate is to what it can do).
+    fn calibration_targets(&self, planned: &[Planned]) -> Vec<(String, Capacity)> {
+        let mut out: Vec<(String, Capacity)> = Vec::new();
+        for p in planned
+            .iter()
+            .filter(|p| p.workload.capacity_share.is_some())
+        {
+            let base = (CALIBRATION_TARGET.to_string(), p.workload.capacity);
+            if !out.contains(&base) {
+                out.push(base);
+            }
         }
-        let mut out = vec![CALIBRATION_TARGET.to_string()];
         for p in planned {
+            let own = (p.target.clone(), p.workload.capacity);
             if p.workload.capacity_share.is_some()
                 && p.workload.fault.is_none()
-                && !out.contains(&p.target)
+                && !out.contains(&own)
             {
-                out.push(p.target.clone());
+                out.push(own);
             }
         }
         out
@@ -226,23 +235,16 @@ impl Runner<'_> {
             .cfg
             .workers
             .iter()
-            .flat_map(|&w| targets.iter().map(move |t| (w, t)));
-        for (workers, target) in cells {
+            .flat_map(|&w| targets.iter().map(move |(t, k)| (w, t, *k)));
+        for (workers, target, kind) in cells {
             if self.stopped() {
                 break;
             }
-            self.say(format!("calibrating {target} with {workers} workers"));
-            let args: Vec<String> = [
-                "--mode",
-                "keepalive",
-                "--connections",
-                "64",
-                "--path",
-                CALIBRATION_PATH,
-            ]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
+            self.say(format!(
+                "calibrating {target} with {workers} workers ({} connections)",
+                kind.name()
+            ));
+            let args = kind.loadgen_args();
             let place = placement(self.cpus, workers);
             let probe = Planned {
                 target: target.clone(),
@@ -271,6 +273,7 @@ impl Runner<'_> {
                     target: target.clone(),
                     loadgen_args: args,
                     capacity_rps: r.loadgen.throughput_rps,
+                    mode: kind.name().into(),
                 }),
                 Err(e) => {
                     let why = format!("calibrating {target} with {workers} workers failed: {e}");
@@ -310,7 +313,11 @@ impl Runner<'_> {
             let capacity = session
                 .calibration
                 .iter()
-                .find(|c| c.workers == p.workers && c.target == CALIBRATION_TARGET)
+                .find(|c| {
+                    c.workers == p.workers
+                        && c.target == CALIBRATION_TARGET
+                        && c.mode == p.workload.capacity.name()
+                })
                 .map(|c| c.capacity_rps);
             let rate = p
                 .workload

@@ -548,6 +548,7 @@ mod tests {
             description: "",
             args,
             capacity_share: None,
+            capacity: crate::model::workload::Capacity::KeepAlive,
             fairness: crate::model::workload::FairnessKind::Steady,
             fault: None,
         };

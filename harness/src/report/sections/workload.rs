@@ -32,11 +32,16 @@ pub(super) fn section(doc: &mut Vec<Block>, m: &Index, workload: &str, plots: &[
                 .iter()
                 .find_map(|c| c.offered_rps)
                 .map(|r| {
-                    let of = match (share, m.calibration(n)) {
+                    let of = match (share, m.calibration(workload, n)) {
                         (Some(s), Some(k)) => format!(
-                            " ({} of {}'s capacity, {})",
+                            " ({} of {}'s capacity{}, {})",
                             fmt_share(s),
                             k.target,
+                            if k.mode == "close" {
+                                " with a new connection per request"
+                            } else {
+                                ""
+                            },
                             fmt_rps(k.capacity_rps)
                         ),
                         _ => String::new(),
@@ -119,7 +124,7 @@ pub(super) fn section(doc: &mut Vec<Block>, m: &Index, workload: &str, plots: &[
                 ),
             ];
             if open_loop {
-                let calibrated = m.calibration(n).map(|k| k.target.as_str());
+                let calibrated = m.calibration(workload, n).map(|k| k.target.as_str());
                 row.push(text(offered_share(
                     share,
                     calibrated,
