@@ -23,7 +23,7 @@ use std::fmt::Write;
 
 use super::herd::{Herd, RoleWake};
 use super::skeleton::{Call, Skeleton};
-use super::strace::split_top;
+use super::strace::{is_accept, is_read, is_wait, is_write, split_top};
 
 /// Escapes text for an SVG (XML) text node or attribute; characters XML
 /// does not allow are dropped.
@@ -42,26 +42,6 @@ pub fn esc(s: &str) -> String {
         }
     }
     out
-}
-
-/// A wait for readiness (`epoll_wait`, `poll`, ...).
-pub(crate) fn is_wait(name: &str) -> bool {
-    matches!(
-        name,
-        "epoll_wait" | "epoll_pwait" | "epoll_pwait2" | "poll" | "ppoll" | "select" | "pselect6"
-    )
-}
-
-pub(crate) fn is_accept(name: &str) -> bool {
-    matches!(name, "accept" | "accept4")
-}
-
-pub(crate) fn is_read(name: &str) -> bool {
-    matches!(name, "read" | "readv" | "recvfrom" | "recvmsg" | "recv")
-}
-
-pub(crate) fn is_write(name: &str) -> bool {
-    matches!(name, "write" | "writev" | "sendto" | "sendmsg" | "send")
 }
 
 /// Whether a call returned an error (its `ret` is an errno name).

@@ -9,11 +9,10 @@
 use std::fmt::Write;
 use std::path::Path;
 
-use super::diagram::{
-    self, args, epoll_ctl_target, is_accept, is_channel, is_error, is_read, is_wait, is_write,
-};
+use super::diagram::{self, args, epoll_ctl_target, is_channel, is_error};
 use super::herd::Herd;
 use super::skeleton::{Call, Skeleton};
+use super::strace::{is_accept, is_read, is_wait, is_write};
 
 /// What a call does for the connection, in one plain line. `role` is the
 /// process that made it, `life` that process's whole life of the

@@ -10,7 +10,7 @@ use std::collections::{HashMap, HashSet};
 use serde::{Deserialize, Serialize};
 
 use super::holdings::Holdings;
-use super::strace::{parse_fd, scm_rights, split_top, Event, Fd};
+use super::strace::{is_accept, is_wait, is_write, parse_fd, scm_rights, split_top, Event, Fd};
 
 /// A process of the target, by what it does.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -315,21 +315,6 @@ fn without_strings(s: &str) -> String {
         out.push(c);
     }
     out
-}
-
-fn is_wait(name: &str) -> bool {
-    matches!(
-        name,
-        "epoll_wait" | "epoll_pwait" | "epoll_pwait2" | "poll" | "ppoll" | "select" | "pselect6"
-    )
-}
-
-fn is_accept(name: &str) -> bool {
-    matches!(name, "accept" | "accept4")
-}
-
-fn is_write(name: &str) -> bool {
-    matches!(name, "write" | "writev" | "sendto" | "sendmsg")
 }
 
 /// A string argument summarised: its start, so that Node's

@@ -204,6 +204,29 @@ fn parse_time(s: &str) -> Option<u64> {
     Some(((h * 60 + m) * 60 + sec) * 1_000_000 + us)
 }
 
+/// A call that waits for readiness (an event loop's wakeup).
+pub fn is_wait(name: &str) -> bool {
+    matches!(
+        name,
+        "epoll_wait" | "epoll_pwait" | "epoll_pwait2" | "poll" | "ppoll" | "select" | "pselect6"
+    )
+}
+
+/// An accept.
+pub fn is_accept(name: &str) -> bool {
+    matches!(name, "accept" | "accept4")
+}
+
+/// A read from a socket or file.
+pub fn is_read(name: &str) -> bool {
+    matches!(name, "read" | "readv" | "recvfrom" | "recvmsg" | "recv")
+}
+
+/// A write to a socket or file.
+pub fn is_write(name: &str) -> bool {
+    matches!(name, "write" | "writev" | "sendto" | "sendmsg" | "send")
+}
+
 /// Splits at commas outside brackets and strings.
 pub fn split_top(s: &str) -> Vec<String> {
     let mut out = Vec::new();

@@ -25,7 +25,7 @@ use serde::{Deserialize, Serialize};
 
 use super::holdings::{Holdings, RoleHoldings};
 use super::skeleton::{Call, Skeleton};
-use super::strace::split_top;
+use super::strace::{is_accept, is_wait, split_top};
 
 /// The normalised fields of one skeleton (see the module). A field that the
 /// skeleton cannot tell (no holdings in an older skeleton.json) reads
@@ -193,17 +193,6 @@ fn args(c: &Call) -> Vec<String> {
         .and_then(|(_, r)| r.rsplit_once(") = "))
         .map_or("", |(a, _)| a);
     split_top(inner)
-}
-
-fn is_wait(name: &str) -> bool {
-    matches!(
-        name,
-        "epoll_wait" | "epoll_pwait" | "epoll_pwait2" | "poll" | "ppoll" | "select" | "pselect6"
-    )
-}
-
-fn is_accept(name: &str) -> bool {
-    matches!(name, "accept" | "accept4")
 }
 
 fn joined(flags: impl IntoIterator<Item = String>) -> String {
