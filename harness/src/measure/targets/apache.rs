@@ -212,20 +212,6 @@ fn quote(path: &Path) -> String {
     format!("\"{}\"", s.replace('\\', "\\\\").replace('"', "\\\""))
 }
 
-/// Whether the harness runs as root (effective uid 0, from
-/// `/proc/self/status`): then Apache needs `User`/`Group` for its children
-/// (it refuses to run them as root).
-fn running_as_root() -> bool {
-    std::fs::read_to_string("/proc/self/status")
-        .ok()
-        .and_then(|s| {
-            s.lines()
-                .find_map(|l| l.strip_prefix("Uid:"))
-                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
-        })
-        .unwrap_or(false)
-}
-
 /// The unprivileged group: Debian's `nogroup`, else `nobody`.
 fn nobody_group() -> &'static str {
     let has_nogroup = std::fs::read_to_string("/etc/group")
@@ -313,7 +299,7 @@ fn start_apache(ctx: &StartCtx<'_>, access_log: Option<&Path>) -> Result<Running
     let dir = ctx.work_dir.join("apache");
     std::fs::create_dir_all(&dir).map_err(|e| format!("cannot create {}: {e}", dir.display()))?;
     let files = ChildFiles::create()?;
-    let user = running_as_root().then(|| ("nobody", nobody_group()));
+    let user = super::running_as_root().then(|| ("nobody", nobody_group()));
     let deadline = Instant::now() + ctx.ready_timeout;
     let mut tries = 0;
     loop {

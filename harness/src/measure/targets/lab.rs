@@ -6,6 +6,18 @@ use super::{Running, StartCtx};
 use crate::measure::procs::{start_lab_server_with, RunningServer};
 use crate::model::record::ServerStats;
 
+/// Whether `strategy` can run here: an eBPF strategy loads its program
+/// with bpf(2), which needs root (CAP_BPF and CAP_NET_ADMIN); the bench
+/// skips it elsewhere with this reason rather than failing its runs.
+pub fn available(strategy: &str) -> Result<(), String> {
+    if strategy.contains("ebpf") && !super::running_as_root() {
+        return Err(format!(
+            "{strategy} loads an eBPF program, which needs root (CAP_BPF, CAP_NET_ADMIN)"
+        ));
+    }
+    Ok(())
+}
+
 /// Starts `lab-server --strategy strategy`.
 pub fn start(strategy: &str, ctx: &StartCtx<'_>) -> Result<Box<dyn Running>, String> {
     let stats = ctx.work_dir.join("server-stats.json");

@@ -89,7 +89,7 @@ impl TargetSpec {
     /// Whether this machine can run it; `Err` says how to install what is missing.
     pub fn available(&self) -> Result<(), String> {
         match self {
-            TargetSpec::Lab(_) => Ok(()),
+            TargetSpec::Lab(name) => lab::available(name),
             TargetSpec::Nginx(_) => nginx::available(),
             TargetSpec::Apache => apache::available(),
             TargetSpec::Node(_) => node::available(),
@@ -250,6 +250,20 @@ pub fn wait_http_ok(addr: &str, timeout: Duration) -> Result<(), String> {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Whether the harness runs as root (effective uid 0, from
+/// `/proc/self/status`): Apache then needs `User`/`Group` for its children
+/// (it refuses to run them as root), and only root loads eBPF programs.
+pub(crate) fn running_as_root() -> bool {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find_map(|l| l.strip_prefix("Uid:"))
+                .and_then(|ids| ids.split_whitespace().nth(1).map(|e| e == "0"))
+        })
+        .unwrap_or(false)
 }
 
 #[cfg(test)]
