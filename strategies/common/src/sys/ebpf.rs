@@ -12,7 +12,7 @@
 //!   descriptor and a lookup returns that socket's cookie);
 //! - [`load_program`]: `BPF_PROG_LOAD`; a program the verifier refuses comes
 //!   back as an error that carries the verifier's log;
-//! - [`attach_reuseport_ebpf`]: `SO_ATTACH_REUSEPORT_EBPF`;
+//! - [`attach_reuseport_ebpf`], with `SO_ATTACH_REUSEPORT_EBPF`;
 //! - [`socket_cookie`]: `SO_COOKIE`, the socket's id in the kernel;
 //! - for tests and tools, [`program_ids`] (`BPF_PROG_GET_NEXT_ID`) and
 //!   [`map_fd_by_id`] (`BPF_MAP_GET_FD_BY_ID`).
