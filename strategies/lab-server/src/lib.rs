@@ -131,14 +131,14 @@ pub const STRATEGIES: &[StrategyEntry] = &[
         build: |_| Box::new(ReusePort::new(strategy_reuseport::Variant::WorkerOwned)),
     },
     StrategyEntry {
-        name: "reuseport:ebpf-least-loaded",
-        about: "master-owned SO_REUSEPORT steered by an eBPF program to the least-loaded worker (needs root)",
-        build: |_| Box::new(ReusePort::new(strategy_reuseport::Variant::EbpfLeastLoaded)),
-    },
-    StrategyEntry {
         name: "reuseport:cbpf-cpu",
         about: "worker-owned SO_REUSEPORT steered by a cBPF program by receiving CPU, workers pinned",
         build: |_| Box::new(ReusePort::new(strategy_reuseport::Variant::CbpfCpu)),
+    },
+    StrategyEntry {
+        name: "reuseport:ebpf-least-loaded",
+        about: "master-owned SO_REUSEPORT steered by an eBPF program to the least-loaded worker (needs root)",
+        build: |_| Box::new(ReusePort::new(strategy_reuseport::Variant::EbpfLeastLoaded)),
     },
 ];
 

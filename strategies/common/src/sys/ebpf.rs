@@ -391,6 +391,38 @@ mod tests {
     }
 
     #[test]
+    fn tcp_info_of_a_listener_gives_its_accept_queue() {
+        use std::os::fd::AsFd;
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap();
+        assert_eq!(accept_queue_len(listener.as_fd()).unwrap(), 0);
+        let clients: Vec<_> = (0..3)
+            .map(|_| std::net::TcpStream::connect(addr).unwrap())
+            .collect();
+        // On loopback the handshake is complete when connect returns.
+        assert_eq!(accept_queue_len(listener.as_fd()).unwrap(), 3);
+        drop(listener.accept().unwrap());
+        assert_eq!(accept_queue_len(listener.as_fd()).unwrap(), 2);
+        assert!(
+            accept_queue_len(clients[0].as_fd()).is_err(),
+            "not a listener"
+        );
+    }
+
+    #[test]
+    fn cookies_are_per_socket() {
+        use std::os::fd::AsFd;
+        let a = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let b = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let (ca, cb) = (
+            socket_cookie(a.as_fd()).unwrap(),
+            socket_cookie(b.as_fd()).unwrap(),
+        );
+        assert!(ca != 0 && cb != 0 && ca != cb);
+        assert_eq!(socket_cookie(a.as_fd()).unwrap(), ca, "stable");
+    }
+
+    #[test]
     fn object_names_keep_fifteen_bytes_and_a_nul() {
         let n = object_name("a_name_longer_than_fifteen");
         assert_eq!(&n[..15], b"a_name_longer_t");
