@@ -62,6 +62,8 @@ pub enum Alu {
     And = 0x50,
     /// `dst <<= src`
     Lsh = 0x60,
+    /// `dst >>= src`, unsigned
+    Rsh = 0x70,
     /// `dst %= src` (unsigned)
     Mod = 0x90,
     /// `dst ^= src`
@@ -210,6 +212,16 @@ mod tests {
         );
         // r7 %= 4           97 07 00 00 04 00 00 00
         assert_eq!(bytes(alu_imm(Alu::Mod, R7, 4)), [0x97, 7, 0, 0, 4, 0, 0, 0]);
+        // r3 >>= 63         77 03 00 00 3f 00 00 00
+        assert_eq!(
+            bytes(alu_imm(Alu::Rsh, R3, 63)),
+            [0x77, 3, 0, 0, 63, 0, 0, 0]
+        );
+        // r3 *= r2          2f 23 00 00 00 00 00 00
+        assert_eq!(
+            bytes(alu_reg(Alu::Mul, R3, R2)),
+            [0x2f, 0x23, 0, 0, 0, 0, 0, 0]
+        );
         // r3 s>>= 63        c7 03 00 00 3f 00 00 00
         assert_eq!(
             bytes(alu_imm(Alu::Arsh, R3, 63)),
