@@ -407,3 +407,37 @@ fn without_privileges_it_says_so_in_one_line() {
     assert!(err.contains("needs root (CAP_BPF/CAP_NET_ADMIN)"), "{err}");
     assert!(out.stdout.is_empty(), "no ready line");
 }
+
+#[test]
+fn idle_workers_share_new_connections_and_the_program_counts_each_once() {
+    let workers = 4;
+    let dir = TempDir::new("ebpf-spread");
+    let stats = dir.path().join("stats.json");
+    let mut server = Server::start(STRATEGY, workers, &["--stats-out", stats.to_str().unwrap()]);
+    let (_, load, _) = open_maps(server.master_pid);
+    let mut served = Vec::new();
+    for _ in 0..40 {
+        served.push(get(server.addr, "/").worker());
+        wait_all_zero(&load, workers);
+    }
+    let by_worker = count_by_worker(served.iter().copied());
+    // The hash picks where the search starts: all four get some.
+    assert_eq!(by_worker.len(), workers, "{by_worker:?}");
+    server.stop();
+    let report = read_stats(&stats);
+    let ll = &report["master"]["least_loaded"];
+    for (slot, s) in ll["slots"].as_array().unwrap().iter().enumerate() {
+        let pid = server.worker_pids[slot];
+        let worker = stats_workers(&report)
+            .iter()
+            .find(|w| w["pid"].as_i64() == Some(pid as i64))
+            .unwrap();
+        let by_program = uint(s, "assigned") as i64 - s["corrected_by"].as_i64().unwrap();
+        assert_eq!(
+            by_program,
+            uint(worker, "connections") as i64,
+            "slot {slot}: the program counted each connection its worker took, once: {ll}"
+        );
+        assert_eq!(uint(worker, "connections"), by_worker[&pid] as u64);
+    }
+}
