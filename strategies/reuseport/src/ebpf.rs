@@ -22,8 +22,9 @@
 //! prune one against the other and would walk 2^N paths. The choice is
 //! "sign bit of `key - best`" (0 or 1, an unsigned shift by 63) times the
 //! change. Not a mask (`s>> 63` then `&`): the verifier of Linux 6.18 splits
-//! its state on that pattern (0 or -1), which is the 2^N paths again; a
-//! load test below loads the program into the kernel for N up to 1024:
+//! its state on that pattern (0 or -1), which is the 2^N paths again (it
+//! refused the program from N = 16). The test `the_kernel_loads_it` loads
+//! the program into the kernel for N up to 1024. In outline:
 //!
 //! ```text
 //! start = ctx->hash % N
