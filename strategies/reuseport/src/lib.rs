@@ -148,7 +148,10 @@ pub struct ReusePort {
     cpus: Vec<usize>,
     /// Worker slots in reuseport-group order (cbpf-cpu).
     group: Vec<usize>,
-    /// The maps, program and corrections (ebpf-least-loaded).
+    /// The maps, program, timer and corrections (ebpf-least-loaded). In a
+    /// worker its descriptors' numbers are closed by the sweep, so it must
+    /// never be dropped there (the child leaves with `_exit`); the worker
+    /// uses only its slot's counters, in the inherited mapping.
     balancer: Option<LeastLoaded>,
 }
 
@@ -235,7 +238,7 @@ impl Strategy for ReusePort {
         self.addr = Some(addr);
         self.backlog = config.backlog;
         self.workers = config.workers;
-        // BPF first: where it is not allowed, say so before anything is bound.
+        // BPF first: where it is not allowed, say so before any listener is open.
         let load_map = if self.variant == Variant::EbpfLeastLoaded {
             Some(LeastLoaded::create_load_map(config.workers)?)
         } else {
