@@ -22,11 +22,21 @@
 //! connections waiting in its listener's accept queue plus those its worker
 //! has open. Left alone it drifts upwards, for good: the program runs at the
 //! SYN, so a SYN the kernel drops because the accept queue is full is counted
-//! when it arrives and again when the client retries it; a connection reset
-//! while still queued, or a request socket that times out, is counted and
-//! never finished; a worker that dies or is killed at the drain deadline
-//! never finishes the connections it had open. A slot whose count is too high
-//! would get less than its share for ever.
+//! when it arrives and again when the client retries it; a handshake that
+//! never completes (the client gives up, or resets it, before its final ACK)
+//! is counted and never reaches the queue; a worker that dies or is killed
+//! at the drain deadline never finishes the connections it had open. (A
+//! connection reset while it waits complete in the accept queue is not one
+//! of them: `accept` still returns it, and the worker finishes it.) A slot
+//! whose count is too high would get less than its share for ever.
+//!
+//! Measured (the overload test's scenario, by hand): 2 stopped workers,
+//! `--backlog 2`, 24 clients with a 2.5 s connect timeout: 6 connect (3 per
+//! queue), the other SYNs are dropped and retried; half of the 6 are then
+//! reset in the queue and the workers resumed. The program had counted 60
+//! assignments for 6 connections; the master applied 3 corrections per slot
+//! (`corrected_by` -27 each), and at the end each slot's `assigned` =
+//! `finished` = its worker's 3 connections.
 //!
 //! So the master measures the truth on a timer ([`TICK`], 100 ms): for each
 //! slot, `outstanding = accept queue length + open connections`, the queue
