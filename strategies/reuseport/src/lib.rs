@@ -33,7 +33,10 @@
 //!   connection's hash ([`ebpf`], built with [`asm`]; the maps, the drift
 //!   correction and the worker's count in [`least_loaded`]). Master-owned so
 //!   that the array of listeners the program selects from never changes and a
-//!   dead worker's queue waits for its replacement. Loading it needs root.
+//!   dead worker's queue waits for its replacement. A worker at
+//!   `--max-conns` stops accepting like any `reuseport` worker; its queue,
+//!   and so its load, grows, and new connections go to the others. Loading
+//!   the program needs root.
 //! - `reuseport:cbpf-cpu` ([`Variant::CbpfCpu`]) is worker-owned too, and adds
 //!   `SO_ATTACH_REUSEPORT_CBPF` with a program that picks the listener by the
 //!   CPU that received the SYN ([`cbpf`]), and pins each worker to the CPU
