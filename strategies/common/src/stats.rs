@@ -59,6 +59,21 @@ shared_struct! {
 }
 
 shared_struct! {
+    /// One worker slot's counters in the load map of
+    /// `reuseport:ebpf-least-loaded` (an mmapable BPF array the master maps
+    /// before fork): its eBPF program reads both and adds to `assigned`, the
+    /// slot's worker adds to `finished`. One cache line per slot.
+    #[repr(C, align(64))]
+    pub struct LoadSlot {
+        /// Connections the program gave this slot's listener, plus the
+        /// master's corrections (see the strategy's drift correction).
+        pub assigned: AtomicU64,
+        /// Connections this slot's workers have closed.
+        pub finished: AtomicU64,
+    }
+}
+
+shared_struct! {
     /// The word behind the cross-process accept mutex: the pid of the holder, or 0.
     #[repr(C, align(64))]
     pub struct LockWord(pub AtomicI32);
@@ -301,6 +316,37 @@ pub struct MasterRecord {
     /// acknowledging them, closed by the master instead of being re-routed
     /// (master-pass, Node's behaviour: those clients are lost).
     pub connections_lost_in_flight: u64,
+    /// `reuseport:ebpf-least-loaded` only: the load map and its corrections.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub least_loaded: Option<LeastLoadedRecord>,
+}
+
+/// What `reuseport:ebpf-least-loaded`'s master reports in the stats file.
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LeastLoadedRecord {
+    /// Drift corrections applied, all slots together.
+    pub corrections: u64,
+    /// One entry per slot, in slot order, read at shutdown.
+    pub slots: Vec<LeastLoadedSlot>,
+}
+
+/// One slot of [`LeastLoadedRecord`].
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct LeastLoadedSlot {
+    /// Slot index.
+    pub slot: usize,
+    /// The socket cookie the sockarray holds for this slot (a lookup from
+    /// user space returns it), `None` if the slot is empty.
+    pub listener_cookie: Option<u64>,
+    /// [`LoadSlot::assigned`].
+    pub assigned: u64,
+    /// [`LoadSlot::finished`].
+    pub finished: u64,
+    /// Drift corrections applied to this slot.
+    pub corrections: u64,
+    /// The sum of the corrections' differences (what the program's own
+    /// count was off by).
+    pub corrected_by: i64,
 }
 
 /// Where the stats file goes; checked at startup so that a bad path fails

@@ -247,6 +247,10 @@ pub trait Intake {
         Ok(())
     }
 
+    /// A connection this worker took was closed, whichever way: a count
+    /// (`reuseport:ebpf-least-loaded` adds it to its slot's `finished`).
+    fn connection_closed(&mut self) {}
+
     /// The worker reached (`true`) or left (`false`) its `--max-conns` cap:
     /// stop taking new connections until it is called with `false`. Not
     /// called once the worker is stopping.

@@ -287,6 +287,7 @@ impl Loop {
         // the open file description, not the descriptor.
         let _ = poll.registry().deregister(&mut conn.stream);
         drop(conn.stream);
+        intake.connection_closed();
         self.env.counters.open_connections.fetch_sub(1, Relaxed);
         if let Some(tag) = conn.tag {
             intake.on_closed(tag, poll)?;

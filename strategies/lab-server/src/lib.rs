@@ -135,6 +135,11 @@ pub const STRATEGIES: &[StrategyEntry] = &[
         about: "worker-owned SO_REUSEPORT steered by a cBPF program by receiving CPU, workers pinned",
         build: |_| Box::new(ReusePort::new(strategy_reuseport::Variant::CbpfCpu)),
     },
+    StrategyEntry {
+        name: "reuseport:ebpf-least-loaded",
+        about: "master-owned SO_REUSEPORT steered by an eBPF program to the least-loaded worker (needs root)",
+        build: |_| Box::new(ReusePort::new(strategy_reuseport::Variant::EbpfLeastLoaded)),
+    },
 ];
 
 /// The names in [`STRATEGIES`], in order, joined with `", "`.

@@ -26,6 +26,17 @@
 //!   connection queued there, unless `net.ipv4.tcp_migrate_req=1` (Linux
 //!   5.14), which moves them to another listener of the group. Its
 //!   replacement opens a new socket that joins the group.
+//! - `reuseport:ebpf-least-loaded` ([`Variant::EbpfLeastLoaded`]) is
+//!   master-owned, and attaches an eBPF program that gives each new
+//!   connection to the listener of the least-loaded worker (connections the
+//!   program gave it minus connections it finished), ties broken by the
+//!   connection's hash ([`ebpf`], built with [`asm`]; the maps, the drift
+//!   correction and the worker's count in [`least_loaded`]). Master-owned so
+//!   that the array of listeners the program selects from never changes and a
+//!   dead worker's queue waits for its replacement. A worker at
+//!   `--max-conns` stops accepting like any `reuseport` worker; its queue,
+//!   and so its load, grows, and new connections go to the others. Loading
+//!   the program needs root.
 //! - `reuseport:cbpf-cpu` ([`Variant::CbpfCpu`]) is worker-owned too, and adds
 //!   `SO_ATTACH_REUSEPORT_CBPF` with a program that picks the listener by the
 //!   CPU that received the SYN ([`cbpf`]), and pins each worker to the CPU
@@ -80,21 +91,27 @@
 //! pinned to its position's CPU when it says `Ready`.
 #![deny(missing_docs)]
 
+pub mod asm;
 pub mod cbpf;
+pub mod ebpf;
+pub mod least_loaded;
 
 use std::io;
 use std::net::SocketAddr;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 use lab_common::channel::Frame;
 use lab_common::intake::ListenerIntake;
 use lab_common::listen::{bind, listen, local_addr, ListenOptions};
-use lab_common::stats::Shared;
+use lab_common::stats::{MasterRecord, Shared};
 use lab_common::strategy::{Master, ServerConfig, Strategy, WorkerEnv};
 use lab_common::sys::bpf::attach_reuseport_cbpf;
 use lab_common::sys::epoll::ListenerWakeup;
 use lab_common::worker;
+use least_loaded::{LeastLoaded, LeastLoadedIntake};
+use mio::event::Event;
+use mio::Registry;
 use nix::sched::{sched_getaffinity, sched_setaffinity, CpuSet};
 use nix::unistd::Pid;
 use std::os::fd::AsFd;
@@ -108,6 +125,9 @@ pub enum Variant {
     MasterOwned,
     /// `reuseport:worker-owned`: each worker opens its own listener after fork.
     WorkerOwned,
+    /// `reuseport:ebpf-least-loaded`: master-owned, steered by an eBPF
+    /// program to the least-loaded worker.
+    EbpfLeastLoaded,
     /// `reuseport:cbpf-cpu`: worker-owned, steered by a cBPF program by
     /// receiving CPU, workers pinned.
     CbpfCpu,
@@ -131,6 +151,11 @@ pub struct ReusePort {
     cpus: Vec<usize>,
     /// Worker slots in reuseport-group order (cbpf-cpu).
     group: Vec<usize>,
+    /// The maps, program, timer and corrections (ebpf-least-loaded). In a
+    /// worker its descriptors' numbers are closed by the sweep, so it must
+    /// never be dropped there (the child leaves with `_exit`); the worker
+    /// uses only its slot's counters, in the inherited mapping.
+    balancer: Option<LeastLoaded>,
 }
 
 impl ReusePort {
@@ -145,7 +170,20 @@ impl ReusePort {
             listeners: Vec::new(),
             cpus: Vec::new(),
             group: Vec::new(),
+            balancer: None,
         }
+    }
+
+    fn master_owned(&self) -> bool {
+        matches!(
+            self.variant,
+            Variant::MasterOwned | Variant::EbpfLeastLoaded
+        )
+    }
+
+    /// The master's listeners, slot order (master-owned, in the master).
+    fn listener_fds(&self) -> Vec<BorrowedFd<'_>> {
+        self.listeners.iter().flatten().map(|l| l.as_fd()).collect()
     }
 
     fn cpu_steering(&self) -> bool {
@@ -194,7 +232,7 @@ fn allowed_cpus() -> io::Result<Vec<usize>> {
 }
 
 impl Strategy for ReusePort {
-    fn prepare(&mut self, config: &ServerConfig, _shared: Shared) -> io::Result<SocketAddr> {
+    fn prepare(&mut self, config: &ServerConfig, shared: Shared) -> io::Result<SocketAddr> {
         // First a bind *without* SO_REUSEPORT: it fails if anything holds the
         // port, even another reuseport group we must not silently join.
         let probe = bind(config.listen, false)?;
@@ -203,8 +241,14 @@ impl Strategy for ReusePort {
         self.addr = Some(addr);
         self.backlog = config.backlog;
         self.workers = config.workers;
+        // BPF first: where it is not allowed, say so before any listener is open.
+        let load_map = if self.variant == Variant::EbpfLeastLoaded {
+            Some(LeastLoaded::create_load_map(config.workers)?)
+        } else {
+            None
+        };
         match self.variant {
-            Variant::MasterOwned => {
+            Variant::MasterOwned | Variant::EbpfLeastLoaded => {
                 // One per slot, in slot order (the group's order too; nothing
                 // here depends on it). Non-blocking: the flag is on the open
                 // file, which the master and the slot's worker share; the
@@ -217,6 +261,9 @@ impl Strategy for ReusePort {
             Variant::WorkerOwned | Variant::CbpfCpu => {
                 self.reservation = Some(bind(addr, true)?.into());
             }
+        }
+        if let Some((map, slots)) = load_map {
+            self.balancer = Some(LeastLoaded::new(map, slots, &self.listener_fds(), shared)?);
         }
         if self.cpu_steering() {
             self.cpus = allowed_cpus()?;
@@ -243,7 +290,7 @@ impl Strategy for ReusePort {
     }
 
     fn worker_main(&mut self, env: WorkerEnv, control: UnixStream) -> io::Result<()> {
-        if self.variant == Variant::MasterOwned {
+        if self.master_owned() {
             let listener = self
                 .listeners
                 .get_mut(env.slot)
@@ -251,11 +298,15 @@ impl Strategy for ReusePort {
                 .ok_or_else(|| io::Error::other("reuseport: no listener for this slot"))?;
             // The master keeps its copy, so stopping just closes ours: the
             // queue stays for the slot's next worker.
-            return worker::run(
-                env,
-                ListenerIntake::new(listener, ListenerWakeup::LevelAll, env, false),
-                control,
-            );
+            let intake = ListenerIntake::new(listener, ListenerWakeup::LevelAll, env, false);
+            return match &self.balancer {
+                Some(b) => worker::run(
+                    env,
+                    LeastLoadedIntake::new(intake, b.slot(env.slot)),
+                    control,
+                ),
+                None => worker::run(env, intake, control),
+            };
         }
         let addr = self
             .addr
@@ -279,6 +330,29 @@ impl Strategy for ReusePort {
         self.cpu_steering()
     }
 
+    fn master_register(&mut self, registry: &Registry) -> io::Result<()> {
+        match self.balancer.as_mut() {
+            Some(b) => b.register(registry),
+            None => Ok(()),
+        }
+    }
+
+    fn master_event(&mut self, event: &Event, m: &mut Master<'_>) -> io::Result<()> {
+        let listeners: Vec<BorrowedFd<'_>> =
+            self.listeners.iter().flatten().map(|l| l.as_fd()).collect();
+        match self.balancer.as_mut() {
+            Some(b) => b.tick(event, &listeners, m),
+            None => Ok(()),
+        }
+    }
+
+    fn master_record(&self) -> MasterRecord {
+        MasterRecord {
+            least_loaded: self.balancer.as_ref().map(LeastLoaded::record),
+            ..MasterRecord::default()
+        }
+    }
+
     fn on_ready(&mut self, slot: usize, m: &mut Master<'_>) -> io::Result<()> {
         if !self.cpu_steering() {
             return Ok(());
@@ -300,6 +374,9 @@ impl Strategy for ReusePort {
     }
 
     fn on_worker_gone(&mut self, slot: usize, _pid: Pid, m: &mut Master<'_>) -> io::Result<()> {
+        if let (Some(b), Some(Some(l))) = (self.balancer.as_mut(), self.listeners.get(slot)) {
+            b.worker_gone(slot, l.as_fd())?;
+        }
         if !self.cpu_steering() {
             return Ok(());
         }

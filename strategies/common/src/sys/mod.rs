@@ -6,6 +6,7 @@
 //! that someone must remember to close.
 
 pub mod bpf;
+pub mod ebpf;
 pub mod epoll;
 pub mod fdpass;
 pub mod fds;

@@ -26,7 +26,7 @@ pub use http::{get, send_bad_input, BadInputOutcome, Client, Response};
 pub use server::{run_to_exit, Server, TempDir};
 
 /// Every `--strategy` name the binary accepts.
-pub const ALL_STRATEGIES: [&str; 13] = [
+pub const ALL_STRATEGIES: [&str; 14] = [
     "master-pass",
     "master-pass:reroute",
     "master-pass:rotate",
@@ -40,6 +40,7 @@ pub const ALL_STRATEGIES: [&str; 13] = [
     "reuseport",
     "reuseport:worker-owned",
     "reuseport:cbpf-cpu",
+    "reuseport:ebpf-least-loaded",
 ];
 
 /// The `master-pass*` strategies: the master alone listens and passes fds.
@@ -59,7 +60,12 @@ pub const SHARED: [&str; 6] = [
     "shared:accept-mutex",
 ];
 /// The `reuseport*` strategies: one `SO_REUSEPORT` listener per worker.
-pub const REUSEPORT: [&str; 3] = ["reuseport", "reuseport:worker-owned", "reuseport:cbpf-cpu"];
+pub const REUSEPORT: [&str; 4] = [
+    "reuseport",
+    "reuseport:worker-owned",
+    "reuseport:cbpf-cpu",
+    "reuseport:ebpf-least-loaded",
+];
 /// The reuseport strategies whose workers open their own listeners after
 /// fork (`reuseport` itself has the master open them all, as nginx does).
 pub const WORKER_OWNED_REUSEPORT: [&str; 2] = ["reuseport:worker-owned", "reuseport:cbpf-cpu"];

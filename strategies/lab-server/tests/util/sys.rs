@@ -102,4 +102,27 @@ pub fn enter_new_network_namespace() -> io::Result<()> {
     Ok(())
 }
 
+/// Closes `stream` with a reset instead of a FIN (`SO_LINGER` on with a
+/// zero timeout, then close), as a client that gives up abruptly does.
+pub fn close_with_reset(stream: std::net::TcpStream) -> io::Result<()> {
+    let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+    let linger = libc::linger {
+        l_onoff: 1,
+        l_linger: 0,
+    };
+    // SAFETY: `fd` is the open socket `stream` owns; the option value is a
+    // live `linger` of the size passed, which the kernel only reads.
+    syscall!(unsafe {
+        libc::setsockopt(
+            fd,
+            libc::SOL_SOCKET,
+            libc::SO_LINGER,
+            (&linger as *const libc::linger).cast(),
+            std::mem::size_of::<libc::linger>() as libc::socklen_t,
+        )
+    })?;
+    drop(stream);
+    Ok(())
+}
+
 pub use libc::{SIGCONT, SIGHUP, SIGINT, SIGKILL, SIGSTOP, SIGTERM};
