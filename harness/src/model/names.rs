@@ -9,6 +9,7 @@ pub const STRATEGIES: &[&str] = &[
     "master-pass:reroute",
     "master-pass:rotate",
     "master-pass:least-conn",
+    "master-pass:pipelined",
     "shared:prefork",
     "shared:blocking-thread",
     "shared:epoll",
@@ -18,6 +19,7 @@ pub const STRATEGIES: &[&str] = &[
     "reuseport",
     "reuseport:worker-owned",
     "reuseport:cbpf-cpu",
+    "reuseport:ebpf-least-loaded",
 ];
 
 /// Former names still taken on the command line, and the name each stands
