@@ -55,7 +55,7 @@ use nix::unistd::Pid;
 use crate::channel::{Frame, FrameReader, FRAME_LEN};
 pub use crate::config::{ServerConfig, WorkerEnv};
 use crate::stats::{MasterRecord, Shared};
-use crate::sys::fdpass::send_with_fd;
+use crate::sys::fdpass::send_with_fds;
 
 /// Master tokens below this value belong to the strategy.
 pub const STRATEGY_TOKEN_LIMIT: usize = 1_000_000;
@@ -197,11 +197,22 @@ impl Master<'_> {
     /// `Ok(false)`: the channel is full (try again when it is writable).
     /// An error means the worker is gone (its channel is closed).
     pub fn send_fd(&mut self, slot: usize, frame: Frame, fd: BorrowedFd<'_>) -> io::Result<bool> {
+        self.send_fds(slot, frame, &[fd])
+    }
+
+    /// Sends `frame` with every descriptor of `fds` attached to worker `slot`
+    /// in one `sendmsg` (all or none); as [`Master::send_fd`] otherwise.
+    pub fn send_fds(
+        &mut self,
+        slot: usize,
+        frame: Frame,
+        fds: &[BorrowedFd<'_>],
+    ) -> io::Result<bool> {
         let chan = self.workers[slot]
             .as_ref()
             .and_then(|w| w.channel.as_ref())
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
-        match send_with_fd(chan.as_fd(), &frame.encode(), fd) {
+        match send_with_fds(chan.as_fd(), &frame.encode(), fds) {
             Ok(n) if n == FRAME_LEN => Ok(true),
             // Unix stream sockets take a small write whole or not at all when
             // there is room; a short write would desynchronise the frames.

@@ -87,6 +87,11 @@ pub const STRATEGIES: &[StrategyEntry] = &[
         build: |_| Box::new(MasterPass::new(Policy::LeastConn)),
     },
     StrategyEntry {
+        name: "master-pass:pipelined",
+        about: "master accepts, passes fds to the worker with the fewest outstanding, under a credit window, several fds per sendmsg, no acks",
+        build: |_| Box::new(MasterPass::new(Policy::Pipelined)),
+    },
+    StrategyEntry {
         name: "shared:prefork",
         about: "classic pre-fork (Apache prefork MPM): one process, blocking accept(), serves that one connection to its end",
         build: |_| Box::new(SharedListener::new(Variant::Prefork)),

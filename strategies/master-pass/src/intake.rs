@@ -1,6 +1,7 @@
 //! The worker side: receive descriptors from the master, ack, report closes.
 //!
-//! Replies per descriptor ([`Replies`]): none (rotate, least-conn); one
+//! Replies per descriptor ([`Replies`]): none (rotate, least-conn,
+//! pipelined, whose `NewConns` frames carry several descriptors each); one
 //! `Ack` (`master-pass:reroute`); or, as Node's worker does, two
 //! (`master-pass`): `Received` the moment the descriptor is read (Node's
 //! child_process.js answers every `NODE_HANDLE` message with
@@ -140,30 +141,36 @@ impl ChannelIntake {
             }
             self.fds.extend(got.fds);
             for frame in self.frames.feed(&buf[..got.bytes])? {
-                let Frame::NewConn { seq } = frame else {
-                    continue;
+                let (seq, count) = match frame {
+                    Frame::NewConn { seq } => (seq, 1),
+                    // master-pass:pipelined: several descriptors in one
+                    // message, never acked.
+                    Frame::NewConns { seq, count } => (seq, count),
+                    _ => continue,
                 };
-                let Some(fd) = self.fds.pop_front() else {
-                    // MSG_CTRUNC dropped it; nothing to serve or ack.
-                    continue;
-                };
-                if ack && (self.stopping || self.paused) {
-                    // Refuse: the master still holds its copy and re-routes it.
-                    drop(fd);
-                    self.refused_at_cap |= !self.stopping;
-                    self.reply(seq, false)?;
-                    continue;
+                for _ in 0..count {
+                    let Some(fd) = self.fds.pop_front() else {
+                        // MSG_CTRUNC dropped it; nothing to serve or ack.
+                        break;
+                    };
+                    if ack && (self.stopping || self.paused) {
+                        // Refuse: the master still holds its copy and re-routes it.
+                        drop(fd);
+                        self.refused_at_cap |= !self.stopping;
+                        self.reply(seq, false)?;
+                        continue;
+                    }
+                    // Without acks the master kept no copy: serve it, stopping
+                    // or at the cap, or it is lost.
+                    // Ack on receipt, before serving (Node's child.js does the same).
+                    if ack {
+                        self.reply(seq, true)?;
+                    }
+                    out.push(Accepted {
+                        fd,
+                        tag: self.report_close.then_some(seq),
+                    });
                 }
-                // Without acks the master kept no copy: serve it, stopping
-                // or at the cap, or it is lost.
-                // Ack on receipt, before serving (Node's child.js does the same).
-                if ack {
-                    self.reply(seq, true)?;
-                }
-                out.push(Accepted {
-                    fd,
-                    tag: self.report_close.then_some(seq),
-                });
             }
         }
     }

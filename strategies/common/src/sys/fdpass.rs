@@ -15,11 +15,17 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::syscall;
 
+/// The most descriptors one message carries: `master-pass:pipelined`
+/// batches up to this many into one `sendmsg`; every other policy sends one.
+/// Bounded so that the receiver's control buffer is small and fixed.
+pub const MAX_FDS_PER_MESSAGE: usize = 16;
+
 /// The most descriptors one `recv_with_fds` call can take. Unix stream
-/// sockets never merge two messages that both carry descriptors into one read,
-/// and the master sends one descriptor per message, so one is the norm; the
-/// room for more only makes a misbehaving peer visible instead of fatal.
-pub const MAX_FDS_PER_READ: usize = 4;
+/// sockets never merge two messages that both carry descriptors into one
+/// read, and no message carries more than [`MAX_FDS_PER_MESSAGE`], so a read
+/// never needs more room; a peer that sent more would have the rest cut off
+/// (`MSG_CTRUNC`, counted by the worker), not crash it.
+pub const MAX_FDS_PER_READ: usize = MAX_FDS_PER_MESSAGE;
 
 /// Sends `data` with `fd` attached, in one `sendmsg`.
 ///
@@ -27,9 +33,19 @@ pub const MAX_FDS_PER_READ: usize = 4;
 /// byte if the count is non-zero. `MSG_NOSIGNAL`: a dead worker is reported as
 /// `EPIPE`, not by killing the master with SIGPIPE.
 pub fn send_with_fd(socket: BorrowedFd<'_>, data: &[u8], fd: BorrowedFd<'_>) -> io::Result<usize> {
+    send_with_fds(socket, data, &[fd])
+}
+
+/// Sends `data` with every descriptor of `fds` attached (one `SCM_RIGHTS`
+/// control message), in one `sendmsg`; as [`send_with_fd`] otherwise.
+pub fn send_with_fds(
+    socket: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let fds = [fd.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let cmsg = [ControlMessage::ScmRights(&raw)];
     let iov = [IoSlice::new(data)];
     sendmsg::<()>(
         socket.as_raw_fd(),

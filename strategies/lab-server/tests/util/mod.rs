@@ -26,11 +26,12 @@ pub use http::{get, send_bad_input, BadInputOutcome, Client, Response};
 pub use server::{run_to_exit, Server, TempDir};
 
 /// Every `--strategy` name the binary accepts.
-pub const ALL_STRATEGIES: [&str; 13] = [
+pub const ALL_STRATEGIES: [&str; 14] = [
     "master-pass",
     "master-pass:reroute",
     "master-pass:rotate",
     "master-pass:least-conn",
+    "master-pass:pipelined",
     "shared:prefork",
     "shared:blocking-thread",
     "shared:epoll",
@@ -43,11 +44,12 @@ pub const ALL_STRATEGIES: [&str; 13] = [
 ];
 
 /// The `master-pass*` strategies: the master alone listens and passes fds.
-pub const MASTER_PASS: [&str; 4] = [
+pub const MASTER_PASS: [&str; 5] = [
     "master-pass",
     "master-pass:reroute",
     "master-pass:rotate",
     "master-pass:least-conn",
+    "master-pass:pipelined",
 ];
 /// The `shared:*` strategies: one listener inherited by every worker.
 pub const SHARED: [&str; 6] = [
