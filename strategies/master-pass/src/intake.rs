@@ -24,7 +24,8 @@
 //! the master re-routes it; the worker stays out of the master's free list
 //! until it says `Resume` (room again). Without acks, the connection is
 //! served anyway (refusing it would lose it), so the cap is not enforced in
-//! those modes.
+//! those modes, except by `master-pass:pipelined`'s master, whose credit
+//! window is never larger than the cap.
 
 use std::collections::VecDeque;
 use std::io;

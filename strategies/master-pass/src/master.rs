@@ -358,7 +358,11 @@ impl Strategy for MasterPass {
         self.backlog = (0..config.workers).map(|_| VecDeque::new()).collect();
         self.blocked = vec![false; config.workers];
         if self.policy == Policy::Pipelined {
-            self.pipeline = Some(pipelined::Pipeline::new(shared.slots, config.workers)?);
+            self.pipeline = Some(pipelined::Pipeline::new(
+                shared.slots,
+                config.workers,
+                config.max_conns,
+            )?);
         }
         Ok(addr)
     }

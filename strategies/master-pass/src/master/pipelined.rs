@@ -11,7 +11,11 @@
 //! - **Credit window.** A worker with [`WINDOW`] outstanding connections gets
 //!   nothing more until it finishes some. When every ready worker is at its
 //!   window the master stops accepting, and new connections wait in the
-//!   kernel's accept queue (`credit_stalls`).
+//!   kernel's accept queue (`credit_stalls`). With a smaller `--max-conns`
+//!   the window is `--max-conns`: outstanding connections include every one
+//!   the worker holds open, so the master never gives a worker more than
+//!   it may hold, and the cap holds without a refusal (which, without acks,
+//!   would lose the connection).
 //! - **How the master learns that credit freed.** Without a message: while
 //!   it is stalled, a one-shot timer (`timerfd`, [`RESUME_AFTER`]) brings it
 //!   back to re-read the counters and accept again; the timer is re-armed as
@@ -89,15 +93,20 @@ pub(super) struct Pipeline {
 }
 
 impl Pipeline {
-    /// State for `workers` slots whose counters are `counters`.
-    pub(super) fn new(counters: &'static [WorkerCounters], workers: usize) -> io::Result<Self> {
+    /// State for `workers` slots whose counters are `counters`, each worker
+    /// holding at most `max_conns` connections.
+    pub(super) fn new(
+        counters: &'static [WorkerCounters],
+        workers: usize,
+        max_conns: usize,
+    ) -> io::Result<Self> {
         let timer = TimerFd::new(
             ClockId::CLOCK_MONOTONIC,
             TimerFlags::TFD_NONBLOCK | TimerFlags::TFD_CLOEXEC,
         )
         .map_err(io::Error::from)?;
         Ok(Pipeline {
-            picker: LeastOutstanding::new(WINDOW),
+            picker: LeastOutstanding::new(WINDOW.min(max_conns.max(1) as u64)),
             counters,
             sent: vec![0; workers],
             queued: (0..workers).map(|_| VecDeque::new()).collect(),
