@@ -26,7 +26,9 @@
 //!   until [`ACCEPT_BATCH`] connections, whichever comes first. After a full
 //!   batch the same timer is armed to expire at once, so the master comes
 //!   back for the rest after handling the events already waiting (the
-//!   workers' channels, signals) rather than starving them.
+//!   workers' channels, signals) rather than starving them. Out of
+//!   descriptors (`EMFILE`), it leaves the queue alone for
+//!   [`RETRY_AFTER_EMFILE`] and says so once.
 //! - **Batching.** The connections of one wakeup are grouped by the worker
 //!   they were given to, and each group goes in `sendmsg` calls of up to
 //!   [`MAX_FDS_PER_MESSAGE`] descriptors: one `NewConns { count }` frame,
@@ -69,6 +71,10 @@ pub const ACCEPT_BATCH: usize = 64;
 
 /// While every worker is at its window: how often the master looks again.
 pub const RESUME_AFTER: Duration = Duration::from_millis(1);
+
+/// Out of descriptors: how long the master leaves the accept queue alone
+/// before it tries again (the worker's own pause in the same case).
+pub const RETRY_AFTER_EMFILE: Duration = Duration::from_millis(100);
 
 /// The resume timer's token in the master's poll.
 pub(super) const TIMER: Token = Token(2);
@@ -204,6 +210,7 @@ impl MasterPass {
         }
         let mut stalled = !p.held.is_empty() && !candidates.is_empty();
         let mut batch_full = false;
+        let mut out_of_fds = false;
         if let (Some(listener), true, false) =
             (self.listener.as_ref(), p.held.is_empty(), self.stopping)
         {
@@ -220,6 +227,7 @@ impl MasterPass {
                 }
                 match accept4(listener.as_fd()) {
                     Ok(fd) => {
+                        self.out_of_resources = false;
                         accepted += 1;
                         self.record.connections_accepted += 1;
                         let seq = self.next_seq;
@@ -234,9 +242,11 @@ impl MasterPass {
                         AcceptFailure::Retry => {}
                         AcceptFailure::Resources => {
                             // Out of descriptors: the rest stay queued; the
-                            // next connection's event or the timer retries.
-                            eprintln!("lab-server: master: accept: {e}");
-                            batch_full = true;
+                            // timer (or the next connection's event) retries.
+                            if !std::mem::replace(&mut self.out_of_resources, true) {
+                                eprintln!("lab-server: master: accept: {e}; retrying every {RETRY_AFTER_EMFILE:?}");
+                            }
+                            out_of_fds = true;
                             break;
                         }
                         AcceptFailure::Fatal => return Err(e),
@@ -248,7 +258,9 @@ impl MasterPass {
             self.record.credit_stalls += 1;
         }
         p.stalled = stalled;
-        if batch_full {
+        if out_of_fds {
+            p.arm(RETRY_AFTER_EMFILE)?;
+        } else if batch_full {
             p.arm(Duration::from_nanos(1))?;
         } else if stalled {
             p.arm(RESUME_AFTER)?;
