@@ -130,3 +130,45 @@ const fn cmsg_space(fds: usize) -> usize {
     // SAFETY: CMSG_SPACE is a pure computation on a length.
     unsafe { libc::CMSG_SPACE((fds * mem::size_of::<RawFd>()) as u32) as usize }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::File;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    fn files(n: usize) -> Vec<File> {
+        (0..n).map(|_| File::open("/dev/null").unwrap()).collect()
+    }
+
+    fn send(a: &UnixStream, data: &[u8], files: &[File]) {
+        let fds: Vec<BorrowedFd<'_>> = files.iter().map(|f| f.as_fd()).collect();
+        assert_eq!(send_with_fds(a.as_fd(), data, &fds).unwrap(), data.len());
+    }
+
+    #[test]
+    fn one_message_carries_up_to_the_maximum_and_one_read_takes_them_all() {
+        let (a, b) = UnixStream::pair().unwrap();
+        send(&a, b"batch", &files(MAX_FDS_PER_MESSAGE));
+        send(&a, b"one", &files(1));
+        let mut buf = [0u8; 64];
+        let got = recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..got.bytes], b"batch");
+        assert_eq!(got.fds.len(), MAX_FDS_PER_MESSAGE);
+        assert!(!got.truncated);
+        // The next message's descriptors never join this read.
+        let got = recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        assert_eq!((&buf[..got.bytes], got.fds.len()), (&b"one"[..], 1));
+    }
+
+    #[test]
+    fn more_than_a_read_takes_is_cut_off_and_says_so() {
+        let (a, b) = UnixStream::pair().unwrap();
+        send(&a, b"x", &files(MAX_FDS_PER_READ + 3));
+        let mut buf = [0u8; 8];
+        let got = recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        assert!(got.truncated);
+        assert_eq!(got.fds.len(), MAX_FDS_PER_READ);
+    }
+}
