@@ -49,12 +49,13 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use mio::event::Event;
-use mio::{Poll, Registry};
+use mio::{Interest, Poll, Registry, Token};
 use nix::unistd::Pid;
 
 use crate::channel::{Frame, FrameReader, FRAME_LEN};
 pub use crate::config::{ServerConfig, WorkerEnv};
 use crate::stats::{MasterRecord, Shared};
+use crate::supervisor::CHANNEL_BASE;
 use crate::sys::fdpass::send_with_fds;
 
 /// Master tokens below this value belong to the strategy.
@@ -191,6 +192,25 @@ impl Master<'_> {
     /// The pid of slot's live worker.
     pub fn pid(&self, slot: usize) -> Option<Pid> {
         self.workers.get(slot)?.as_ref().map(|w| w.pid)
+    }
+
+    /// Whether the master hears when worker `slot`'s channel becomes
+    /// writable ([`Strategy::on_writable`]); it does from the fork on. A unix
+    /// socket becomes writable again each time the worker reads from it, so
+    /// a strategy that sends often and rarely finds the channel full turns
+    /// this off while it has nothing waiting, and on when a send finds the
+    /// channel full: otherwise every read by the worker wakes the master.
+    pub fn watch_writable(&mut self, slot: usize, on: bool) -> io::Result<()> {
+        let Some(chan) = self.workers[slot].as_mut().and_then(|w| w.channel.as_mut()) else {
+            return Ok(()); // gone: nothing to watch
+        };
+        let interest = if on {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        self.registry
+            .reregister(chan, Token(CHANNEL_BASE + slot), interest)
     }
 
     /// Sends `frame` with `fd` attached to worker `slot` in one `sendmsg`.

@@ -437,6 +437,7 @@ impl Strategy for MasterPass {
 
     fn on_ready(&mut self, slot: usize, m: &mut Master<'_>) -> io::Result<()> {
         if self.policy == Policy::Pipelined {
+            self.pipeline_flush(slot, m); // stops watching its channel
             self.pipeline_pump(m)?;
         } else if self.policy.acks() {
             self.make_free(slot, m);

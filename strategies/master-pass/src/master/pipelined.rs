@@ -34,6 +34,11 @@
 //!   [`MAX_FDS_PER_MESSAGE`] descriptors: one `NewConns { count }` frame,
 //!   `count` descriptors in one `SCM_RIGHTS` message. The master closes its
 //!   copies right after the call; the worker sends nothing back.
+//! - **No wake-up per read.** A unix socket becomes writable again each
+//!   time its reader takes something out, so the master hears of a
+//!   worker's channel becoming writable only while something is queued for
+//!   that worker (its channel was full); otherwise every batch the worker
+//!   reads would wake the master.
 //! - **A worker that dies.** Descriptors sent to it that it had not yet
 //!   received (sent minus its `connections` counter in shared memory) were
 //!   in its channel; the kernel closes them with the channel, and their
@@ -96,6 +101,10 @@ pub(super) struct Pipeline {
     timer_registered: bool,
     /// Every ready worker was at its window at the last look.
     stalled: bool,
+    /// Whether the master hears when the slot's channel becomes writable:
+    /// only while something is queued for it (see `Master::watch_writable`;
+    /// each worker's channel starts watched).
+    watching: Vec<bool>,
 }
 
 impl Pipeline {
@@ -121,6 +130,7 @@ impl Pipeline {
             timer_armed: false,
             timer_registered: false,
             stalled: false,
+            watching: vec![true; workers],
         })
     }
 
@@ -297,10 +307,19 @@ impl MasterPass {
                     self.record.fd_sendmsg_largest = self.record.fd_sendmsg_largest.max(n as u64);
                 }
                 // Full: on_writable sends the rest.
-                Ok(false) => return,
+                Ok(false) => {
+                    if !std::mem::replace(&mut p.watching[slot], true) {
+                        let _ = m.watch_writable(slot, true);
+                    }
+                    return;
+                }
                 // Gone: on_worker_gone re-routes the rest.
                 Err(_) => return,
             }
+        }
+        // Nothing waits for this worker: a read by it need not wake us.
+        if std::mem::take(&mut p.watching[slot]) {
+            let _ = m.watch_writable(slot, false);
         }
     }
 
@@ -324,6 +343,8 @@ impl MasterPass {
             );
         }
         let n = p.requeue(slot) as u64;
+        // The next worker in the slot gets a new channel, watched.
+        p.watching[slot] = true;
         if self.stopping {
             self.record.connections_dropped += p.take_held().len() as u64;
             return Ok(());
