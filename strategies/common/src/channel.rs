@@ -7,7 +7,8 @@
 //!
 //! Messages are fixed 8-byte frames: `[kind, flag, 0, 0, seq (u32 LE)]`. A
 //! `NewConn` frame carries one descriptor with `SCM_RIGHTS` (the frame is the
-//! data byte the descriptor rides on).
+//! data byte the descriptor rides on); a `NewConns` frame carries `count` of
+//! them in one message (`master-pass:pipelined`).
 
 use std::collections::VecDeque;
 use std::io::{self, Write};
@@ -24,6 +25,17 @@ pub enum Frame {
     NewConn {
         /// Sequence number of the connection, echoed in acks and close reports.
         seq: u32,
+    },
+    /// Master -> worker (`master-pass:pipelined`): `count` connections, their
+    /// descriptors attached to this one message in order. Fewer arrive only
+    /// if the kernel cut the control data off (`MSG_CTRUNC`).
+    NewConns {
+        /// Sequence number of the first connection (for traces; nothing is
+        /// echoed back).
+        seq: u32,
+        /// How many descriptors the message carries (1 to
+        /// `sys::fdpass::MAX_FDS_PER_MESSAGE`).
+        count: u8,
     },
     /// Worker -> master: connection `seq` was taken (`accepted`) or refused
     /// because the worker is shutting down (the master re-routes it).
@@ -61,6 +73,7 @@ impl Frame {
         let (kind, flag, seq) = match self {
             Frame::Ready => (b'R', 0, 0),
             Frame::NewConn { seq } => (b'N', 0, seq),
+            Frame::NewConns { seq, count } => (b'B', count, seq),
             Frame::Ack { seq, accepted } => (b'A', accepted as u8, seq),
             Frame::Closed { seq } => (b'C', 0, seq),
             Frame::Draining => (b'D', 0, 0),
@@ -77,6 +90,7 @@ impl Frame {
         Some(match b[0] {
             b'R' => Frame::Ready,
             b'N' => Frame::NewConn { seq },
+            b'B' => Frame::NewConns { seq, count: b[1] },
             b'A' => Frame::Ack {
                 seq,
                 accepted: b[1] != 0,
@@ -158,6 +172,7 @@ mod tests {
         for f in [
             Frame::Ready,
             Frame::NewConn { seq: 7 },
+            Frame::NewConns { seq: 8, count: 16 },
             Frame::Ack {
                 seq: u32::MAX,
                 accepted: false,

@@ -55,6 +55,11 @@ shared_struct! {
         /// worker did not try the lock; `shared:epoll-exclusive`, accepts
         /// after which it reordered for that reason.
         pub accept_disabled_turns: AtomicU64,
+        /// Connections this worker has finished (closed), bumped before the
+        /// socket is closed, so a client that sees the close sees the count.
+        /// `master-pass:pipelined`'s master reads it to learn a worker's
+        /// outstanding connections without a message per close.
+        pub closed: AtomicU64,
     }
 }
 
@@ -123,6 +128,8 @@ pub struct CounterSnapshot {
     pub listener_reorders: u64,
     /// See [`WorkerCounters::accept_disabled_turns`].
     pub accept_disabled_turns: u64,
+    /// See [`WorkerCounters::closed`].
+    pub closed: u64,
 }
 
 impl WorkerCounters {
@@ -140,6 +147,7 @@ impl WorkerCounters {
             max_conns_pauses: self.max_conns_pauses.load(Relaxed),
             listener_reorders: self.listener_reorders.load(Relaxed),
             accept_disabled_turns: self.accept_disabled_turns.load(Relaxed),
+            closed: self.closed.load(Relaxed),
         }
     }
 
@@ -158,6 +166,7 @@ impl WorkerCounters {
             &self.max_conns_pauses,
             &self.listener_reorders,
             &self.accept_disabled_turns,
+            &self.closed,
         ] {
             c.store(0, Relaxed);
         }
@@ -314,8 +323,21 @@ pub struct MasterRecord {
     pub accept_eagain: u64,
     /// Descriptors the master had passed to a worker that died before
     /// acknowledging them, closed by the master instead of being re-routed
-    /// (master-pass, Node's behaviour: those clients are lost).
+    /// (master-pass, Node's behaviour: those clients are lost); for
+    /// `master-pass:pipelined`, descriptors sent to a worker that died before
+    /// it received them (sent minus its `connections`), closed by the kernel
+    /// with its channel.
     pub connections_lost_in_flight: u64,
+    /// `sendmsg` calls that carried descriptors (master-pass):
+    /// `connections_passed / fd_sendmsgs` is the descriptors per call (1 for
+    /// every policy but `master-pass:pipelined`, which batches).
+    pub fd_sendmsgs: u64,
+    /// The most descriptors one `sendmsg` carried (master-pass).
+    pub fd_sendmsg_largest: u64,
+    /// `master-pass:pipelined`: times the master stopped accepting because
+    /// every ready worker was at its credit window (the connections waited in
+    /// the kernel's accept queue until a worker finished some).
+    pub credit_stalls: u64,
     /// `reuseport:ebpf-least-loaded` only: the load map and its corrections.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub least_loaded: Option<LeastLoadedRecord>,

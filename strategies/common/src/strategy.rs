@@ -49,13 +49,14 @@ use std::os::unix::net::UnixStream;
 use std::time::Duration;
 
 use mio::event::Event;
-use mio::{Poll, Registry};
+use mio::{Interest, Poll, Registry, Token};
 use nix::unistd::Pid;
 
 use crate::channel::{Frame, FrameReader, FRAME_LEN};
 pub use crate::config::{ServerConfig, WorkerEnv};
 use crate::stats::{MasterRecord, Shared};
-use crate::sys::fdpass::send_with_fd;
+use crate::supervisor::CHANNEL_BASE;
+use crate::sys::fdpass::send_with_fds;
 
 /// Master tokens below this value belong to the strategy.
 pub const STRATEGY_TOKEN_LIMIT: usize = 1_000_000;
@@ -193,15 +194,45 @@ impl Master<'_> {
         self.workers.get(slot)?.as_ref().map(|w| w.pid)
     }
 
+    /// Whether the master hears when worker `slot`'s channel becomes
+    /// writable ([`Strategy::on_writable`]); it does from the fork on. A unix
+    /// socket becomes writable again each time the worker reads from it, so
+    /// a strategy that sends often and rarely finds the channel full turns
+    /// this off while it has nothing waiting, and on when a send finds the
+    /// channel full: otherwise every read by the worker wakes the master.
+    pub fn watch_writable(&mut self, slot: usize, on: bool) -> io::Result<()> {
+        let Some(chan) = self.workers[slot].as_mut().and_then(|w| w.channel.as_mut()) else {
+            return Ok(()); // gone: nothing to watch
+        };
+        let interest = if on {
+            Interest::READABLE | Interest::WRITABLE
+        } else {
+            Interest::READABLE
+        };
+        self.registry
+            .reregister(chan, Token(CHANNEL_BASE + slot), interest)
+    }
+
     /// Sends `frame` with `fd` attached to worker `slot` in one `sendmsg`.
     /// `Ok(false)`: the channel is full (try again when it is writable).
     /// An error means the worker is gone (its channel is closed).
     pub fn send_fd(&mut self, slot: usize, frame: Frame, fd: BorrowedFd<'_>) -> io::Result<bool> {
+        self.send_fds(slot, frame, &[fd])
+    }
+
+    /// Sends `frame` with every descriptor of `fds` attached to worker `slot`
+    /// in one `sendmsg` (all or none); as [`Master::send_fd`] otherwise.
+    pub fn send_fds(
+        &mut self,
+        slot: usize,
+        frame: Frame,
+        fds: &[BorrowedFd<'_>],
+    ) -> io::Result<bool> {
         let chan = self.workers[slot]
             .as_ref()
             .and_then(|w| w.channel.as_ref())
             .ok_or_else(|| io::Error::from(io::ErrorKind::NotConnected))?;
-        match send_with_fd(chan.as_fd(), &frame.encode(), fd) {
+        match send_with_fds(chan.as_fd(), &frame.encode(), fds) {
             Ok(n) if n == FRAME_LEN => Ok(true),
             // Unix stream sockets take a small write whole or not at all when
             // there is room; a short write would desynchronise the frames.

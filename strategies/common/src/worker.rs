@@ -286,6 +286,9 @@ impl Loop {
         // a copy of this socket, and an epoll registration lives as long as
         // the open file description, not the descriptor.
         let _ = poll.registry().deregister(&mut conn.stream);
+        // Counted before the close: a client that sees its connection end
+        // (and opens the next one) finds this worker's count up to date.
+        WorkerCounters::bump(&self.env.counters.closed);
         drop(conn.stream);
         intake.connection_closed();
         self.env.counters.open_connections.fetch_sub(1, Relaxed);

@@ -27,7 +27,9 @@
 //!   master-pass (Node RR): it refuses the descriptor and the master routes
 //!   it to another worker, or holds it until one has room; rotate and
 //!   least-conn: served anyway (the master kept no copy; refusing would lose
-//!   the connection), so the cap does not hold there.
+//!   the connection), so the cap does not hold there; pipelined: the master
+//!   never gives a worker more outstanding connections than the cap (its
+//!   credit window), the rest wait in the kernel's queue.
 //!   The server raises its soft `RLIMIT_NOFILE` to `max-conns` + 64 if the
 //!   hard limit allows; where it does not, `--max-conns` is lowered to fit
 //!   (a stderr line says so), so a worker reaches its cap before `accept`
@@ -85,6 +87,11 @@ pub const STRATEGIES: &[StrategyEntry] = &[
         name: "master-pass:least-conn",
         about: "master accepts, passes fds to the worker with the fewest open connections",
         build: |_| Box::new(MasterPass::new(Policy::LeastConn)),
+    },
+    StrategyEntry {
+        name: "master-pass:pipelined",
+        about: "master accepts, passes fds to the worker with the fewest outstanding, under a credit window, several fds per sendmsg, no acks",
+        build: |_| Box::new(MasterPass::new(Policy::Pipelined)),
     },
     StrategyEntry {
         name: "shared:prefork",

@@ -116,3 +116,21 @@ fn master_pass_least_conn_gives_each_held_connection_to_a_different_idle_worker(
     let distinct: BTreeSet<i32> = answered.iter().copied().collect();
     assert_eq!(distinct.len(), WORKERS, "{WORKERS} connections held open at once should sit on {WORKERS} different workers, got {answered:?}");
 }
+
+#[test]
+fn master_pass_pipelined_gives_each_held_connection_to_a_different_idle_worker() {
+    // A connection held open stays outstanding (its worker has not finished
+    // it), so the worker with the fewest outstanding is one with none yet.
+    let server = Server::start("master-pass:pipelined", WORKERS, &[]);
+    let mut held = Vec::new();
+    let mut answered = Vec::new();
+    for i in 0..WORKERS {
+        let mut c = Client::connect(server.addr);
+        let r = c.get("/", false);
+        assert_eq!(r.status, 200, "held connection {i} -> {r:?}");
+        answered.push(r.worker());
+        held.push(c);
+    }
+    let distinct: BTreeSet<i32> = answered.iter().copied().collect();
+    assert_eq!(distinct.len(), WORKERS, "{WORKERS} connections held open at once should sit on {WORKERS} different workers, got {answered:?}");
+}

@@ -268,7 +268,9 @@ fn max_conns_caps_each_shared_epoll_worker_and_every_connection_is_served() {
 }
 
 /// One worker, `--max-conns 20`, 35 connections: the worker holds 20, the
-/// other 15 wait (in the kernel's queue, or in the master for master-pass)
+/// other 15 wait (in the kernel's queue, or in the master for master-pass
+/// with acks; `master-pass:pipelined`'s master leaves them in the kernel's
+/// queue, its credit window being the cap)
 /// and are served as the first ones close. Every strategy whose mechanism
 /// lets the worker decline a connection (not rotate or least-conn).
 /// `shared:prefork` holds one connection at a time whatever the cap: its

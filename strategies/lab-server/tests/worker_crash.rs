@@ -9,6 +9,10 @@
 //!   flight is not re-routed (`connections_rerouted` stays 0); the master
 //!   closes its copy (`connections_lost_in_flight`), and that client, and no
 //!   other, sees an error.
+//! - `master-pass:pipelined` closes its copy as it sends (no acks): the
+//!   descriptors in a killed worker's channel are lost with it, and counted
+//!   (`connections_lost_in_flight`, sent minus what the worker's shared
+//!   counters say it received): exactly the clients that see an error.
 //!
 //! A connection the worker had acked and was serving dies with it in any
 //! design, so each victim is first frozen with SIGSTOP: frozen, it reads no
@@ -432,4 +436,60 @@ fn connections_queued_on_a_killed_worker_owned_reuseport_listener_are_reset_unle
             "worker-owned, tcp_migrate_req=1: the queue moved to the other listener: {o:?}"
         );
     }
+}
+
+#[test]
+fn sigkill_of_a_master_pass_pipelined_worker_counts_every_descriptor_lost_in_its_channel() {
+    let Crashes {
+        result,
+        stats,
+        killed,
+        due,
+    } = kill_frozen_workers_under_load("master-pass:pipelined");
+    assert_eq!(killed.len(), KILLS);
+    let m = &stats["master"];
+    let field = |name: &str| master_field(&stats, name);
+    let (accepted, passed, rerouted, dropped, lost) = (
+        field("connections_accepted"),
+        field("connections_passed"),
+        field("connections_rerouted"),
+        field("connections_dropped"),
+        field("connections_lost_in_flight"),
+    );
+    // The master closes its copy when it sends: nothing to re-route, and
+    // nothing waits in the master at this rate.
+    assert_eq!((rerouted, dropped), (0, 0), "{m}");
+    // A frozen victim keeps its first descriptor outstanding, so it gets
+    // more only on a tie; it gets at least one within the freeze.
+    assert!(
+        lost >= 1,
+        "connections_lost_in_flight {lost}: expected at least one: {m}"
+    );
+    assert_eq!(
+        accepted,
+        result["connections_opened"].as_u64().unwrap(),
+        "the master accepted every connection loadgen opened: {m}"
+    );
+    assert_eq!(
+        passed, accepted,
+        "every connection passed exactly once: {m}"
+    );
+    assert_eq!(
+        sum_over_workers(&stats, "connections"),
+        accepted - lost,
+        "every accepted connection but the lost ones taken by exactly one worker: {stats}"
+    );
+    // Never silent: the lost connections' clients, and only they, saw an
+    // error, and the stats file counts each.
+    assert_eq!(
+        (ok(&result), errors(&result)),
+        (due - lost, lost),
+        "one error per descriptor lost in flight ({lost}): errors {}",
+        result["errors"],
+    );
+    assert_eq!(
+        sum_over_workers(&stats, "requests"),
+        ok(&result),
+        "the workers' 200s vs loadgen's ok: {stats}"
+    );
 }

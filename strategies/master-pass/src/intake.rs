@@ -1,6 +1,7 @@
 //! The worker side: receive descriptors from the master, ack, report closes.
 //!
-//! Replies per descriptor ([`Replies`]): none (rotate, least-conn); one
+//! Replies per descriptor ([`Replies`]): none (rotate, least-conn,
+//! pipelined, whose `NewConns` frames carry several descriptors each); one
 //! `Ack` (`master-pass:reroute`); or, as Node's worker does, two
 //! (`master-pass`): `Received` the moment the descriptor is read (Node's
 //! child_process.js answers every `NODE_HANDLE` message with
@@ -23,7 +24,8 @@
 //! the master re-routes it; the worker stays out of the master's free list
 //! until it says `Resume` (room again). Without acks, the connection is
 //! served anyway (refusing it would lose it), so the cap is not enforced in
-//! those modes.
+//! those modes, except by `master-pass:pipelined`'s master, whose credit
+//! window is never larger than the cap.
 
 use std::collections::VecDeque;
 use std::io;
@@ -140,30 +142,36 @@ impl ChannelIntake {
             }
             self.fds.extend(got.fds);
             for frame in self.frames.feed(&buf[..got.bytes])? {
-                let Frame::NewConn { seq } = frame else {
-                    continue;
+                let (seq, count) = match frame {
+                    Frame::NewConn { seq } => (seq, 1),
+                    // master-pass:pipelined: several descriptors in one
+                    // message, never acked.
+                    Frame::NewConns { seq, count } => (seq, count),
+                    _ => continue,
                 };
-                let Some(fd) = self.fds.pop_front() else {
-                    // MSG_CTRUNC dropped it; nothing to serve or ack.
-                    continue;
-                };
-                if ack && (self.stopping || self.paused) {
-                    // Refuse: the master still holds its copy and re-routes it.
-                    drop(fd);
-                    self.refused_at_cap |= !self.stopping;
-                    self.reply(seq, false)?;
-                    continue;
+                for _ in 0..count {
+                    let Some(fd) = self.fds.pop_front() else {
+                        // MSG_CTRUNC dropped it; nothing to serve or ack.
+                        break;
+                    };
+                    if ack && (self.stopping || self.paused) {
+                        // Refuse: the master still holds its copy and re-routes it.
+                        drop(fd);
+                        self.refused_at_cap |= !self.stopping;
+                        self.reply(seq, false)?;
+                        continue;
+                    }
+                    // Without acks the master kept no copy: serve it, stopping
+                    // or at the cap, or it is lost.
+                    // Ack on receipt, before serving (Node's child.js does the same).
+                    if ack {
+                        self.reply(seq, true)?;
+                    }
+                    out.push(Accepted {
+                        fd,
+                        tag: self.report_close.then_some(seq),
+                    });
                 }
-                // Without acks the master kept no copy: serve it, stopping
-                // or at the cap, or it is lost.
-                // Ack on receipt, before serving (Node's child.js does the same).
-                if ack {
-                    self.reply(seq, true)?;
-                }
-                out.push(Accepted {
-                    fd,
-                    tag: self.report_close.then_some(seq),
-                });
             }
         }
     }

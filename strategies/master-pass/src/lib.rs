@@ -3,7 +3,7 @@
 //! `AF_UNIX` control channel with `SCM_RIGHTS`, as Node.js cluster does in
 //! its default round-robin mode (`SCHED_RR`).
 //!
-//! Four ways to run the master ([`Policy`]):
+//! Five ways to run the master ([`Policy`]):
 //! - `master-pass` ([`Policy::NodeRr`]): the twin of Node 20.20.2 (libuv
 //!   1.46) cluster round-robin, as exact as we can make it. The listener is
 //!   level-triggered in the master's epoll and the master accepts one
@@ -28,6 +28,12 @@
 //!   master closes its copy right after `sendmsg`.
 //! - `master-pass:least-conn` ([`Policy::LeastConn`]): the worker with the
 //!   fewest open connections (workers report each close); no ack.
+//! - `master-pass:pipelined` ([`Policy::Pipelined`]): no stop-and-wait. The
+//!   worker with the fewest outstanding connections (finished ones counted
+//!   by the workers in shared memory, no message per close), a credit window
+//!   per worker instead of one unacknowledged descriptor, several
+//!   descriptors in one `sendmsg` when several go to the same worker
+//!   (`master::pipelined`).
 //!
 //! A worker busy burning CPU does not read its channel, so with acks it does
 //! not ack, so it is skipped.
@@ -53,6 +59,9 @@ pub enum Policy {
     Rotate,
     /// Fewest open connections, no acks.
     LeastConn,
+    /// Fewest outstanding connections under a credit window, descriptors
+    /// batched per `sendmsg`, no acks and no close reports.
+    Pipelined,
 }
 
 impl Policy {

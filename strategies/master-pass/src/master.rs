@@ -16,6 +16,8 @@
 //!   the inner one.
 //! - `master-pass:reroute`, rotate, least-conn: edge-triggered, accept until
 //!   `EAGAIN` on each wakeup (libuv <= 1.44): one `EAGAIN` per wakeup.
+//! - `master-pass:pipelined`: edge-triggered, accept until `EAGAIN`, a full
+//!   batch, or no worker with credit (see the `pipelined` module).
 //!
 //! # A worker that dies (crash, SIGKILL)
 //!
@@ -41,6 +43,9 @@
 //!   worker's channel are closed by the kernel with the channel, and those
 //!   clients are lost; only the master's own backlog for that worker (sends
 //!   that found the channel full) is re-routed.
+//! - pipelined: as rotate, but the descriptors in the dead worker's channel
+//!   are counted (`connections_lost_in_flight`) from what the master sent
+//!   and what the worker's shared counters say it received.
 //!
 //! # Rolling restart
 //!
@@ -71,6 +76,8 @@ use mio::unix::SourceFd;
 use mio::{Interest, Registry, Token};
 use nix::unistd::Pid;
 use std::os::fd::AsRawFd;
+
+mod pipelined;
 
 use crate::intake::{ChannelIntake, Replies};
 use crate::scheduler::{LeastConnections, NodeRoundRobin, Rotation};
@@ -121,7 +128,7 @@ impl Registration {
 }
 
 /// A connection the master holds.
-struct Pending {
+pub(crate) struct Pending {
     seq: u32,
     fd: OwnedFd,
 }
@@ -151,6 +158,8 @@ pub struct MasterPass {
     /// Rotate/LeastConn: connections that came while no worker could take
     /// one, sent when one is ready.
     waiting: VecDeque<Pending>,
+    /// `master-pass:pipelined`'s state (`None` for the other policies).
+    pipeline: Option<pipelined::Pipeline>,
     record: MasterRecord,
     stopping: bool,
 }
@@ -171,6 +180,7 @@ impl MasterPass {
             backlog: Vec::new(),
             blocked: Vec::new(),
             waiting: VecDeque::new(),
+            pipeline: None,
             record: MasterRecord::default(),
             stopping: false,
         }
@@ -258,6 +268,8 @@ impl MasterPass {
             match m.send_fd(slot, Frame::NewConn { seq: conn.seq }, conn.fd.as_fd()) {
                 Ok(true) => {
                     self.record.connections_passed += 1;
+                    self.record.fd_sendmsgs += 1;
+                    self.record.fd_sendmsg_largest = 1;
                     if let Some(old) = self.unacked[slot].replace(conn) {
                         // Never expected (a free worker has nothing unacked);
                         // dropping it would reset its client: re-route it.
@@ -316,6 +328,8 @@ impl MasterPass {
             match m.send_fd(slot, Frame::NewConn { seq: conn.seq }, conn.fd.as_fd()) {
                 Ok(true) => {
                     self.record.connections_passed += 1;
+                    self.record.fd_sendmsgs += 1;
+                    self.record.fd_sendmsg_largest = 1;
                     // No ack in these modes: close our copy right away.
                     self.backlog[slot].pop_front();
                 }
@@ -328,7 +342,7 @@ impl MasterPass {
 }
 
 impl Strategy for MasterPass {
-    fn prepare(&mut self, config: &ServerConfig, _shared: Shared) -> io::Result<SocketAddr> {
+    fn prepare(&mut self, config: &ServerConfig, shared: Shared) -> io::Result<SocketAddr> {
         // The master alone listens. Non-blocking: it accepts in its own loop.
         let socket = listen(
             config.listen,
@@ -343,6 +357,13 @@ impl Strategy for MasterPass {
         self.unacked = (0..config.workers).map(|_| None).collect();
         self.backlog = (0..config.workers).map(|_| VecDeque::new()).collect();
         self.blocked = vec![false; config.workers];
+        if self.policy == Policy::Pipelined {
+            self.pipeline = Some(pipelined::Pipeline::new(
+                shared.slots,
+                config.workers,
+                config.max_conns,
+            )?);
+        }
         Ok(addr)
     }
 
@@ -354,7 +375,7 @@ impl Strategy for MasterPass {
         let replies = match self.policy {
             Policy::NodeRr => Replies::ReceivedThenAck,
             Policy::NodeRrReroute => Replies::Ack,
-            Policy::Rotate | Policy::LeastConn => Replies::None,
+            Policy::Rotate | Policy::LeastConn | Policy::Pipelined => Replies::None,
         };
         let intake = ChannelIntake::new(env, replies, self.policy == Policy::LeastConn);
         worker::run(env, intake, control)
@@ -369,10 +390,23 @@ impl Strategy for MasterPass {
             Registration::change(self.registration, to, registry, l.as_fd())?;
             self.registration = to;
         }
+        if let Some(p) = self.pipeline.as_mut() {
+            p.register(registry)?;
+        }
         Ok(())
     }
 
     fn master_event(&mut self, event: &Event, m: &mut Master<'_>) -> io::Result<()> {
+        if event.token() == pipelined::TIMER {
+            if let Some(p) = self.pipeline.as_mut() {
+                p.timer_fired();
+            }
+            return if self.stopping {
+                Ok(())
+            } else {
+                self.pipeline_pump(m)
+            };
+        }
         if event.token() != LISTENER || self.stopping {
             return Ok(());
         }
@@ -390,6 +424,7 @@ impl Strategy for MasterPass {
                 }
                 self.dispatch_rr(m)
             }
+            Policy::Pipelined => self.pipeline_pump(m),
             Policy::Rotate | Policy::LeastConn => {
                 let conns = self.accept_all()?;
                 for c in conns {
@@ -401,7 +436,10 @@ impl Strategy for MasterPass {
     }
 
     fn on_ready(&mut self, slot: usize, m: &mut Master<'_>) -> io::Result<()> {
-        if self.policy.acks() {
+        if self.policy == Policy::Pipelined {
+            self.pipeline_flush(slot, m); // stops watching its channel
+            self.pipeline_pump(m)?;
+        } else if self.policy.acks() {
             self.make_free(slot, m);
             self.dispatch_rr(m)?;
         } else {
@@ -414,6 +452,10 @@ impl Strategy for MasterPass {
 
     fn on_retire(&mut self, slot: usize, m: &mut Master<'_>) -> io::Result<()> {
         // Before the worker is told to stop: nothing new goes to it.
+        if let Some(p) = self.pipeline.as_mut() {
+            self.record.connections_rerouted += p.requeue(slot) as u64;
+            return self.pipeline_pump(m);
+        }
         self.rr.remove(slot);
         self.blocked[slot] = false;
         let queued: Vec<Pending> = self.backlog[slot].drain(..).collect();
@@ -471,11 +513,18 @@ impl Strategy for MasterPass {
                 }
                 self.dispatch_rr(m)
             }
+            Policy::Pipelined => {
+                self.pipeline_flush(slot, m);
+                Ok(())
+            }
             _ => self.flush_backlog(slot, m),
         }
     }
 
     fn on_worker_gone(&mut self, slot: usize, _pid: Pid, m: &mut Master<'_>) -> io::Result<()> {
+        if self.policy == Policy::Pipelined {
+            return self.pipeline_worker_gone(slot, m);
+        }
         self.rr.remove(slot);
         self.least.reset(slot);
         self.blocked[slot] = false;
@@ -524,6 +573,10 @@ impl Strategy for MasterPass {
         }
         self.record.connections_dropped += self.rr.drain().count() as u64;
         self.record.connections_dropped += std::mem::take(&mut self.waiting).len() as u64;
+        if let Some(p) = self.pipeline.as_mut() {
+            p.disarm();
+            self.record.connections_dropped += p.take_held().len() as u64;
+        }
         Ok(())
     }
 

@@ -138,6 +138,56 @@ impl LeastConnections {
     }
 }
 
+/// `master-pass:pipelined`: the worker with the fewest outstanding
+/// connections (sent to it and not yet finished), skipping any at its credit
+/// window; ties rotate, so that an idle server still spreads sequential
+/// connections.
+///
+/// Pure: the caller supplies each candidate's outstanding count (the master
+/// computes it from what it sent and the worker's `closed` counter in
+/// shared memory) and says which slot it used ([`Self::picked`]), so that
+/// a pick the caller could not use (the accept found the queue empty) does
+/// not move the rotation.
+#[derive(Debug)]
+pub struct LeastOutstanding {
+    window: u64,
+    last: Option<usize>,
+}
+
+impl LeastOutstanding {
+    /// A picker that gives no worker more than `window` outstanding
+    /// connections.
+    pub fn new(window: u64) -> Self {
+        LeastOutstanding { window, last: None }
+    }
+
+    /// The credit window.
+    pub fn window(&self) -> u64 {
+        self.window
+    }
+
+    /// Among `(slot, outstanding)` candidates in slot order, the one with the
+    /// fewest outstanding that is below the window; among equals, the first
+    /// after the slot used last (wrapping). `None`: no candidate has credit.
+    pub fn pick(&self, candidates: &[(usize, u64)]) -> Option<usize> {
+        let least = candidates
+            .iter()
+            .map(|&(_, n)| n)
+            .filter(|&n| n < self.window)
+            .min()?;
+        let tied = candidates.iter().filter(|&&(_, n)| n == least);
+        let after_last = self
+            .last
+            .and_then(|last| tied.clone().find(|&&(s, _)| s > last));
+        after_last.or_else(|| tied.clone().next()).map(|&(s, _)| s)
+    }
+
+    /// The caller gave a connection to `slot`.
+    pub fn picked(&mut self, slot: usize) {
+        self.last = Some(slot);
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -207,5 +257,56 @@ mod tests {
         lc.closed(0);
         lc.closed(0);
         assert_eq!(lc.pick(&ready), Some(0));
+    }
+
+    #[test]
+    fn least_outstanding_prefers_the_fewest_outstanding() {
+        let lo = LeastOutstanding::new(4);
+        assert_eq!(lo.pick(&[(0, 3), (1, 1), (2, 2)]), Some(1));
+        assert_eq!(lo.pick(&[]), None);
+    }
+
+    #[test]
+    fn least_outstanding_rotates_ties_and_skips_slots_it_was_not_given() {
+        let mut lo = LeastOutstanding::new(4);
+        let mut got = Vec::new();
+        for _ in 0..5 {
+            let s = lo.pick(&[(0, 0), (2, 0), (3, 0)]).unwrap();
+            lo.picked(s);
+            got.push(s);
+        }
+        assert_eq!(got, [0, 2, 3, 0, 2]);
+        // A pick not used does not move the rotation.
+        assert_eq!(lo.pick(&[(0, 0), (2, 0), (3, 0)]), Some(3));
+        assert_eq!(lo.pick(&[(0, 0), (2, 0), (3, 0)]), Some(3));
+    }
+
+    #[test]
+    fn least_outstanding_skips_a_worker_at_its_window_and_gives_none_when_all_are_full() {
+        let mut lo = LeastOutstanding::new(2);
+        // Slot 0 is at its window although it is the only one left.
+        assert_eq!(lo.pick(&[(0, 2), (1, 1)]), Some(1));
+        lo.picked(1);
+        assert_eq!(lo.pick(&[(0, 2), (1, 2)]), None);
+        assert_eq!(lo.pick(&[(0, 2)]), None);
+        // Credit frees: slot 0 finished one.
+        assert_eq!(lo.pick(&[(0, 1), (1, 2)]), Some(0));
+        assert_eq!(lo.window(), 2);
+    }
+
+    #[test]
+    fn least_outstanding_fills_a_stalled_worker_only_to_its_window() {
+        // Slot 0 never finishes; slot 1 finishes each connection before the
+        // next arrives: slot 0 gets its first, then only ties would reach it.
+        let mut lo = LeastOutstanding::new(3);
+        let mut stalled = 0u64;
+        for _ in 0..20 {
+            let s = lo.pick(&[(0, stalled), (1, 0)]).unwrap();
+            lo.picked(s);
+            if s == 0 {
+                stalled += 1;
+            }
+        }
+        assert_eq!(stalled, 1);
     }
 }

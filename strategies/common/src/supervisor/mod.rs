@@ -46,7 +46,7 @@ use rolling::{Phase, Rolling};
 pub const KILL_AFTER: Duration = Duration::from_millis(1500);
 
 const SIGNALS: Token = Token(STRATEGY_TOKEN_LIMIT);
-const CHANNEL_BASE: usize = STRATEGY_TOKEN_LIMIT + 1;
+pub(crate) const CHANNEL_BASE: usize = STRATEGY_TOKEN_LIMIT + 1;
 
 /// A replacement that dies before it is ready this many times in a row
 /// means the slot cannot run: the server gives up instead of fork-looping.

@@ -15,11 +15,17 @@ use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 
 use super::syscall;
 
+/// The most descriptors one message carries: `master-pass:pipelined`
+/// batches up to this many into one `sendmsg`; every other policy sends one.
+/// Bounded so that the receiver's control buffer is small and fixed.
+pub const MAX_FDS_PER_MESSAGE: usize = 16;
+
 /// The most descriptors one `recv_with_fds` call can take. Unix stream
-/// sockets never merge two messages that both carry descriptors into one read,
-/// and the master sends one descriptor per message, so one is the norm; the
-/// room for more only makes a misbehaving peer visible instead of fatal.
-pub const MAX_FDS_PER_READ: usize = 4;
+/// sockets never merge two messages that both carry descriptors into one
+/// read, and no message carries more than [`MAX_FDS_PER_MESSAGE`], so a read
+/// never needs more room; a peer that sent more would have the rest cut off
+/// (`MSG_CTRUNC`, counted by the worker), not crash it.
+pub const MAX_FDS_PER_READ: usize = MAX_FDS_PER_MESSAGE;
 
 /// Sends `data` with `fd` attached, in one `sendmsg`.
 ///
@@ -27,9 +33,19 @@ pub const MAX_FDS_PER_READ: usize = 4;
 /// byte if the count is non-zero. `MSG_NOSIGNAL`: a dead worker is reported as
 /// `EPIPE`, not by killing the master with SIGPIPE.
 pub fn send_with_fd(socket: BorrowedFd<'_>, data: &[u8], fd: BorrowedFd<'_>) -> io::Result<usize> {
+    send_with_fds(socket, data, &[fd])
+}
+
+/// Sends `data` with every descriptor of `fds` attached (one `SCM_RIGHTS`
+/// control message), in one `sendmsg`; as [`send_with_fd`] otherwise.
+pub fn send_with_fds(
+    socket: BorrowedFd<'_>,
+    data: &[u8],
+    fds: &[BorrowedFd<'_>],
+) -> io::Result<usize> {
     use nix::sys::socket::{sendmsg, ControlMessage, MsgFlags};
-    let fds = [fd.as_raw_fd()];
-    let cmsg = [ControlMessage::ScmRights(&fds)];
+    let raw: Vec<RawFd> = fds.iter().map(|fd| fd.as_raw_fd()).collect();
+    let cmsg = [ControlMessage::ScmRights(&raw)];
     let iov = [IoSlice::new(data)];
     sendmsg::<()>(
         socket.as_raw_fd(),
@@ -113,4 +129,46 @@ pub fn recv_with_fds(socket: BorrowedFd<'_>, buf: &mut [u8]) -> io::Result<Recei
 const fn cmsg_space(fds: usize) -> usize {
     // SAFETY: CMSG_SPACE is a pure computation on a length.
     unsafe { libc::CMSG_SPACE((fds * mem::size_of::<RawFd>()) as u32) as usize }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::fs::File;
+    use std::os::fd::AsFd;
+    use std::os::unix::net::UnixStream;
+
+    fn files(n: usize) -> Vec<File> {
+        (0..n).map(|_| File::open("/dev/null").unwrap()).collect()
+    }
+
+    fn send(a: &UnixStream, data: &[u8], files: &[File]) {
+        let fds: Vec<BorrowedFd<'_>> = files.iter().map(|f| f.as_fd()).collect();
+        assert_eq!(send_with_fds(a.as_fd(), data, &fds).unwrap(), data.len());
+    }
+
+    #[test]
+    fn one_message_carries_up_to_the_maximum_and_one_read_takes_them_all() {
+        let (a, b) = UnixStream::pair().unwrap();
+        send(&a, b"batch", &files(MAX_FDS_PER_MESSAGE));
+        send(&a, b"one", &files(1));
+        let mut buf = [0u8; 64];
+        let got = recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        assert_eq!(&buf[..got.bytes], b"batch");
+        assert_eq!(got.fds.len(), MAX_FDS_PER_MESSAGE);
+        assert!(!got.truncated);
+        // The next message's descriptors never join this read.
+        let got = recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        assert_eq!((&buf[..got.bytes], got.fds.len()), (&b"one"[..], 1));
+    }
+
+    #[test]
+    fn more_than_a_read_takes_is_cut_off_and_says_so() {
+        let (a, b) = UnixStream::pair().unwrap();
+        send(&a, b"x", &files(MAX_FDS_PER_READ + 3));
+        let mut buf = [0u8; 8];
+        let got = recv_with_fds(b.as_fd(), &mut buf).unwrap();
+        assert!(got.truncated);
+        assert_eq!(got.fds.len(), MAX_FDS_PER_READ);
+    }
 }

@@ -31,6 +31,7 @@ pub const ALL_STRATEGIES: [&str; 14] = [
     "master-pass:reroute",
     "master-pass:rotate",
     "master-pass:least-conn",
+    "master-pass:pipelined",
     "shared:prefork",
     "shared:blocking-thread",
     "shared:epoll",
@@ -44,11 +45,12 @@ pub const ALL_STRATEGIES: [&str; 14] = [
 ];
 
 /// The `master-pass*` strategies: the master alone listens and passes fds.
-pub const MASTER_PASS: [&str; 4] = [
+pub const MASTER_PASS: [&str; 5] = [
     "master-pass",
     "master-pass:reroute",
     "master-pass:rotate",
     "master-pass:least-conn",
+    "master-pass:pipelined",
 ];
 /// The `shared:*` strategies: one listener inherited by every worker.
 pub const SHARED: [&str; 6] = [
