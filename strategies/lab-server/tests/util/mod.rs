@@ -26,7 +26,7 @@ pub use http::{get, send_bad_input, BadInputOutcome, Client, Response};
 pub use server::{run_to_exit, Server, TempDir};
 
 /// Every `--strategy` name the binary accepts.
-pub const ALL_STRATEGIES: [&str; 14] = [
+pub const ALL_STRATEGIES: [&str; 15] = [
     "master-pass",
     "master-pass:reroute",
     "master-pass:rotate",
