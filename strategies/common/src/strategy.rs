@@ -55,11 +55,15 @@ use nix::unistd::Pid;
 use crate::channel::{Frame, FrameReader, FRAME_LEN};
 pub use crate::config::{ServerConfig, WorkerEnv};
 use crate::stats::{MasterRecord, Shared};
-use crate::supervisor::CHANNEL_BASE;
 use crate::sys::fdpass::send_with_fds;
 
 /// Master tokens below this value belong to the strategy.
 pub const STRATEGY_TOKEN_LIMIT: usize = 1_000_000;
+
+/// The master's token of worker slot `i`'s control channel is
+/// `CHANNEL_BASE + i` (the supervisor registers them; [`Master`] changes
+/// what a channel is watched for).
+pub(crate) const CHANNEL_BASE: usize = STRATEGY_TOKEN_LIMIT + 1;
 
 /// Worker tokens at or above this value belong to the intake; below are
 /// connections.

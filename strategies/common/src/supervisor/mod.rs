@@ -35,7 +35,7 @@ use crate::channel::Frame;
 use crate::config::ServerConfig;
 use crate::signals::{block, SignalStream};
 use crate::stats::{MasterRecord, Shared, StatsReport, WorkerEnd, WorkerRecord};
-use crate::strategy::{Master, Strategy, WorkerHandle, STRATEGY_TOKEN_LIMIT};
+use crate::strategy::{Master, Strategy, WorkerHandle, CHANNEL_BASE, STRATEGY_TOKEN_LIMIT};
 use crate::sys::process::{own_usage, reap_one};
 
 use rolling::{Phase, Rolling};
@@ -46,7 +46,6 @@ use rolling::{Phase, Rolling};
 pub const KILL_AFTER: Duration = Duration::from_millis(1500);
 
 const SIGNALS: Token = Token(STRATEGY_TOKEN_LIMIT);
-pub(crate) const CHANNEL_BASE: usize = STRATEGY_TOKEN_LIMIT + 1;
 
 /// A replacement that dies before it is ready this many times in a row
 /// means the slot cannot run: the server gives up instead of fork-looping.

@@ -9,11 +9,11 @@ use mio::{Interest, Poll, Token};
 
 use crate::channel::FrameReader;
 use crate::config::WorkerEnv;
-use crate::strategy::{Strategy, WorkerHandle};
+use crate::strategy::{Strategy, WorkerHandle, CHANNEL_BASE};
 use crate::sys::fds::close_all_except;
 use crate::sys::process::{die_with_parent, exit_now, fork_single_threaded, Forked};
 
-use super::{Supervisor, CHANNEL_BASE};
+use super::Supervisor;
 
 impl Supervisor {
     /// Forks the workers waiting to start (one at a time if the strategy asks).
