@@ -197,8 +197,7 @@ fn tally(
                 .iter()
                 .position(|w| arriving(&w) && w.tid == l.common_pid)
                 .or_else(|| {
-                    let clients: Vec<i32> = windows.iter().map(|w| w.tid).collect();
-                    if clients.contains(&l.common_pid) {
+                    if windows.iter().any(|w| w.tid == l.common_pid) {
                         None
                     } else {
                         windows.iter().position(|w| arriving(&w))
