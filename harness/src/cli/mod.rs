@@ -186,8 +186,8 @@ fn under_the_hood_command(o: &opts::UnderTheHoodOpts, stop: &AtomicBool) -> Resu
         burst: o.burst,
     };
     // Bad names and missing servers are refused before anything runs.
-    doc::check(&plan).map_err(Error::Usage)?;
-    let page = doc::run(&plan, stop).map_err(|e| {
+    let specs = doc::check(&plan).map_err(Error::Usage)?;
+    let page = doc::run(&plan, specs, stop).map_err(|e| {
         if stop.load(std::sync::atomic::Ordering::SeqCst) {
             Error::Interrupted(e)
         } else {

@@ -80,11 +80,11 @@ pub fn check(plan: &DocPlan) -> Result<Vec<TargetSpec>, String> {
     Ok(specs)
 }
 
-/// Traces every target, then writes the page; the page's path.
-pub fn run(plan: &DocPlan, stop: &AtomicBool) -> Result<PathBuf, String> {
+/// Traces every target (`specs`, from [`check`]), then writes the page;
+/// the page's path.
+pub fn run(plan: &DocPlan, specs: Vec<TargetSpec>, stop: &AtomicBool) -> Result<PathBuf, String> {
     let out = outfile::Output::check("--out", &plan.out, outfile::Dash::FileName)
         .map_err(|e| e.to_string())?;
-    let specs = check(plan)?;
     for spec in specs {
         let name = spec.name();
         eprintln!("tracing {name}");
